@@ -1,0 +1,21 @@
+"""memgpt: a memory-augmented GPT over any Hugging Face causal LM."""
+
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from .backbones import backbone_config, memgpt_config
+from .configuration_memgpt import MemGPTConfig
+from .errors import MemGPTError
+from .modeling_memgpt import MemGPTForCausalLM, MemGPTOutput
+
+AutoConfig.register("memgpt", MemGPTConfig, exist_ok=True)
+AutoModelForCausalLM.register(MemGPTConfig, MemGPTForCausalLM, exist_ok=True)
+
+__version__ = "0.1.0"
+__all__ = [
+    "MemGPTConfig",
+    "MemGPTError",
+    "MemGPTForCausalLM",
+    "MemGPTOutput",
+    "backbone_config",
+    "memgpt_config",
+]

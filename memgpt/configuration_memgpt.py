@@ -1,0 +1,59 @@
+"""Configuration of the memory-augmented GPT: a backbone config plus the memory's shape."""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .errors import MemGPTError
+
+
+class MemGPTConfig(PreTrainedConfig):
+    """Config of [`MemGPTForCausalLM`].
+
+    Args:
+        text_config: config of the backbone causal LM (any `AutoModelForCausalLM` architecture).
+        num_mem_tokens: M, the number of memory vectors read before and written after each segment.
+        segment_size: S, the number of input tokens per segment.
+        bptt_depth: gradients flow back through at most this many segments (-1: all of them).
+    """
+
+    model_type = "memgpt"
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="gpt2")}
+
+    text_config: PreTrainedConfig | dict | None = None
+    num_mem_tokens: int = 8
+    segment_size: int = 64
+    bptt_depth: int = -1
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.validate_memory()
+
+    def validate_memory(self) -> None:
+        """Raise a `MemGPTError` when the memory does not fit the backbone."""
+        for name in ("num_mem_tokens", "segment_size", "bptt_depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise MemGPTError(f"{name} must be an integer, got {value!r}")
+        if self.segment_size <= 0:
+            raise MemGPTError(f"segment_size must be > 0, got {self.segment_size}")
+        if self.num_mem_tokens < 0:
+            raise MemGPTError(f"num_mem_tokens must be >= 0, got {self.num_mem_tokens}")
+        if self.bptt_depth == 0 or self.bptt_depth < -1:
+            raise MemGPTError(f"bptt_depth must be -1 (no truncation) or > 0, got {self.bptt_depth}")
+        window = self.segment_size + 2 * self.num_mem_tokens
+        max_positions = getattr(self.text_config, "max_position_embeddings", None)
+        if max_positions is not None and window > max_positions:
+            raise MemGPTError(
+                f"segment_size + 2*num_mem_tokens = {window} exceeds the backbone's "
+                f"{max_positions} positions"
+            )
+
+    @property
+    def hidden_size(self) -> int:
+        return self.text_config.hidden_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_config.vocab_size

@@ -1,0 +1,191 @@
+"""The memory-augmented GPT: any HF causal LM reading text segment by segment with a latent memory.
+
+Each segment of S tokens is framed as ``[read memory (M) | segment (S) | write slots (M)]``. The
+backbone's last hidden states at the write slots become the memory for the next segment; nothing
+else crosses a segment boundary (RMT). Positions restart in every window and are passed explicitly,
+so learned (GPT-2) and rotary (Llama) position schemes see the same layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from .configuration_memgpt import MemGPTConfig
+from .errors import MemGPTError
+
+
+@dataclass
+class MemGPTOutput(ModelOutput):
+    """Output of [`MemGPTForCausalLM.forward`].
+
+    loss: mean cross-entropy over labelled positions (or sum / `num_items_in_batch`).
+    logits: `[B, T, V]` (or the last `logits_to_keep` positions).
+    memory_state: `[B, M, d]`, the memory after the last segment.
+    memory_states: memory after every segment, when `output_memory_states=True`.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    memory_state: torch.Tensor | None = None
+    memory_states: tuple[torch.Tensor, ...] | None = None
+
+
+class MemGPTPreTrainedModel(PreTrainedModel):
+    config_class = MemGPTConfig
+    base_model_prefix = "memgpt"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, MemGPTForCausalLM):
+            std = getattr(module.config.text_config, "initializer_range", 0.02)
+            nn.init.normal_(module.memory_init, mean=0.0, std=std)
+        elif hasattr(self, "backbone"):
+            self.backbone._init_weights(module)
+
+
+class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
+    """A causal LM with a fixed-size latent memory carried between segments."""
+
+    def __init__(self, config: MemGPTConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.backbone = backbone if backbone is not None else AutoModelForCausalLM.from_config(config.text_config)
+        self.memory_init = nn.Parameter(torch.empty(config.num_mem_tokens, config.hidden_size))
+        self.post_init()
+
+    # -- plumbing the backbone -------------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.backbone.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.backbone.get_output_embeddings()
+
+    @property
+    def num_mem_tokens(self) -> int:
+        return self.config.num_mem_tokens
+
+    def init_memory(self, batch_size: int) -> torch.Tensor:
+        """The learned initial memory, `[B, M, d]`."""
+        return self.memory_init.unsqueeze(0).expand(batch_size, -1, -1)
+
+    # -- one segment ---------------------------------------------------------------------------
+    def memory_step(
+        self,
+        segment_embeds: torch.Tensor,
+        segment_mask: torch.Tensor,
+        memory: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read one segment with `memory`; return its hidden states `[B, S, d]` and the new memory.
+
+        A row whose segment is all padding keeps its memory unchanged.
+        """
+        batch, seg_len, _ = segment_embeds.shape
+        m = self.num_mem_tokens
+        memory = memory.to(segment_embeds.dtype)
+        embeds = torch.cat([memory, segment_embeds, memory], dim=1)  # (B, M+S+M, d)
+        mem_mask = segment_mask.new_ones(batch, m)
+        mask = torch.cat([mem_mask, segment_mask, mem_mask], dim=1)  # (B, M+S+M)
+
+        # Positions: read memory 0..M-1, then the segment's real tokens, then the write slots
+        # right after the last real token, whichever side the padding is on.
+        seg_pos = (segment_mask.long().cumsum(-1) - 1).clamp(min=0) + m  # (B, S)
+        n_real = segment_mask.long().sum(-1, keepdim=True)  # (B, 1)
+        read_pos = torch.arange(m, device=embeds.device).expand(batch, m)
+        write_pos = m + n_real + torch.arange(m, device=embeds.device)  # (B, M)
+        position_ids = torch.cat([read_pos, seg_pos, write_pos], dim=1)  # (B, M+S+M)
+
+        attention_mask = None if bool(mask.all()) else mask
+        out = self.backbone.base_model(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        )
+        hidden = out.last_hidden_state  # (B, M+S+M, d)
+        segment_hidden = hidden[:, m : m + seg_len]
+        new_memory = hidden[:, m + seg_len :]
+        has_tokens = segment_mask.bool().any(-1)[:, None, None]  # (B, 1, 1)
+        new_memory = torch.where(has_tokens, new_memory, memory)
+        # Padded rows with no memory to attend to can produce NaN in SDPA; they carry no loss.
+        segment_hidden = torch.where(segment_mask.bool()[..., None], segment_hidden, 0.0)
+        return segment_hidden, new_memory
+
+    # -- the whole sequence --------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        memory_state: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        shift_labels: torch.LongTensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        logits_to_keep: int = 0,
+        output_memory_states: bool = False,
+        bptt_depth: int | None = None,
+        **kwargs,
+    ) -> MemGPTOutput:
+        """Split the input into segments of `segment_size`, carry memory, return loss/logits/memory.
+
+        `labels` follow the HF convention (unshifted, `-100` ignored); `shift_labels` are already
+        aligned with the logits (lets a caller split one sequence over several calls exactly).
+        `bptt_depth` overrides the config: memory is detached every `bptt_depth` segments.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise MemGPTError("pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        batch, total_len, _ = inputs_embeds.shape
+        if total_len == 0:
+            raise MemGPTError("the input is empty (0 tokens)")
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, total_len, dtype=torch.long, device=inputs_embeds.device)
+        if shift_labels is None and labels is not None:
+            shift_labels = nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T)
+        memory = self.init_memory(batch) if memory_state is None else memory_state
+        if memory.shape[0] != batch or memory.shape[1:] != self.memory_init.shape:
+            raise MemGPTError(
+                f"memory_state has shape {tuple(memory.shape)}, expected ({batch}, {self.num_mem_tokens}, "
+                f"{self.config.hidden_size})"
+            )
+        depth = self.config.bptt_depth if bptt_depth is None else bptt_depth
+        seg = self.config.segment_size
+        keep_from = 0 if logits_to_keep <= 0 else max(0, total_len - logits_to_keep)
+        logits_parts, memory_states = [], []
+        loss_sum = inputs_embeds.new_zeros((), dtype=torch.float32)
+        for index, start in enumerate(range(0, total_len, seg)):
+            if depth > 0 and index > 0 and index % depth == 0:
+                memory = memory.detach()  # truncated BPTT: reassign, so the graph really stops here
+            end = min(start + seg, total_len)
+            hidden, memory = self.memory_step(inputs_embeds[:, start:end], attention_mask[:, start:end], memory)
+            if output_memory_states:
+                memory_states.append(memory)
+            need_logits = end > keep_from
+            if shift_labels is not None:
+                seg_labels = shift_labels[:, start:end]
+                if bool((seg_labels != -100).any()):
+                    seg_logits = self.get_output_embeddings()(hidden)
+                    loss_sum = loss_sum + nn.functional.cross_entropy(
+                        seg_logits.float().flatten(0, 1), seg_labels.flatten(), ignore_index=-100, reduction="sum"
+                    )
+                    if need_logits:
+                        logits_parts.append(seg_logits[:, max(keep_from - start, 0) :])
+                    continue
+            if need_logits:
+                logits_parts.append(self.get_output_embeddings()(hidden[:, max(keep_from - start, 0) :]))
+        loss = None
+        if shift_labels is not None:
+            denom = num_items_in_batch if num_items_in_batch is not None else (shift_labels != -100).sum()
+            loss = loss_sum / torch.as_tensor(denom, device=loss_sum.device).clamp(min=1)
+        return MemGPTOutput(
+            loss=loss,
+            logits=torch.cat(logits_parts, dim=1) if logits_parts else None,
+            memory_state=memory,
+            memory_states=tuple(memory_states) if output_memory_states else None,
+        )
