@@ -1,0 +1,112 @@
+"""The `memgpt` command. Every user error ends in one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import MemGPTError
+
+EXIT_USER_ERROR = 2
+
+
+def _int_list(value: Any) -> list[int]:
+    if isinstance(value, list):
+        return value
+    try:
+        out = [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not out:
+        raise click.BadParameter("expected at least one integer")
+    return out
+
+
+def _train_options(func):
+    """Add one `--option` per `TrainArgs` field, so the CLI and the Python API cannot drift apart."""
+    from .training import TrainArgs
+
+    for f in reversed(dataclasses.fields(TrainArgs)):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            option = click.option(f"{flag}/--no-{flag[2:]}", default=default, show_default=True)
+        elif isinstance(default, list):
+            option = click.option(flag, default=",".join(map(str, default)), show_default=True, callback=lambda c, p, v: _int_list(v))
+        else:
+            option = click.option(flag, type=type(default), default=default, show_default=True)
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="memgpt-lm", prog_name="memgpt")
+def cli() -> None:
+    """memgpt: a memory-augmented GPT for text far longer than its context window."""
+
+
+@cli.command()
+@_train_options
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out-dir.")
+def train(resume: bool, **options: Any) -> None:
+    """Train a memory model from scratch on a synthetic task (BPTT + curriculum)."""
+    from .training import TrainArgs, Trainer
+
+    summary = Trainer(TrainArgs(**options), resume=resume).train()
+    click.echo(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": summary["evals"][-1:]}))
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--task", default=None, help="Task to score (default: the one the checkpoint trained on).")
+@click.option("--segments", default="", help="Comma-separated segment counts (default: the last curriculum stage).")
+@click.option("--eval-size", type=click.IntRange(1, 100_000), default=256, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def evaluate(checkpoint: Path, task: str | None, segments: str, eval_size: int, as_json: bool) -> None:
+    """Exact-match accuracy of a trained CHECKPOINT (a checkpoint or save_pretrained folder)."""
+    from .evaluation import evaluate_checkpoint
+
+    results = evaluate_checkpoint(checkpoint, task, _int_list(segments) if segments else None, eval_size)
+    if as_json:
+        click.echo(json.dumps(results))
+        return
+    click.echo(f"{'task':<8} {'segments':>8} {'tokens':>7} {'accuracy':>8}")
+    for r in results:
+        click.echo(f"{r['task']:<8} {r['segments']:>8} {r['tokens']:>7} {r['accuracy']:>8.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning every failure into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="memgpt", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        return EXIT_USER_ERROR
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        return 130
+    except MemGPTError as e:
+        click.echo(f"error: {e}", err=True)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if os.environ.get("MEMGPT_DEBUG"):
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        click.echo(f"error: {type(e).__name__}: {first} (set MEMGPT_DEBUG=1 for a traceback)", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

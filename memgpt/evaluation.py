@@ -1,0 +1,49 @@
+"""Scoring trained checkpoints on the synthetic tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import MemGPTError
+from .tasks import get_task
+from .training.checkpoint import latest_checkpoint, load_model
+from .training.trainer import evaluate
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A run folder resolves to its latest checkpoint; a model folder is itself."""
+    if path.is_dir() and (path / "latest").exists():
+        return latest_checkpoint(path)  # type: ignore[return-value]
+    return path
+
+
+def evaluate_checkpoint(
+    path: Path, task_name: str | None = None, segments: list[int] | None = None, eval_size: int = 256
+) -> list[dict[str, Any]]:
+    """Exact-match accuracy of the model at `path` for each number of segments."""
+    ckpt = resolve_checkpoint(path)
+    model = load_model(ckpt)
+    saved: dict[str, Any] = {}
+    state_file = ckpt / "trainer_state.json"
+    if state_file.is_file():
+        try:
+            saved = json.loads(state_file.read_text()).get("args", {})
+        except ValueError as e:
+            raise MemGPTError(f"{state_file} is corrupt: {e}") from None
+    task_name = task_name or saved.get("task")
+    if not task_name:
+        raise MemGPTError("--task is required for a model saved without training state")
+    task = get_task(task_name)
+    if task.vocab_size > model.config.vocab_size:
+        raise MemGPTError(f"task {task_name!r} needs a vocabulary of {task.vocab_size}, the model has {model.config.vocab_size}")
+    segments = segments or [max(saved.get("curriculum", [1]))]
+    seg_size = saved.get("segment_size", model.config.segment_size)
+    results = []
+    for n in segments:
+        if n <= 0:
+            raise MemGPTError(f"--segments must be positive, got {n}")
+        acc = evaluate(model, task, n, seg_size, eval_size)
+        results.append({"task": task_name, "segments": n, "tokens": n * seg_size, "accuracy": acc})
+    return results

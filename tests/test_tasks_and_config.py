@@ -1,0 +1,80 @@
+"""Task generators and config validation."""
+
+import pytest
+import torch
+
+from memgpt import MemGPTConfig, MemGPTError, memgpt_config
+from memgpt.tasks import IGNORE, TASKS, FactRecallTask, get_task
+from memgpt.training import Curriculum
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+@pytest.mark.parametrize("segments", [2, 3, 8])
+def test_tasks_are_exact_length_deterministic_and_labelled_only_at_answers(name, segments):
+    task = get_task(name)
+    x, y = task.batch(16, segments, 16, seed=3)
+    x2, y2 = task.batch(16, segments, 16, seed=3)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(x, task.batch(16, segments, 16, seed=4)[0])
+    assert x.shape == (16, segments * 16) and x.max() < task.vocab_size and x.min() >= 0
+    scored = y != IGNORE
+    assert scored.any(-1).all()
+    assert torch.equal(y[scored], x[scored])  # labels are the answer tokens themselves
+
+
+def test_recall_answer_is_the_value_of_the_queried_key():
+    task = get_task("recall")
+    x, _ = task.batch(32, 6, 8, seed=0)
+    for row in x.tolist():
+        key, value = row[-2], row[-1]
+        pairs = {row[i]: row[i + 1] for i in range(len(row) - 3) if row[i] < task.num_keys}
+        assert pairs[key] == value
+
+
+def test_facts_question_names_someone_whose_fact_is_present_once():
+    task = FactRecallTask()
+    x, _ = task.batch(32, 8, 16, seed=0)
+    for row in x.tolist():
+        words = task.decode(row).split()
+        person, answer = words[-3], words[-1]
+        body = " ".join(words[:-5])
+        assert body.count(f"{person} ") == 1
+        assert f" to the {answer} ." in f" {body} ".split(person, 1)[1]
+
+
+def test_tasks_refuse_what_does_not_fit():
+    with pytest.raises(MemGPTError):
+        get_task("facts").batch(1, 1, 8, seed=0)
+    with pytest.raises(MemGPTError):
+        get_task("recall").batch(1, 2, 3, seed=0)
+    with pytest.raises(MemGPTError, match="unknown task"):
+        get_task("nope")
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(segment_size=0), "segment_size"),
+        (dict(segment_size=-3), "segment_size"),
+        (dict(num_mem_tokens=-1), "num_mem_tokens"),
+        (dict(bptt_depth=0), "bptt_depth"),
+        (dict(segment_size=10_000), "positions"),
+    ],
+)
+def test_config_that_does_not_fit_is_refused(kwargs, match):
+    base = memgpt_config("tiny", "gpt2").to_dict()
+    base.update(kwargs)
+    with pytest.raises(MemGPTError, match=match):
+        MemGPTConfig(**base)
+
+
+def test_curriculum_advances_on_accuracy_or_schedule_and_revisits():
+    import random
+
+    c = Curriculum([1, 2, 4], advance_at=0.9)
+    assert not c.update(0.5, 10) and c.current == 1
+    assert c.update(0.95, 20) and c.current == 2
+    counts = [c.sample(random.Random(i)) for i in range(400)]
+    assert set(counts) == {1, 2} and counts.count(2) > 250
+    timed = Curriculum([1, 2], advance_at=2.0, stage_steps=100)
+    assert not timed.update(0.0, 50) and timed.update(0.0, 100) and timed.is_last
