@@ -46,6 +46,9 @@ class MemGPTPreTrainedModel(PreTrainedModel):
         if isinstance(module, MemGPTForCausalLM):
             std = getattr(module.config.text_config, "initializer_range", 0.02)
             nn.init.normal_(module.memory_init, mean=0.0, std=std)
+            # read memory at the scale of the backbone's token embeddings (see `read_memory`)
+            embed_rms = module.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt()
+            nn.init.constant_(module.memory_gain, float(embed_rms))
         elif hasattr(self, "backbone"):
             self.backbone._init_weights(module)
 
@@ -57,6 +60,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.backbone = backbone if backbone is not None else AutoModelForCausalLM.from_config(config.text_config)
         self.memory_init = nn.Parameter(torch.empty(config.num_mem_tokens, config.hidden_size))
+        self.memory_gain = nn.Parameter(torch.ones(config.hidden_size))
         self.post_init()
 
     # -- plumbing the backbone -------------------------------------------------------------
@@ -77,6 +81,16 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         """The learned initial memory, `[B, M, d]`."""
         return self.memory_init.unsqueeze(0).expand(batch_size, -1, -1)
 
+    def read_memory(self, memory: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """RMS-normalise memory to the token embeddings' scale before it enters the backbone.
+
+        The write slots' outputs come after the backbone's final norm, often far larger than token
+        embeddings; fed back raw, they swamp the residual stream and the memory barely changes.
+        """
+        m = memory.float()
+        m = m * m.pow(2).mean(-1, keepdim=True).add(1e-6).rsqrt()
+        return (m * self.memory_gain.float()).to(dtype)
+
     # -- one segment ---------------------------------------------------------------------------
     def memory_step(
         self,
@@ -90,8 +104,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         """
         batch, seg_len, _ = segment_embeds.shape
         m = self.num_mem_tokens
-        memory = memory.to(segment_embeds.dtype)
-        embeds = torch.cat([memory, segment_embeds, memory], dim=1)  # (B, M+S+M, d)
+        read = self.read_memory(memory, segment_embeds.dtype)
+        embeds = torch.cat([read, segment_embeds, read], dim=1)  # (B, M+S+M, d)
         mem_mask = segment_mask.new_ones(batch, m)
         mask = torch.cat([mem_mask, segment_mask, mem_mask], dim=1)  # (B, M+S+M)
 
@@ -111,7 +125,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         segment_hidden = hidden[:, m : m + seg_len]
         new_memory = hidden[:, m + seg_len :]
         has_tokens = segment_mask.bool().any(-1)[:, None, None]  # (B, 1, 1)
-        new_memory = torch.where(has_tokens, new_memory, memory)
+        new_memory = torch.where(has_tokens, new_memory, memory.to(new_memory.dtype))
         # Padded rows with no memory to attend to can produce NaN in SDPA; they carry no loss.
         segment_hidden = torch.where(segment_mask.bool()[..., None], segment_hidden, 0.0)
         return segment_hidden, new_memory

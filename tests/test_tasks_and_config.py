@@ -9,7 +9,7 @@ from memgpt.training import Curriculum
 
 
 @pytest.mark.parametrize("name", list(TASKS))
-@pytest.mark.parametrize("segments", [2, 3, 8])
+@pytest.mark.parametrize("segments", [3, 4, 8])
 def test_tasks_are_exact_length_deterministic_and_labelled_only_at_answers(name, segments):
     task = get_task(name)
     x, y = task.batch(16, segments, 16, seed=3)
@@ -31,20 +31,23 @@ def test_recall_answer_is_the_value_of_the_queried_key():
         assert pairs[key] == value
 
 
-def test_facts_question_names_someone_whose_fact_is_present_once():
+def test_facts_every_question_has_its_fact_exactly_once():
     task = FactRecallTask()
-    x, _ = task.batch(32, 8, 16, seed=0)
-    for row in x.tolist():
+    x, y = task.batch(32, 8, 16, seed=0)
+    for row, lab in zip(x.tolist(), y.tolist()):
         words = task.decode(row).split()
-        person, answer = words[-3], words[-1]
-        body = " ".join(words[:-5])
-        assert body.count(f"{person} ") == 1
-        assert f" to the {answer} ." in f" {body} ".split(person, 1)[1]
+        n_q = 5 * task.num_facts
+        body, tail = " ".join(words[:-n_q]), words[-n_q:]
+        assert [w for w, l in zip(row, lab) if l != IGNORE] == [task.index[tail[i + 4]] for i in range(0, n_q, 5)]
+        for i in range(0, n_q, 5):
+            person, answer = tail[i + 2], tail[i + 4]
+            assert body.count(f"{person} ") == 1
+            assert f" to the {answer} ." in f" {body} ".split(person, 1)[1]
 
 
 def test_tasks_refuse_what_does_not_fit():
     with pytest.raises(MemGPTError):
-        get_task("facts").batch(1, 1, 8, seed=0)
+        get_task("facts").batch(1, 2, 16, seed=0)
     with pytest.raises(MemGPTError):
         get_task("recall").batch(1, 2, 3, seed=0)
     with pytest.raises(MemGPTError, match="unknown task"):

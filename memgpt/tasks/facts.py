@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from ..errors import MemGPTError
-from .base import Task, answer_labels
+from .base import IGNORE, Task
 
 NAMES = ["mary", "john", "sandra", "daniel", "emma", "fred", "julie", "bill"]
 PLACES = ["kitchen", "garden", "office", "hallway", "bedroom", "bathroom", "cellar", "park"]
@@ -17,7 +17,8 @@ GLUE = ["the", "to", "is", "where", "?", ".", "and", "very"]
 
 
 class FactRecallTask(Task):
-    """`num_facts` facts about distinct people hidden among filler; the question asks about one."""
+    """`num_facts` facts about distinct people hidden among filler, then one question per person in
+    random order ("where is mary ? kitchen where is john ? park ..."); every answer word is scored."""
 
     name = "facts"
     min_segment_size = 5
@@ -40,11 +41,11 @@ class FactRecallTask(Task):
         people = rng.sample(NAMES, self.num_facts)
         places = [rng.choice(PLACES) for _ in people]
         facts = [self._ids(f"{p} {rng.choice(VERBS)} to the {pl} .") for p, pl in zip(people, places)]
-        q = rng.randrange(self.num_facts)
-        question = self._ids(f"where is {people[q]} ? {places[q]}")
-        room = total - len(question) - sum(map(len, facts))
+        order = rng.sample(range(self.num_facts), self.num_facts)
+        questions = [self._ids(f"where is {people[q]} ? {places[q]}") for q in order]
+        room = total - sum(map(len, questions)) - sum(map(len, facts))
         if room < 0:
-            raise MemGPTError(f"facts: {total} tokens cannot hold {self.num_facts} facts and a question")
+            raise MemGPTError(f"facts: {total} tokens cannot hold {self.num_facts} facts and their questions")
         sentences: list[list[int]] = []
         while room > 0:
             s = self._ids(self._filler(rng))[:room]
@@ -52,8 +53,12 @@ class FactRecallTask(Task):
             room -= len(s)
         for fact in facts:  # at random sentence boundaries, anywhere before the question
             sentences.insert(rng.randrange(len(sentences) + 1), fact)
-        ids = [tok for s in sentences for tok in s] + question
-        return ids, answer_labels(ids, len(ids) - 1)
+        ids = [tok for s in sentences for tok in s]
+        labels = [IGNORE] * len(ids)
+        for question in questions:  # the answer is each question's last word
+            ids += question
+            labels += [IGNORE] * (len(question) - 1) + [question[-1]]
+        return ids, labels
 
     def decode(self, ids: list[int]) -> str:
         return " ".join(self.words[i] for i in ids)
