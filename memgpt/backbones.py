@@ -49,6 +49,7 @@ def memgpt_config(
     num_mem_tokens: int = 8,
     segment_size: int = 64,
     bptt_depth: int = -1,
+    memory_update: str = "replace",
 ) -> MemGPTConfig:
     """A `MemGPTConfig` around a named fresh backbone, sized so the memory window fits."""
     window = segment_size + 2 * max(num_mem_tokens, 0)
@@ -58,4 +59,5 @@ def memgpt_config(
         num_mem_tokens=num_mem_tokens,
         segment_size=segment_size,
         bptt_depth=bptt_depth,
+        memory_update=memory_update,
     )

@@ -8,6 +8,9 @@ from transformers.configuration_utils import SubConfigSpec
 from .errors import MemGPTError
 
 
+MEMORY_UPDATES = ("replace", "residual")
+
+
 class MemGPTConfig(PreTrainedConfig):
     """Config of [`MemGPTForCausalLM`].
 
@@ -16,6 +19,8 @@ class MemGPTConfig(PreTrainedConfig):
         num_mem_tokens: M, the number of memory vectors read before and written after each segment.
         segment_size: S, the number of input tokens per segment.
         bptt_depth: gradients flow back through at most this many segments (-1: all of them).
+        memory_update: "replace" (RMT: the write slots' states are the new memory) or "residual"
+            (they are added to the old memory, so keeping what is stored is the default).
     """
 
     model_type = "memgpt"
@@ -25,6 +30,7 @@ class MemGPTConfig(PreTrainedConfig):
     num_mem_tokens: int = 8
     segment_size: int = 64
     bptt_depth: int = -1
+    memory_update: str = "replace"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -42,6 +48,8 @@ class MemGPTConfig(PreTrainedConfig):
             raise MemGPTError(f"num_mem_tokens must be >= 0, got {self.num_mem_tokens}")
         if self.bptt_depth == 0 or self.bptt_depth < -1:
             raise MemGPTError(f"bptt_depth must be -1 (no truncation) or > 0, got {self.bptt_depth}")
+        if self.memory_update not in MEMORY_UPDATES:
+            raise MemGPTError(f"memory_update must be one of {', '.join(MEMORY_UPDATES)}, got {self.memory_update!r}")
         window = self.segment_size + 2 * self.num_mem_tokens
         max_positions = getattr(self.text_config, "max_position_embeddings", None)
         if max_positions is not None and window > max_positions:

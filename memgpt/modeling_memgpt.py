@@ -124,6 +124,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         hidden = out.last_hidden_state  # (B, M+S+M, d)
         segment_hidden = hidden[:, m : m + seg_len]
         new_memory = hidden[:, m + seg_len :]
+        if self.config.memory_update == "residual":
+            new_memory = memory.to(new_memory.dtype) + new_memory
         has_tokens = segment_mask.bool().any(-1)[:, None, None]  # (B, 1, 1)
         new_memory = torch.where(has_tokens, new_memory, memory.to(new_memory.dtype))
         # Padded rows with no memory to attend to can produce NaN in SDPA; they carry no loss.

@@ -22,13 +22,14 @@ def test_tasks_are_exact_length_deterministic_and_labelled_only_at_answers(name,
     assert torch.equal(y[scored], x[scored])  # labels are the answer tokens themselves
 
 
-def test_recall_answer_is_the_value_of_the_queried_key():
+def test_recall_answers_are_the_values_of_the_queried_keys():
     task = get_task("recall")
-    x, _ = task.batch(32, 6, 8, seed=0)
-    for row in x.tolist():
-        key, value = row[-2], row[-1]
-        pairs = {row[i]: row[i + 1] for i in range(len(row) - 3) if row[i] < task.num_keys}
-        assert pairs[key] == value
+    x, y = task.batch(32, 6, 8, seed=0)
+    for row, lab in zip(x.tolist(), y.tolist()):
+        q = row.index(task.query)
+        pairs = {row[i]: row[i + 1] for i in range(q) if row[i] < task.num_keys}
+        asked = [(row[i - 1], row[i]) for i in range(q, len(row)) if lab[i] != IGNORE]
+        assert len(asked) == 3 and all(pairs[k] == v for k, v in asked)
 
 
 def test_facts_every_question_has_its_fact_exactly_once():

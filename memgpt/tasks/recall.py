@@ -1,17 +1,19 @@
-"""Associative recall (RMT/ARMT): one (key, value) pair per segment amid noise, then a query."""
+"""Associative recall (RMT/ARMT, multi-query as in MQAR): one (key, value) pair per segment amid
+noise, then queries for several of the keys."""
 
 from __future__ import annotations
 
 import random
 
 from ..errors import MemGPTError
-from .base import Task, answer_labels
+from .base import IGNORE, Task
 
 
 class AssociativeRecallTask(Task):
     """Segments 1..N-1 each hold one `key value` pair at a random spot among noise tokens; the last
-    segment ends with `QUERY key value`, and only that value is scored. N segments -> N-1 pairs
-    (one pair for N = 1), so longer inputs also mean more pairs to remember."""
+    segment ends with `QUERY k v k v ...` for up to `(S - 1) // 2` distinct stored keys, and each
+    queried value is scored. N segments -> N-1 pairs (one pair for N = 1), so longer inputs also
+    mean more pairs to remember."""
 
     name = "recall"
     min_segment_size = 5
@@ -41,10 +43,15 @@ class AssociativeRecallTask(Task):
         ids: list[int] = []
         for key, value in zip(keys[: num_segments - 1], values):
             ids += self._with_pair(segment_size, key, value, rng)
-        q = rng.randrange(num_pairs)
+        room = segment_size - 1
         if num_segments == 1:  # the single pair shares the last segment with the query
-            ids += self._with_pair(segment_size - 3, keys[0], values[0], rng)
-        else:
-            ids += self._noise(segment_size - 3, rng)
-        ids += [self.query, keys[q], self.value0 + values[q]]
-        return ids, answer_labels(ids, len(ids) - 1)
+            ids += self._with_pair(2, keys[0], values[0], rng)
+            room -= 2
+        num_queries = min(num_pairs, room // 2)
+        queried = rng.sample(range(num_pairs), num_queries)
+        ids += self._noise(room - 2 * num_queries, rng) + [self.query]
+        labels = [IGNORE] * len(ids)
+        for q in queried:
+            ids += [keys[q], self.value0 + values[q]]
+            labels += [IGNORE, self.value0 + values[q]]
+        return ids, labels

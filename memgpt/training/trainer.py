@@ -34,6 +34,7 @@ class TrainArgs:
     arch: str = "gpt2"
     num_mem_tokens: int = 8
     segment_size: int = 8
+    memory_update: str = "replace"
     curriculum: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9])
     advance_at: float = 0.95
     stage_steps: int = 0
@@ -83,7 +84,8 @@ def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) ->
         config = memgpt_config(args.size, args.arch, task.vocab_size, 0, longest, -1)
     else:
         config = memgpt_config(
-            args.size, args.arch, task.vocab_size, args.num_mem_tokens, args.segment_size, args.bptt_depth
+            args.size, args.arch, task.vocab_size, args.num_mem_tokens, args.segment_size, args.bptt_depth,
+            args.memory_update,
         )
     torch.manual_seed(args.seed)
     return MemGPTForCausalLM(config)
@@ -188,7 +190,7 @@ class Trainer:
     def _resume(self, ckpt: Path) -> None:
         opt_state, state, rng = load_training_state(ckpt)
         saved = state.get("args", {})
-        for key in ("task", "size", "arch", "num_mem_tokens", "segment_size", "full_attention"):
+        for key in ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "full_attention"):
             if key in saved and saved[key] != getattr(self.args, key):
                 raise MemGPTError(f"--resume: {key}={getattr(self.args, key)!r} but the checkpoint has {saved[key]!r}")
         self.model = load_model(ckpt)
