@@ -6,12 +6,15 @@ from .backbones import backbone_config, memgpt_config
 from .configuration_memgpt import MemGPTConfig
 from .errors import MemGPTError
 from .modeling_memgpt import MemGPTForCausalLM, MemGPTOutput
+from .pretrained import DEFAULT_MODEL, load_backbone
 
 AutoConfig.register("memgpt", MemGPTConfig, exist_ok=True)
 AutoModelForCausalLM.register(MemGPTConfig, MemGPTForCausalLM, exist_ok=True)
 
 __version__ = "0.1.0"
 __all__ = [
+    "DEFAULT_MODEL",
+    "load_backbone",
     "MemGPTConfig",
     "MemGPTError",
     "MemGPTForCausalLM",

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModelForCausalLM, DynamicCache, GenerationMixin, PreTrainedModel
+from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 
 from .configuration_memgpt import MemGPTConfig
@@ -33,6 +34,18 @@ class MemGPTOutput(ModelOutput):
     logits: torch.Tensor | None = None
     memory_state: torch.Tensor | None = None
     memory_states: tuple[torch.Tensor, ...] | None = None
+    generation_state: GenerationState | None = None
+
+
+@dataclass
+class GenerationState:
+    """Decoding state carried by `generate()`: the memory read by the current segment, the
+    backbone's KV cache over `[read memory | tokens of this segment]`, and token counts."""
+
+    memory: torch.Tensor | None = None
+    cache: Cache | None = None
+    segment_tokens: int = 0
+    consumed: int = 0
 
 
 class MemGPTPreTrainedModel(PreTrainedModel):
@@ -62,6 +75,27 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         self.memory_init = nn.Parameter(torch.empty(config.num_mem_tokens, config.hidden_size))
         self.memory_gain = nn.Parameter(torch.ones(config.hidden_size))
         self.post_init()
+
+    @classmethod
+    def from_backbone(
+        cls,
+        name: str = "default",
+        num_mem_tokens: int = 8,
+        segment_size: int = 512,
+        bptt_depth: int = -1,
+        memory_update: str = "replace",
+        dtype: torch.dtype = torch.float32,
+    ) -> MemGPTForCausalLM:
+        """Wrap a pretrained causal LM ("default": the packaged SmolLM2-135M-Instruct, offline;
+        or a local folder, or a hub id) with a fresh memory. Its tokenizer: `memgpt.load_backbone`."""
+        from .pretrained import load_backbone
+
+        backbone, _ = load_backbone(name, dtype=dtype)
+        config = MemGPTConfig(
+            text_config=backbone.config, num_mem_tokens=num_mem_tokens, segment_size=segment_size,
+            bptt_depth=bptt_depth, memory_update=memory_update,
+        )
+        return cls(config, backbone=backbone).to(dtype)
 
     # -- plumbing the backbone -------------------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:
@@ -145,6 +179,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         logits_to_keep: int = 0,
         output_memory_states: bool = False,
         bptt_depth: int | None = None,
+        generation_state: GenerationState | None = None,
         **kwargs,
     ) -> MemGPTOutput:
         """Split the input into segments of `segment_size`, carry memory, return loss/logits/memory.
@@ -155,6 +190,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise MemGPTError("pass exactly one of input_ids or inputs_embeds")
+        if generation_state is not None:
+            return self._decode_step(input_ids, memory_state, generation_state, logits_to_keep)
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         batch, total_len, _ = inputs_embeds.shape
@@ -204,4 +241,80 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
             logits=torch.cat(logits_parts, dim=1) if logits_parts else None,
             memory_state=memory,
             memory_states=tuple(memory_states) if output_memory_states else None,
+        )
+
+    # -- generation ------------------------------------------------------------------------------
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the backbone's cache lives inside GenerationState, reset at each segment
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        memory_state: torch.Tensor | None = None,
+        generation_state: GenerationState | None = None,
+        use_cache: bool = True,
+        logits_to_keep: int = 1,
+        **kwargs,
+    ) -> dict:
+        inputs = {"input_ids": input_ids, "memory_state": memory_state, "logits_to_keep": logits_to_keep}
+        if use_cache and (attention_mask is None or bool(attention_mask.all())):
+            inputs["generation_state"] = generation_state if generation_state is not None else GenerationState()
+        else:  # padded batches re-read everything each step (exact, slower)
+            inputs["attention_mask"] = attention_mask
+        return inputs
+
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
+        model_kwargs = super()._update_model_kwargs_for_generation(
+            outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
+        )
+        model_kwargs["generation_state"] = outputs.generation_state
+        return model_kwargs
+
+    def _backbone_pass(self, embeds: torch.Tensor, start: int, cache: Cache) -> torch.Tensor:
+        """Run `embeds` at positions `start..` against `cache` (updated in place); last hidden states."""
+        batch, length, _ = embeds.shape
+        position_ids = torch.arange(start, start + length, device=embeds.device).expand(batch, length)
+        out = self.backbone.base_model(inputs_embeds=embeds, position_ids=position_ids, cache=cache, use_cache=True)
+        return out.last_hidden_state
+
+    def _decode_step(
+        self,
+        input_ids: torch.LongTensor,
+        memory_state: torch.Tensor | None,
+        state: GenerationState,
+        logits_to_keep: int,
+    ) -> MemGPTOutput:
+        """Read the tokens of `input_ids` not yet consumed, with a KV cache inside the current segment;
+        when a segment fills, write memory and start the next window. Same maths as `forward`."""
+        m, seg = self.num_mem_tokens, self.config.segment_size
+        new = input_ids[:, state.consumed :]
+        if state.memory is None:
+            state.memory = self.init_memory(input_ids.shape[0]) if memory_state is None else memory_state
+        embeds = self.get_input_embeddings()(new)
+        hidden_parts = []
+        pos = 0
+        while pos < new.shape[1]:
+            read = self.read_memory(state.memory, embeds.dtype)
+            if state.cache is None:
+                state.cache = DynamicCache(config=self.config.text_config)
+                if m:
+                    self._backbone_pass(read, 0, state.cache)
+                state.segment_tokens = 0
+            take = min(seg - state.segment_tokens, new.shape[1] - pos)
+            hidden_parts.append(self._backbone_pass(embeds[:, pos : pos + take], m + state.segment_tokens, state.cache))
+            state.segment_tokens += take
+            pos += take
+            if state.segment_tokens == seg:  # the segment is full: write memory, drop the window
+                written = self._backbone_pass(read, m + seg, state.cache) if m else state.memory
+                if m and self.config.memory_update == "residual":
+                    written = state.memory.to(written.dtype) + written
+                state.memory, state.cache = written, None
+        state.consumed = input_ids.shape[1]
+        hidden = torch.cat(hidden_parts, dim=1)
+        if logits_to_keep > 0:
+            hidden = hidden[:, -logits_to_keep:]
+        return MemGPTOutput(
+            logits=self.get_output_embeddings()(hidden), memory_state=state.memory, generation_state=state
         )

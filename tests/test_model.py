@@ -1,5 +1,6 @@
 """The memory model's equivalences and invariants, on GPT-2 and Llama backbones."""
 
+import pytest
 import torch
 from conftest import tiny_model
 from transformers import AutoModelForCausalLM
@@ -95,8 +96,10 @@ def test_padding_side_does_not_change_the_result(arch):
     torch.testing.assert_close(left.logits[:, 2:], model(x).logits, atol=1e-5, rtol=1e-5)
 
 
-def test_chunked_calls_with_state_equal_one_call(arch):
+@pytest.mark.parametrize("update", ["replace", "residual"])
+def test_chunked_calls_with_state_equal_one_call(arch, update):
     model = tiny_model(arch, num_mem_tokens=4, segment_size=8)
+    model.config.memory_update = update
     x = torch.randint(0, 99, (2, 32))
     full = model(x, labels=x)
     first = model(x[:, :16])
@@ -118,9 +121,18 @@ def test_save_load_round_trip_is_identical(arch, tmp_path):
     assert torch.equal(a.logits, b.logits) and torch.equal(a.memory_state, b.memory_state)
 
 
-def test_memory_state_shape_is_checked():
-    import pytest
+def test_wrapping_a_pretrained_backbone_keeps_its_weights(arch):
+    from memgpt import backbone_config
 
+    lm = AutoModelForCausalLM.from_config(backbone_config("tiny", arch))
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    model = MemGPTForCausalLM(MemGPTConfig(text_config=lm.config, num_mem_tokens=2, segment_size=8), backbone=lm)
+    assert all(torch.equal(before[k], v) for k, v in model.backbone.state_dict().items())
+    embed_rms = lm.get_input_embeddings().weight.pow(2).mean().sqrt()
+    torch.testing.assert_close(model.memory_gain.detach(), torch.full_like(model.memory_gain, float(embed_rms)))
+
+
+def test_memory_state_shape_is_checked():
     from memgpt import MemGPTError
 
     model = tiny_model("gpt2", num_mem_tokens=4)

@@ -63,6 +63,7 @@ def test_tasks_refuse_what_does_not_fit():
         (dict(num_mem_tokens=-1), "num_mem_tokens"),
         (dict(bptt_depth=0), "bptt_depth"),
         (dict(segment_size=10_000), "positions"),
+        (dict(memory_update="mix"), "memory_update"),
     ],
 )
 def test_config_that_does_not_fit_is_refused(kwargs, match):

@@ -1,0 +1,44 @@
+"""generate() with memory: prompt segments folded into memory, a KV cache inside the segment."""
+
+import pytest
+import torch
+from conftest import tiny_model
+
+
+@pytest.mark.parametrize("update", ["replace", "residual"])
+def test_cached_greedy_equals_uncached_greedy_float64(arch, update):
+    model = tiny_model(arch, num_mem_tokens=3, segment_size=5, dtype=torch.float64)
+    model.config.memory_update = update
+    prompt = torch.randint(0, 99, (2, 12))  # 2 full segments + 2 tokens; generation crosses 5 more segments
+    kwargs = dict(max_new_tokens=25, do_sample=False, pad_token_id=0)
+    cached = model.generate(prompt, use_cache=True, **kwargs)
+    uncached = model.generate(prompt, use_cache=False, **kwargs)
+    assert cached.shape == (2, 37)
+    assert torch.equal(cached, uncached)
+
+
+def test_cached_logits_match_forward(arch):
+    model = tiny_model(arch, num_mem_tokens=2, segment_size=4, dtype=torch.float64)
+    x = torch.randint(0, 99, (1, 15))
+    full = model(x)
+    from memgpt.modeling_memgpt import GenerationState
+
+    state = GenerationState()
+    step_logits = [model(x[:, :6], generation_state=state, logits_to_keep=0).logits]
+    for t in range(6, 15):
+        step_logits.append(model(x[:, : t + 1], generation_state=state, logits_to_keep=1).logits)
+    torch.testing.assert_close(torch.cat(step_logits, 1), full.logits)
+    # 15 tokens = 3 full segments + 3: memory after segment 3 equals forward's state after 12 tokens
+    torch.testing.assert_close(state.memory, model(x[:, :12]).memory_state)
+
+
+def test_generate_continues_from_a_saved_memory(arch):
+    model = tiny_model(arch, num_mem_tokens=3, segment_size=6, dtype=torch.float64)
+    document = torch.randint(0, 99, (1, 30))
+    memory = model(document).memory_state
+    prompt = torch.randint(0, 99, (1, 4))
+    with_mem = model.generate(prompt, memory_state=memory, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    again = model.generate(prompt, memory_state=memory, max_new_tokens=8, do_sample=False, pad_token_id=0, use_cache=False)
+    assert torch.equal(with_mem, again)
+    logits_mem = model(prompt, memory_state=memory).logits
+    assert not torch.allclose(logits_mem, model(prompt).logits)  # the memory is really read
