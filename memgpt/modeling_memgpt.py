@@ -70,7 +70,12 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
     """A causal LM with a fixed-size latent memory carried between segments."""
 
     def __init__(self, config: MemGPTConfig, backbone: PreTrainedModel | None = None):
+        attn = backbone.config._attn_implementation if backbone is not None else None
         super().__init__(config)
+        if backbone is not None:
+            # the composite init resets the shared backbone config's attention to None, which
+            # silently drops the causal mask; restore what the backbone was loaded with
+            backbone.config._attn_implementation = attn or "sdpa"
         self.backbone = backbone if backbone is not None else AutoModelForCausalLM.from_config(config.text_config)
         self.memory_init = nn.Parameter(torch.empty(config.num_mem_tokens, config.hidden_size))
         self.memory_gain = nn.Parameter(torch.ones(config.hidden_size))
@@ -95,7 +100,12 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
             text_config=backbone.config, num_mem_tokens=num_mem_tokens, segment_size=segment_size,
             bptt_depth=bptt_depth, memory_update=memory_update,
         )
-        return cls(config, backbone=backbone).to(dtype)
+        model = cls(config, backbone=backbone)
+        with torch.no_grad():  # an untrained memory must still be the same every time it is built
+            g = torch.Generator().manual_seed(0)
+            std = getattr(backbone.config, "initializer_range", 0.02)
+            model.memory_init.copy_(torch.randn(model.memory_init.shape, generator=g) * std)
+        return model.to(dtype).eval()
 
     # -- plumbing the backbone -------------------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:

@@ -124,10 +124,15 @@ def test_save_load_round_trip_is_identical(arch, tmp_path):
 def test_wrapping_a_pretrained_backbone_keeps_its_weights(arch):
     from memgpt import backbone_config
 
-    lm = AutoModelForCausalLM.from_config(backbone_config("tiny", arch))
+    lm = AutoModelForCausalLM.from_config(backbone_config("tiny", arch)).eval()
     before = {k: v.clone() for k, v in lm.state_dict().items()}
+    x = torch.randint(0, 99, (2, 8))
+    reference = lm(x).logits
     model = MemGPTForCausalLM(MemGPTConfig(text_config=lm.config, num_mem_tokens=2, segment_size=8), backbone=lm)
     assert all(torch.equal(before[k], v) for k, v in model.backbone.state_dict().items())
+    torch.testing.assert_close(lm(x).logits, reference)  # still causal, still the same model
+    plain = MemGPTForCausalLM(MemGPTConfig(text_config=lm.config, num_mem_tokens=0, segment_size=8), backbone=lm)
+    torch.testing.assert_close(plain(x).logits, reference)
     embed_rms = lm.get_input_embeddings().weight.pow(2).mean().sqrt()
     torch.testing.assert_close(model.memory_gain.detach(), torch.full_like(model.memory_gain, float(embed_rms)))
 

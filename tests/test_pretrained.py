@@ -29,11 +29,16 @@ def test_memgpt_over_the_default_model(default_model):
 
     text = "禅与计算机程序设计艺术。 The memory carries what was read. " * 8
     ids = tokenizer(text, return_tensors="pt").input_ids[:, :96]
+    reference = backbone(ids).logits
     plain = MemGPTForCausalLM(MemGPTConfig(text_config=backbone.config, num_mem_tokens=0, segment_size=96), backbone=backbone)
-    torch.testing.assert_close(plain(ids).logits, backbone(ids).logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(plain(ids).logits, reference, atol=1e-4, rtol=1e-4)
     model = MemGPTForCausalLM(MemGPTConfig(text_config=backbone.config, num_mem_tokens=4, segment_size=32), backbone=backbone)
     out = model(ids, labels=ids)
     assert out.memory_state.shape == (1, 4, 576) and torch.isfinite(out.loss) and out.loss < 8
+    prompt = tokenizer("The capital of France is", return_tensors="pt").input_ids
+    wrapped = MemGPTForCausalLM(MemGPTConfig(text_config=backbone.config, num_mem_tokens=0, segment_size=64), backbone=backbone)
+    new = wrapped.generate(prompt, max_new_tokens=6, do_sample=False)[0, prompt.shape[1] :]
+    assert "Paris" in tokenizer.decode(new)  # generate() through memgpt, with its KV cache
 
 
 def test_bad_model_names_are_refused(tmp_path):

@@ -1,0 +1,89 @@
+"""Memory files: a memory state saved as `.safetensors` with metadata, to read a document once
+and query it later. Written atomically; refused clearly when made for another model."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .errors import MemGPTError
+from .modeling_memgpt import MemGPTForCausalLM
+
+FORMAT_VERSION = "1"
+KIND = "latent"
+
+
+def memory_fingerprint(model: MemGPTForCausalLM) -> str:
+    """A hash of what gives a memory its meaning: the memory parameters, backbone and layout."""
+    h = hashlib.sha256()
+    for tensor in (model.memory_init, model.memory_gain):
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    cfg = model.config
+    h.update(f"{backbone_id(model)}|{cfg.num_mem_tokens}|{cfg.segment_size}|{cfg.memory_update}".encode())
+    return h.hexdigest()[:16]
+
+
+def backbone_id(model: MemGPTForCausalLM) -> str:
+    """A readable name of the backbone: its name/path, else architecture and size."""
+    text = model.config.text_config
+    name = getattr(text, "name_or_path", "") or ""
+    if name:
+        return Path(name).name
+    return f"{text.model_type}-{text.num_hidden_layers}x{text.hidden_size}"
+
+
+def save_memory(path: str | Path, model: MemGPTForCausalLM, memory: torch.Tensor, tokens_read: int) -> Path:
+    """Write `memory` (`[1, M, d]`) to `path` atomically, with metadata."""
+    path = Path(path)
+    if path.is_dir():
+        raise MemGPTError(f"{path} is a directory")
+    if not path.parent.exists():
+        raise MemGPTError(f"folder {path.parent} does not exist")
+    metadata = {
+        "format": "memgpt-memory", "format_version": FORMAT_VERSION, "kind": KIND,
+        "backbone": backbone_id(model), "fingerprint": memory_fingerprint(model), "tokens_read": str(tokens_read),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({"memory": memory.detach().float().cpu().contiguous()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise MemGPTError(f"cannot write {path}: {e.strerror}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def load_memory(path: str | Path, model: MemGPTForCausalLM) -> tuple[torch.Tensor, dict[str, str]]:
+    """Read a memory file made for `model`; refuse truncated, foreign or mismatched files."""
+    path = Path(path)
+    if not path.is_file():
+        raise MemGPTError(f"{path} does not exist or is not a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != "memgpt-memory" or "memory" not in f.keys():
+                raise MemGPTError(f"{path} is not a memgpt memory file")
+            memory = f.get_tensor("memory")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise MemGPTError(f"{path} is not a readable memory file (truncated or corrupt?): {e}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise MemGPTError(f"{path} has memory format {meta.get('format_version')}, this memgpt reads {FORMAT_VERSION}")
+    if meta.get("kind") != KIND:
+        raise MemGPTError(f"{path} holds a {meta.get('kind')!r} memory, not a {KIND!r} one")
+    if meta.get("backbone") != backbone_id(model) or meta.get("fingerprint") != memory_fingerprint(model):
+        raise MemGPTError(
+            f"{path} was made for backbone {meta.get('backbone')!r} (memory {meta.get('fingerprint')}), "
+            f"not this model ({backbone_id(model)!r}, memory {memory_fingerprint(model)})"
+        )
+    expected = (1, model.num_mem_tokens, model.config.hidden_size)
+    if tuple(memory.shape) != expected:
+        raise MemGPTError(f"{path} holds memory of shape {tuple(memory.shape)}, expected {expected}")
+    return memory.to(model.memory_init.dtype), meta
