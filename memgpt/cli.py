@@ -97,8 +97,8 @@ def _load(model_name: str, num_mem_tokens: int, segment_size: int, bf16: bool):
     from .pretrained import load_backbone
 
     dtype = torch.bfloat16 if bf16 else torch.float32
-    model = MemGPTForCausalLM.from_backbone(model_name, num_mem_tokens, segment_size, dtype=dtype)
-    return model, load_backbone(model_name)[1]
+    backbone, tokenizer = load_backbone(model_name, dtype=dtype)
+    return MemGPTForCausalLM.from_backbone(backbone, num_mem_tokens, segment_size, dtype=dtype), tokenizer
 
 
 @cli.command()

