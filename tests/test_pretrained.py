@@ -54,3 +54,34 @@ def test_bad_model_names_are_refused(tmp_path):
             resolve_backbone("default")
     finally:
         del os.environ["MEMGPT_CACHE"]
+
+
+def test_streamed_tokenization_equals_one_shot_with_the_real_tokenizer(default_model, tmp_path):
+    from memgpt.streaming import iter_text, iter_tokens
+
+    _, tokenizer = default_model
+    text = ("Fourscore and seven years ago, 禅与计算机程序设计艺术：MemGPT的核心概念。\n\n" * 300) + "end"
+    f = tmp_path / "doc.txt"
+    f.write_text(text, encoding="utf-8")
+    streamed = [t for piece in iter_tokens(tokenizer, iter_text(f, chunk_bytes=777)) for t in piece]
+    assert streamed == tokenizer(text)["input_ids"]
+
+
+def test_concurrent_first_uses_build_one_valid_cache(tmp_path):
+    """Two processes converting the GGUF at once: both succeed, the cache is complete, no debris."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MEMGPT_CACHE=str(tmp_path), OMP_NUM_THREADS="1")
+    code = "from memgpt.pretrained import resolve_backbone; print(resolve_backbone('default'))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert [p.name for p in tmp_path.iterdir()] == ["smollm2-135m-instruct"]
+    os.environ["MEMGPT_CACHE"] = str(tmp_path)
+    try:
+        model, tokenizer = load_backbone("default")
+    finally:
+        del os.environ["MEMGPT_CACHE"]
+    assert model.config.hidden_size == 576
