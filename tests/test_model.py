@@ -134,7 +134,7 @@ def test_wrapping_a_pretrained_backbone_keeps_its_weights(arch):
     plain = MemGPTForCausalLM(MemGPTConfig(text_config=lm.config, num_mem_tokens=0, segment_size=8), backbone=lm)
     torch.testing.assert_close(plain(x).logits, reference)
     embed_rms = lm.get_input_embeddings().weight.pow(2).mean().sqrt()
-    torch.testing.assert_close(model.memory_gain.detach(), torch.full_like(model.memory_gain, float(embed_rms)))
+    torch.testing.assert_close(model.memory_gain.detach(), torch.full_like(model.memory_gain, float(embed_rms.detach())))
 
 
 def test_memory_state_shape_is_checked():
