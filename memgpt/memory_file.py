@@ -25,7 +25,7 @@ def memory_fingerprint(model: MemGPTForCausalLM) -> str:
     for tensor in (model.memory_init, model.memory_gain):
         h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     cfg = model.config
-    h.update(f"{backbone_id(model)}|{cfg.num_mem_tokens}|{cfg.segment_size}|{cfg.memory_update}".encode())
+    h.update(f"{backbone_id(model)}|{cfg.num_mem_tokens}|{cfg.segment_size}|{cfg.memory_update}|{cfg.memory_norm}".encode())
     return h.hexdigest()[:16]
 
 

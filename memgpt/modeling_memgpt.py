@@ -133,6 +133,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         The write slots' outputs come after the backbone's final norm, often far larger than token
         embeddings; fed back raw, they swamp the residual stream and the memory barely changes.
         """
+        if not self.config.memory_norm:
+            return memory.to(dtype)
         m = memory.float()
         m = m * m.pow(2).mean(-1, keepdim=True).add(1e-6).rsqrt()
         return (m * self.memory_gain.float()).to(dtype)

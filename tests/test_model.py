@@ -96,10 +96,10 @@ def test_padding_side_does_not_change_the_result(arch):
     torch.testing.assert_close(left.logits[:, 2:], model(x).logits, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("update", ["replace", "residual"])
-def test_chunked_calls_with_state_equal_one_call(arch, update):
+@pytest.mark.parametrize("update,norm", [("replace", True), ("residual", True), ("replace", False)])
+def test_chunked_calls_with_state_equal_one_call(arch, update, norm):
     model = tiny_model(arch, num_mem_tokens=4, segment_size=8)
-    model.config.memory_update = update
+    model.config.memory_update, model.config.memory_norm = update, norm
     x = torch.randint(0, 99, (2, 32))
     full = model(x, labels=x)
     first = model(x[:, :16])

@@ -35,6 +35,7 @@ class TrainArgs:
     num_mem_tokens: int = 8
     segment_size: int = 8
     memory_update: str = "replace"
+    memory_norm: bool = True
     curriculum: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9])
     advance_at: float = 0.95
     stage_steps: int = 0
@@ -85,7 +86,7 @@ def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) ->
     else:
         config = memgpt_config(
             args.size, args.arch, task.vocab_size, args.num_mem_tokens, args.segment_size, args.bptt_depth,
-            args.memory_update,
+            args.memory_update, args.memory_norm,
         )
     torch.manual_seed(args.seed)
     return MemGPTForCausalLM(config)
@@ -190,7 +191,8 @@ class Trainer:
     def _resume(self, ckpt: Path) -> None:
         opt_state, state, rng = load_training_state(ckpt)
         saved = state.get("args", {})
-        for key in ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "full_attention"):
+        fixed = ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "memory_norm", "full_attention")
+        for key in fixed:
             if key in saved and saved[key] != getattr(self.args, key):
                 raise MemGPTError(f"--resume: {key}={getattr(self.args, key)!r} but the checkpoint has {saved[key]!r}")
         self.model = load_model(ckpt)
