@@ -25,6 +25,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+MEMGPT_KINDS = ("ingest", "gen_memgpt")
 
 
 def speeches() -> list[str]:
@@ -66,12 +67,12 @@ def worker(kind: str, length: int, dtype_name: str, segment_size: int, mem: int,
     backbone, tokenizer = load_backbone("default", dtype=dtype)
     if kind != "ingest":
         ids = tokenizer(corpus_text(min(length, 8192) * 8), return_tensors="pt").input_ids[:, :length]
+    model = MemGPTForCausalLM.from_backbone(backbone, mem, segment_size, dtype=dtype) if kind in MEMGPT_KINDS else None
     load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reset_peak_rss()  # measure this run's peak, not the model loading's
     out: dict = {"kind": kind, "dtype": dtype_name, "tokens": length}
     with torch.inference_mode():
         if kind == "ingest":
-            model = MemGPTForCausalLM.from_backbone(backbone, mem, segment_size, dtype=dtype)
             embed = model.get_input_embeddings()
             memory = model.init_memory(1)
             done = 0
@@ -90,8 +91,7 @@ def worker(kind: str, length: int, dtype_name: str, segment_size: int, mem: int,
             out["seconds"] = time.perf_counter() - t0
         elif kind in ("gen_memgpt", "gen_plain"):
             prompt = ids[:, : min(length, 256)]
-            model = (MemGPTForCausalLM.from_backbone(backbone, mem, segment_size, dtype=dtype)
-                     if kind == "gen_memgpt" else backbone)
+            model = model if kind == "gen_memgpt" else backbone
             kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                           pad_token_id=tokenizer.eos_token_id)
             model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.eos_token_id)
@@ -204,7 +204,7 @@ def main() -> None:
     for dtype in args.dtypes.split(","):
         if "matmul" not in skip:
             rows.append(measure("matmul", 1, dtype, args))
-        for n in map(int, args.lengths.split(",")):
+        for n in [int(x) for x in args.lengths.split(",") if x]:
             rows.append(measure("ingest", n, dtype, args))
         if "full" not in skip:
             for n in map(int, args.full_lengths.split(",")):

@@ -60,8 +60,9 @@ class MemGPTPreTrainedModel(PreTrainedModel):
             std = getattr(module.config.text_config, "initializer_range", 0.02)
             nn.init.normal_(module.memory_init, mean=0.0, std=std)
             # read memory at the scale of the backbone's token embeddings (see `read_memory`)
-            embed_rms = module.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt()
-            nn.init.constant_(module.memory_gain, float(embed_rms))
+            weight = module.get_input_embeddings().weight.detach()
+            squares = sum(float(rows.float().pow(2).sum()) for rows in weight.split(4096))  # no full fp32 copy
+            nn.init.constant_(module.memory_gain, (squares / weight.numel()) ** 0.5)
         elif hasattr(self, "backbone"):
             self.backbone._init_weights(module)
 
