@@ -128,7 +128,12 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "transformers": transformers.__version__, "threads": args.threads,
             "machine": platform.machine(), "cpus": torch.get_num_threads(), "budget_seconds": args.budget * args.budget_scale}
-    (RESULTS / "memory_tasks.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    out = RESULTS / "memory_tasks.json"
+    if out.exists():  # a partial run (--tasks copy) replaces its own rows and keeps the others
+        ran = {(r["task"], r["variant"]) for r in results}
+        kept = [r for r in json.loads(out.read_text())["results"] if (r["task"], r["variant"]) not in ran]
+        results = kept + results
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     plot(results, RESULTS / "memory_tasks.png")
     print(f"\nwrote {RESULTS / 'memory_tasks.json'} and {RESULTS / 'memory_tasks.png'}")
 
