@@ -140,6 +140,12 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         m = m * m.pow(2).mean(-1, keepdim=True).add(1e-6).rsqrt()
         return (m * self.memory_gain.float()).to(dtype)
 
+    def update_memory(self, memory: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+        """The next memory from the write slots' states: replace (RMT) or add to the old memory."""
+        if self.config.memory_update == "residual":
+            return memory.to(written.dtype) + written
+        return written
+
     # -- one segment ---------------------------------------------------------------------------
     def memory_step(
         self,
@@ -172,9 +178,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         )
         hidden = out.last_hidden_state  # (B, M+S+M, d)
         segment_hidden = hidden[:, m : m + seg_len]
-        new_memory = hidden[:, m + seg_len :]
-        if self.config.memory_update == "residual":
-            new_memory = memory.to(new_memory.dtype) + new_memory
+        new_memory = self.update_memory(memory, hidden[:, m + seg_len :])
         has_tokens = segment_mask.bool().any(-1)[:, None, None]  # (B, 1, 1)
         new_memory = torch.where(has_tokens, new_memory, memory.to(new_memory.dtype))
         # Padded rows with no memory to attend to can produce NaN in SDPA; they carry no loss.
@@ -322,10 +326,9 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
             state.segment_tokens += take
             pos += take
             if state.segment_tokens == seg:  # the segment is full: write memory, drop the window
-                written = self._backbone_pass(read, m + seg, state.cache) if m else state.memory
-                if m and self.config.memory_update == "residual":
-                    written = state.memory.to(written.dtype) + written
-                state.memory, state.cache = written, None
+                if m:
+                    state.memory = self.update_memory(state.memory, self._backbone_pass(read, m + seg, state.cache))
+                state.cache = None
         state.consumed = input_ids.shape[1]
         hidden = torch.cat(hidden_parts, dim=1)
         if logits_to_keep > 0:
