@@ -38,21 +38,18 @@ def backbone_id(model: MemGPTForCausalLM) -> str:
     return f"{text.model_type}-{text.num_hidden_layers}x{text.hidden_size}"
 
 
-def save_memory(path: str | Path, model: MemGPTForCausalLM, memory: torch.Tensor, tokens_read: int) -> Path:
-    """Write `memory` (`[1, M, d]`) to `path` atomically, with metadata."""
+def write_state_file(path: str | Path, kind: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write a memory state of any kind (tensors + string metadata) to `path` atomically."""
     path = Path(path)
     if path.is_dir():
         raise MemGPTError(f"{path} is a directory")
     if not path.parent.exists():
         raise MemGPTError(f"folder {path.parent} does not exist")
-    metadata = {
-        "format": "memgpt-memory", "format_version": FORMAT_VERSION, "kind": KIND,
-        "backbone": backbone_id(model), "fingerprint": memory_fingerprint(model), "tokens_read": str(tokens_read),
-    }
+    meta = {"format": "memgpt-memory", "format_version": FORMAT_VERSION, "kind": kind, **metadata}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file({"memory": memory.detach().float().cpu().contiguous()}, tmp, metadata=metadata)
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
         os.replace(tmp, path)
     except OSError as e:
         raise MemGPTError(f"cannot write {path}: {e.strerror}") from None
@@ -61,23 +58,43 @@ def save_memory(path: str | Path, model: MemGPTForCausalLM, memory: torch.Tensor
     return path
 
 
-def load_memory(path: str | Path, model: MemGPTForCausalLM) -> tuple[torch.Tensor, dict[str, str]]:
-    """Read a memory file made for `model`; refuse truncated, foreign or mismatched files."""
+def read_state_file(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a memory file's tensors and metadata; refuse truncated, foreign-format or other-kind files."""
     path = Path(path)
     if not path.is_file():
         raise MemGPTError(f"{path} does not exist or is not a file")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            if meta.get("format") != "memgpt-memory" or "memory" not in f.keys():
+            if meta.get("format") != "memgpt-memory":
                 raise MemGPTError(f"{path} is not a memgpt memory file")
-            memory = f.get_tensor("memory")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise MemGPTError(f"{path} is not a readable memory file (truncated or corrupt?): {e}") from None
     if meta.get("format_version") != FORMAT_VERSION:
         raise MemGPTError(f"{path} has memory format {meta.get('format_version')}, this memgpt reads {FORMAT_VERSION}")
-    if meta.get("kind") != KIND:
-        raise MemGPTError(f"{path} holds a {meta.get('kind')!r} memory, not a {KIND!r} one")
+    if kind is not None and meta.get("kind") != kind:
+        raise MemGPTError(f"{path} holds a {meta.get('kind')!r} memory, not a {kind!r} one")
+    return tensors, meta
+
+
+def file_kind(path: str | Path) -> str:
+    """The memory kind stored in a memory file (validates the file)."""
+    return read_state_file(path)[1].get("kind", "")
+
+
+def save_memory(path: str | Path, model: MemGPTForCausalLM, memory: torch.Tensor, tokens_read: int) -> Path:
+    """Write a latent `memory` (`[1, M, d]`) to `path` atomically, with metadata."""
+    metadata = {"backbone": backbone_id(model), "fingerprint": memory_fingerprint(model), "tokens_read": str(tokens_read)}
+    return write_state_file(path, KIND, {"memory": memory.float()}, metadata)
+
+
+def load_memory(path: str | Path, model: MemGPTForCausalLM) -> tuple[torch.Tensor, dict[str, str]]:
+    """Read a latent memory file made for `model`; refuse truncated, foreign or mismatched files."""
+    tensors, meta = read_state_file(path, KIND)
+    if "memory" not in tensors:
+        raise MemGPTError(f"{path} is not a memgpt memory file")
+    memory = tensors["memory"]
     if meta.get("backbone") != backbone_id(model) or meta.get("fingerprint") != memory_fingerprint(model):
         raise MemGPTError(
             f"{path} was made for backbone {meta.get('backbone')!r} (memory {meta.get('fingerprint')}), "
