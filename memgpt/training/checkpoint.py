@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -77,14 +78,19 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     trainer_state: dict[str, Any],
     keep: int = 2,
+    save_model: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write checkpoint `step` into a temporary folder, rename it into place, then move `latest`."""
+    """Write checkpoint `step` into a temporary folder, rename it into place, then move `latest`.
+    `save_model(folder)` replaces `model.save_pretrained` (e.g. to write only an adapter)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"checkpoint-{step:06d}"
     final = out_dir / name
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}."))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if save_model is not None:
+            save_model(tmp)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         tensors, meta = optimizer_to_flat(optimizer)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         (tmp / "optimizer.json").write_text(json.dumps(meta))
@@ -150,6 +156,15 @@ def load_model(path: Path):
         raise MemGPTError(f"{path} does not exist")
     if not path.is_dir():
         raise MemGPTError(f"{path} is not a model folder")
+    if (path / "adapter.safetensors").is_file():  # a LoRA run: the default backbone + its adapter
+        from ..adapters import load_latent_model, read_adapter
+        from ..pretrained import load_backbone
+
+        read_adapter(path / "adapter.safetensors")
+        model = load_latent_model(load_backbone("default")[0], path / "adapter.safetensors")
+        if model is None:
+            raise MemGPTError(f"the adapter in {path} was trained for another backbone")
+        return model
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise MemGPTError(f"{path} is not a memgpt model folder (config.json or model.safetensors missing)")
     try:

@@ -22,6 +22,7 @@ from .checkpoint import latest_checkpoint, load_model, load_training_state, save
 from .curriculum import Curriculum
 
 EVAL_SEED = 10**9  # evaluation samples come from seeds no training step uses
+ADAPTER_FILE = "adapter.safetensors"  # LoRA runs checkpoint only the trained parameters
 
 
 @dataclass
@@ -57,6 +58,11 @@ class TrainArgs:
     full_attention: bool = False
     threads: int = 0
     progress: bool = True
+    backbone: str = ""  # a pretrained backbone ("default", a folder, a hub id) instead of a config from scratch
+    lora_rank: int = 0  # > 0: train LoRA (peft) + the memory parameters only; the backbone stays frozen
+    lora_alpha: float = 16.0
+    bf16: bool = False  # bfloat16 autocast (CPU or CUDA)
+    device: str = "auto"  # auto: cuda when available, else cpu
 
     def validate(self) -> None:
         """Raise `MemGPTError` on option values that cannot work."""
@@ -76,10 +82,37 @@ class TrainArgs:
             raise MemGPTError(f"--bptt-depth must be -1 (full) or > 0, got {self.bptt_depth}")
         if self.warmup_steps < 0 or self.grad_clip < 0 or self.time_budget < 0 or self.threads < 0:
             raise MemGPTError("--warmup-steps, --grad-clip, --time-budget and --threads must be >= 0")
+        if self.lora_rank < 0 or (self.lora_rank and not self.backbone):
+            raise MemGPTError("--lora-rank must be >= 0 and needs --backbone")
+        if self.backbone and self.full_attention:
+            raise MemGPTError("--full-attention trains a model from scratch; it cannot be used with --backbone")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise MemGPTError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise MemGPTError("--device cuda: no CUDA device is available")
+        return torch.device(self.device)
 
 
 def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) -> MemGPTForCausalLM:
-    """A fresh model for `args`; full attention reads the longest input as one segment, no memory."""
+    """A fresh model for `args`; full attention reads the longest input as one segment, no memory.
+    With `backbone`, a pretrained LM with fresh memory (and LoRA when `lora_rank` > 0)."""
+    if args.backbone:
+        model = MemGPTForCausalLM.from_backbone(
+            args.backbone, args.num_mem_tokens, args.segment_size, args.bptt_depth, args.memory_update
+        )
+        model.config.memory_norm = args.memory_norm
+        if model.config.vocab_size < task.vocab_size:
+            raise MemGPTError(f"task {args.task!r} needs a vocabulary of {task.vocab_size}; the backbone has {model.config.vocab_size}")
+        if args.lora_rank:
+            from ..adapters import add_lora
+
+            torch.manual_seed(args.seed)
+            add_lora(model, args.lora_rank, args.lora_alpha)
+        return model.train()
     if args.full_attention:
         longest = (max_segments or max(args.curriculum)) * args.segment_size
         config = memgpt_config(args.size, args.arch, task.vocab_size, 0, longest, -1)
@@ -106,24 +139,27 @@ def sequence_pass(
     labels: torch.Tensor,
     bptt_depth: int = -1,
     backward: bool = False,
+    autocast: torch.dtype | None = None,
 ) -> tuple[float, torch.Tensor]:
     """Run one batch segment by segment; return (mean loss, per-sample exact match `[B]`).
 
     With `backward` and `bptt_depth > 0`, the sequence is cut into chunks of `bptt_depth` segments
     and each chunk is backpropagated on its own, so activations of only one chunk are ever held.
+    `autocast`: run the forward passes under `torch.autocast` in that dtype (e.g. bfloat16).
     """
     shift = nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)  # (B, T), aligned with logits
     total = int((shift != IGNORE).sum())
     seg = model.config.segment_size
     chunk = input_ids.shape[1] if bptt_depth <= 0 else bptt_depth * seg
     memory, loss_value = None, 0.0
-    wrong = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+    wrong = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     for start in range(0, input_ids.shape[1], chunk):
         sl = slice(start, start + chunk)
-        out = model(
-            input_ids=input_ids[:, sl], shift_labels=shift[:, sl], memory_state=memory,
-            num_items_in_batch=total, bptt_depth=-1,
-        )
+        with torch.autocast(input_ids.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            out = model(
+                input_ids=input_ids[:, sl], shift_labels=shift[:, sl], memory_state=memory,
+                num_items_in_batch=total, bptt_depth=-1,
+            )
         if backward and out.loss.requires_grad:
             if not torch.isfinite(out.loss):
                 return float("nan"), wrong
@@ -134,13 +170,13 @@ def sequence_pass(
         mask = target != IGNORE
         if mask.any():
             wrong |= ((out.logits.argmax(-1) != target) & mask).any(-1)
-    return loss_value, ~wrong
+    return loss_value, (~wrong).cpu()
 
 
 @torch.inference_mode()
 def evaluate(
     model: MemGPTForCausalLM, task: Task, num_segments: int, segment_size: int, size: int = 256,
-    batch_size: int = 64, seed: int = EVAL_SEED,
+    batch_size: int = 64, seed: int = EVAL_SEED, autocast: torch.dtype | None = None,
 ) -> float:
     """Exact-match accuracy on `size` held-out samples of `num_segments` segments."""
     was_training = model.training
@@ -149,7 +185,8 @@ def evaluate(
     for i in range(0, size, batch_size):
         n = min(batch_size, size - i)
         x, y = task.batch(n, num_segments, segment_size, seed=seed + 7919 * num_segments + i)
-        correct += int(sequence_pass(model, x, y)[1].sum())
+        device = model.memory_init.device
+        correct += int(sequence_pass(model, x.to(device), y.to(device), autocast=autocast)[1].sum())
     model.train(was_training)
     return correct / size
 
@@ -171,6 +208,8 @@ class Trainer:
         self.step, self.elapsed, self.evals = 0, 0.0, []
         if args.threads:
             torch.set_num_threads(args.threads)
+        self.device = args.torch_device()
+        self.autocast = torch.bfloat16 if args.bf16 else None
         ckpt = latest_checkpoint(self.out_dir) if self.out_dir.exists() else None
         if resume:
             if ckpt is None:
@@ -180,22 +219,32 @@ class Trainer:
             if ckpt is not None:
                 raise MemGPTError(f"{self.out_dir} already holds checkpoints; pass --resume or another --out-dir")
             self.model = model if model is not None else build_model(args, self.task)
+            self.model.to(self.device)
             self.optimizer = self._optimizer()
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "memory_init" not in n]
-        no_decay = [p for n, p in self.model.named_parameters() if p.ndim < 2 or "memory_init" in n]
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in trainable if p.ndim >= 2 and "memory_init" not in n]
+        no_decay = [p for n, p in trainable if p.ndim < 2 or "memory_init" in n]
         groups = [{"params": decay, "weight_decay": self.args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=self.args.lr)
 
     def _resume(self, ckpt: Path) -> None:
         opt_state, state, rng = load_training_state(ckpt)
         saved = state.get("args", {})
-        fixed = ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "memory_norm", "full_attention")
+        fixed = ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "memory_norm", "full_attention",
+                 "backbone", "lora_rank", "lora_alpha")
         for key in fixed:
             if key in saved and saved[key] != getattr(self.args, key):
                 raise MemGPTError(f"--resume: {key}={getattr(self.args, key)!r} but the checkpoint has {saved[key]!r}")
-        self.model = load_model(ckpt)
+        if self.args.lora_rank:
+            from ..adapters import load_adapter_into, read_adapter
+
+            self.model = build_model(self.args, self.task)
+            load_adapter_into(self.model, read_adapter(ckpt / ADAPTER_FILE)[0])
+        else:
+            self.model = load_model(ckpt)
+        self.model.to(self.device)
         self.model.train()
         self.optimizer = self._optimizer()
         try:
@@ -227,8 +276,18 @@ class Trainer:
         }
 
     def save(self) -> Path:
+        saver = None
+        if self.args.lora_rank:  # only what was trained: a few MB instead of the whole backbone
+            from ..adapters import save_adapter
+
+            info = {"task": self.args.task, "step": self.step, "evals": self.evals[-3:]}
+
+            def saver(folder: Path) -> None:
+                save_adapter(folder / ADAPTER_FILE, self.model, self.args.lora_rank, self.args.lora_alpha, info)
+
         return save_checkpoint(
-            self.out_dir, self.step, self.model, self.optimizer, self.state_dict(), self.args.keep_checkpoints
+            self.out_dir, self.step, self.model, self.optimizer, self.state_dict(), self.args.keep_checkpoints,
+            save_model=saver,
         )
 
     def train_step(self) -> dict[str, Any]:
@@ -237,11 +296,12 @@ class Trainer:
         rng = random.Random(f"{args.seed}:{self.step}")
         num_segments = self.curriculum.sample(rng)
         x, y = self.task.batch(args.batch_size, num_segments, args.segment_size, seed=rng.getrandbits(63))
+        x, y = x.to(self.device), y.to(self.device)
         lr = lr_at(self.step, args)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        loss, correct = sequence_pass(self.model, x, y, args.bptt_depth, backward=True)
+        loss, correct = sequence_pass(self.model, x, y, args.bptt_depth, backward=True, autocast=self.autocast)
         record = {"step": self.step + 1, "loss": loss, "acc": float(correct.float().mean()),
                   "segments": num_segments, "lr": lr}
         if not math.isfinite(loss):
@@ -249,7 +309,8 @@ class Trainer:
             record["skipped"] = "non-finite loss"
             return record
         if args.grad_clip > 0:
-            record["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_clip))
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            record["grad_norm"] = float(nn.utils.clip_grad_norm_(params, args.grad_clip))
         self.optimizer.step()
         return record
 
@@ -272,7 +333,8 @@ class Trainer:
                 raise MemGPTError(f"loss was NaN/inf for 3 steps in a row at step {self.step}; lower --lr")
             if self.step % args.eval_every == 0:
                 n = self.curriculum.current
-                acc = evaluate(self.model, self.task, n, args.segment_size, args.eval_size)
+                acc = evaluate(self.model, self.task, n, args.segment_size, args.eval_size,
+                               batch_size=min(64, args.batch_size), autocast=self.autocast)
                 self.evals.append({"step": self.step, "segments": n, "acc": acc})
                 record["eval_acc"] = acc
                 advanced = self.curriculum.update(acc, self.step)
