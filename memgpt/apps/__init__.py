@@ -1,0 +1,16 @@
+"""Applications on long documents with the packaged default model, offline: summarize, ask,
+generate, read once into a memory file and answer later."""
+
+from . import latent_memory, retrieval_memory, text_memory, window_memory  # noqa: F401 - registers the kinds
+from .ask import ask
+from .documents import Source
+from .engine import Engine, get_engine
+from .longform import generate
+from .memories import KINDS, MemoryState, load_state, make_memory, save_state
+from .reading import DEFAULT_KIND, read, write_memory_file
+from .summarize import summarize
+
+__all__ = [
+    "DEFAULT_KIND", "KINDS", "Engine", "MemoryState", "Source", "ask", "generate", "get_engine", "load_state",
+    "make_memory", "read", "save_state", "summarize", "write_memory_file",
+]

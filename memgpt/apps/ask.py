@@ -1,0 +1,41 @@
+"""ask: questions about a document far longer than the window, all answered from one reading."""
+
+from __future__ import annotations
+
+from ..errors import MemGPTError
+from .documents import DEFAULT_MAX_BYTES, Source
+from .engine import Engine
+from .memories import ANSWER_RESERVE, MemoryState, answer_from
+from .reading import Reading, open_document
+
+MAX_QUESTION_TOKENS = 128
+
+
+def ask(source: Source | MemoryState, questions: str | list[str], *, memory: str | None = None,
+        engine: Engine | None = None, max_new_tokens: int = 32, progress: bool = False,
+        max_bytes: int = DEFAULT_MAX_BYTES) -> str | list[str]:
+    """Answer one question (returns a str) or several (returns a list) about a document, read once."""
+    single = isinstance(questions, str)
+    qs = [questions] if single else list(questions)
+    if not qs:
+        raise MemGPTError("no question given")
+    for q in qs:
+        if not isinstance(q, str) or not q.strip():
+            raise MemGPTError("a question is empty")
+    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 512:
+        raise MemGPTError(f"max_new_tokens must be from 1 to 512, got {max_new_tokens!r}")
+    reading = open_document(source, "ask", memory, engine, progress, max_bytes)
+    for q in qs:
+        if reading.memory.engine.count_tokens(q) > MAX_QUESTION_TOKENS:
+            raise MemGPTError(f"a question is longer than {MAX_QUESTION_TOKENS} tokens")
+    answers = answer_reading(reading, qs, max_new_tokens)
+    return answers[0] if single else answers
+
+
+def answer_reading(reading: Reading, questions: list[str], max_new_tokens: int) -> list[str]:
+    if reading.direct_text is not None:
+        engine = reading.memory.engine
+        budget = engine.window - ANSWER_RESERVE - max_new_tokens
+        context = engine.clip(reading.direct_text, budget)
+        return [answer_from(engine, context, q, max_new_tokens) for q in questions]
+    return reading.memory.answer(reading.state, questions, max_new_tokens)

@@ -1,0 +1,91 @@
+"""Latent memory: the RMT-style memory vectors of `MemGPTForCausalLM` over the engine's backbone.
+
+With a trained adapter for the backbone (see `memgpt.adapters`) the memory is learned; without one
+it is the untrained memory of `from_backbone`, which carries little (measured, see the README).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig
+
+from ..errors import MemGPTError
+from ..memory_file import memory_fingerprint
+from ..modeling_memgpt import MemGPTForCausalLM
+from .engine import Engine
+from .memories import Memory, MemoryState, clean, register, trim_to_sentence
+
+NUM_MEM_TOKENS = 16
+SEGMENT_TOKENS = 512
+
+
+def latent_model(engine: Engine) -> MemGPTForCausalLM:
+    """The engine's memory model (built once): a shipped adapter if there is one, else fresh memory."""
+    if "latent" not in engine.extras:
+        try:
+            from ..adapters import load_latent_model
+        except ImportError:
+            load_latent_model = None
+        model = load_latent_model(engine.backbone) if load_latent_model else None
+        if model is None:
+            model = MemGPTForCausalLM.from_backbone(engine.backbone, NUM_MEM_TOKENS, SEGMENT_TOKENS, dtype=engine.dtype)
+        engine.extras["latent"] = model.eval()
+    return engine.extras["latent"]
+
+
+@register
+class LatentMemory(Memory):
+    kind = "latent"
+    segment_tokens = SEGMENT_TOKENS
+
+    def new_state(self) -> MemoryState:
+        state = super().new_state()
+        model = latent_model(self.engine)
+        state.tensors["memory"] = model.init_memory(1).float()
+        state.info["fingerprint"] = memory_fingerprint(model)
+        return state
+
+    @torch.inference_mode()
+    def _update(self, state: MemoryState, segment: list[int]) -> None:
+        model = latent_model(self.engine)
+        ids = torch.tensor([segment])
+        memory = state.tensors["memory"].to(model.dtype)
+        _, memory = model.memory_step(model.get_input_embeddings()(ids), torch.ones_like(ids), memory)
+        state.tensors["memory"] = memory.float()
+
+    def context(self, state: MemoryState, query: str | None, budget: int) -> str:
+        return ""  # the document lives in the vectors, not in the prompt
+
+    @torch.inference_mode()
+    def _generate(self, state: MemoryState, user: str, max_new_tokens: int, **options) -> str:
+        model = latent_model(self.engine)
+        ids = torch.tensor([self.engine.chat_ids(user)[-model.config.segment_size :]])
+        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.engine.pad_id,
+                                  eos_token_id=self.engine.tokenizer.eos_token_id, **options)
+        memory = state.tensors["memory"].to(model.dtype)
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config, memory_state=memory)
+        return clean(self.engine.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+
+    def answer(self, state: MemoryState, questions: list[str], max_new_tokens: int = 32) -> list[str]:
+        user = "Question about the document you have read: {}\nAnswer with a few words."
+        return [self._generate(state, user.format(q), max_new_tokens) for q in questions]
+
+    def summarize(self, state: MemoryState, max_length: int) -> str:
+        words = max(5, int(max_length * 0.6))
+        user = f"Summarize the document you have read in at most {words} words."
+        return trim_to_sentence(self._generate(state, user, max_length, repetition_penalty=1.1))
+
+    @classmethod
+    def validate(cls, state: MemoryState, path: str | Path) -> None:
+        memory = state.tensors.get("memory")
+        if memory is None or memory.dim() != 3 or memory.shape[0] != 1:
+            raise MemGPTError(f"{path} is a corrupt latent memory file")
+
+    def check_compatible(self, state: MemoryState, path: str | Path) -> None:
+        model = latent_model(self.engine)
+        if state.info.get("fingerprint") != memory_fingerprint(model):
+            raise MemGPTError(f"{path} was written by another latent memory (adapter) than this model's")
+        if tuple(state.tensors["memory"].shape[1:]) != (model.num_mem_tokens, model.config.hidden_size):
+            raise MemGPTError(f"{path} holds memory of shape {tuple(state.tensors['memory'].shape)}, not this model's")

@@ -1,0 +1,95 @@
+"""generate: long text (stories, poems, code) from a prompt, past the window, with memory.
+
+The output is produced in chunks. Each chunk is conditioned on the prompt, the memory of what was
+written so far, and the most recent output (a sliding window):
+- "text": running notes of the output so far, rewritten by the model (names, places, plot);
+- "none": the sliding window only (a baseline: what was written before it is forgotten);
+- "latent": the model's memory vectors (`MemGPTForCausalLM.generate` folds full segments into memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tqdm.auto import tqdm
+
+from ..errors import MemGPTError
+from .engine import Engine, get_engine
+from .memories import clean, make_memory
+from .text_memory import notes_of
+
+CHUNK_TOKENS = 256
+RECENT_TOKENS = 768
+NOTES_EVERY = 1024  # output tokens between two updates of the notes
+
+
+def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", engine: Engine | None = None,
+             temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, repetition_penalty: float = 1.1,
+             seed: int = 0, progress: bool = False, on_text: Callable[[str], None] | None = None) -> str:
+    """Write up to `max_new_tokens` tokens continuing `prompt`; `on_text` receives each new chunk."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise MemGPTError("the prompt is empty")
+    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 1_000_000:
+        raise MemGPTError(f"max_new_tokens must be from 1 to 1000000, got {max_new_tokens!r}")
+    if memory not in ("text", "none", "latent"):
+        raise MemGPTError(f"generate supports memory text, none or latent, not {memory!r}")
+    engine = engine or get_engine()
+    prompt = engine.clip(prompt, engine.window // 4)
+    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+    if memory == "latent":
+        return _latent(engine, prompt, max_new_tokens, seed, sampling)
+    notes_memory = make_memory("text", engine)
+    state = notes_memory.new_state()
+    out_ids: list[int] = []
+    since_notes: list[int] = []
+    bar = tqdm(total=max_new_tokens, unit="tok", desc="writing", disable=not progress, leave=False)
+    step = 0
+    while len(out_ids) < max_new_tokens:
+        n = min(CHUNK_TOKENS, max_new_tokens - len(out_ids))
+        notes = notes_of(state) if memory == "text" else ""
+        user = prompt if not notes else f"{prompt}\n\n(Notes on what you have written so far:\n{notes})"
+        recent = engine.tokenizer.decode(out_ids[-RECENT_TOKENS:], skip_special_tokens=True)
+        ids = engine.chat_ids(user, system="You are a creative, coherent writer.", prefix=recent)
+        new = _complete_ids(engine, ids, n, seed + step, sampling)
+        step += 1
+        if not new:
+            break
+        out_ids += new
+        since_notes += new
+        bar.update(len(new))
+        if on_text:
+            on_text(engine.tokenizer.decode(new, skip_special_tokens=True))
+        if memory == "text" and len(since_notes) >= NOTES_EVERY:
+            notes_memory.update(state, since_notes)
+            since_notes = []
+    bar.close()
+    return clean(engine.tokenizer.decode(out_ids, skip_special_tokens=True))
+
+
+def _complete_ids(engine: Engine, ids: list[int], n: int, seed: int, sampling: dict) -> list[int]:
+    """Exactly `n` new tokens (end-of-text suppressed: the caller asked for a length)."""
+    import torch
+    from transformers import GenerationConfig
+
+    temperature = sampling["temperature"]
+    sample = temperature > 0
+    config = GenerationConfig(
+        max_new_tokens=n, min_new_tokens=n, do_sample=sample, temperature=temperature if sample else None,
+        top_k=(sampling["top_k"] or None) if sample else None, top_p=sampling["top_p"] if sample else None,
+        repetition_penalty=sampling["repetition_penalty"], pad_token_id=engine.pad_id,
+        eos_token_id=engine.tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        x = torch.tensor([ids])
+        out = engine.backbone.generate(x, attention_mask=torch.ones_like(x), generation_config=config)
+    return out[0, len(ids) :].tolist()
+
+
+def _latent(engine: Engine, prompt: str, max_new_tokens: int, seed: int, sampling: dict) -> str:
+    from ..generation import generate_text
+    from .latent_memory import latent_model
+
+    text = engine.tokenizer.decode(engine.chat_ids(prompt, system="You are a creative, coherent writer."))
+    return clean(generate_text(latent_model(engine), engine.tokenizer, text, max_new_tokens=max_new_tokens,
+                               seed=seed, **sampling))

@@ -1,0 +1,162 @@
+"""Memory kinds behind one interface: read a document segment by segment into a state, then
+answer from it. A state is a value: it can be saved to a memory file and loaded later.
+
+    memory = make_memory("text", engine)
+    state = memory.new_state()
+    for segment in segments:                       # token ids, `memory.segment_tokens` at a time
+        state = memory.update(state, segment)
+    memory.answer(state, ["Who ...?"]); memory.summarize(state, max_length=80)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from ..errors import MemGPTError
+from ..memory_file import read_state_file, write_state_file
+from .engine import Engine
+
+ANSWER_RESERVE = 192  # prompt tokens kept free for the instructions and the question
+
+
+@dataclass
+class MemoryState:
+    """What a memory kind keeps: `tensors` (saved as they are) and small string `info`."""
+
+    kind: str
+    backbone: str
+    tokens_read: int = 0
+    segments: int = 0
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict[str, str] = field(default_factory=dict)
+    work: dict = field(default_factory=dict, repr=False)  # scratch while reading; never saved
+
+
+class Memory(ABC):
+    """A memory kind: how segments update the state and how the state answers."""
+
+    kind: ClassVar[str]
+    segment_tokens: int = 1024
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def new_state(self) -> MemoryState:
+        return MemoryState(kind=self.kind, backbone=backbone_name(self.engine))
+
+    def update(self, state: MemoryState, segment: list[int]) -> MemoryState:
+        """Fold one segment of token ids into the state (in place) and return it."""
+        self._update(state, segment)
+        state.tokens_read += len(segment)
+        state.segments += 1
+        return state
+
+    @abstractmethod
+    def _update(self, state: MemoryState, segment: list[int]) -> None: ...
+
+    def finish(self, state: MemoryState) -> MemoryState:
+        """Called once after the last segment (flush what is pending)."""
+        return state
+
+    @classmethod
+    def validate(cls, state: MemoryState, path: str | Path) -> None:
+        """Refuse a loaded state whose tensors are not what this kind writes."""
+
+    @abstractmethod
+    def context(self, state: MemoryState, query: str | None, budget: int) -> str:
+        """The text this memory puts in front of a question (`query`) or a summary request (None),
+        at most `budget` tokens."""
+
+    def answer(self, state: MemoryState, questions: list[str], max_new_tokens: int = 32) -> list[str]:
+        budget = self.engine.window - ANSWER_RESERVE - max_new_tokens
+        return [answer_from(self.engine, self.context(state, q, budget), q, max_new_tokens) for q in questions]
+
+    def summarize(self, state: MemoryState, max_length: int) -> str:
+        budget = self.engine.window - ANSWER_RESERVE - max_length
+        return summarize_text(self.engine, self.context(state, None, budget), max_length)
+
+
+def backbone_name(engine: Engine) -> str:
+    name = getattr(engine.backbone.config, "name_or_path", "") or engine.name
+    return Path(str(name)).name
+
+
+def answer_from(engine: Engine, context: str, question: str, max_new_tokens: int) -> str:
+    prompt = f"Text:\n{context}\n\nQuestion: {question}\nAnswer with a few words from the text."
+    return clean(engine.chat(prompt, max_new_tokens))
+
+
+def summarize_text(engine: Engine, context: str, max_length: int) -> str:
+    """Summarize `context` in at most `max_length` tokens, ending at a sentence where possible."""
+    words = max(5, int(max_length * 0.6))
+    prompt = f"Text:\n{context}\n\nSummarize the text above in at most {words} words."
+    return trim_to_sentence(clean(engine.chat(prompt, max_length, repetition_penalty=1.1)))
+
+
+def clean(text: str) -> str:
+    """Well-formed output: no replacement characters left by a multi-byte token cut in half."""
+    return text.replace("\ufffd", "").strip()
+
+
+def trim_to_sentence(text: str) -> str:
+    """Drop a trailing unfinished sentence, unless that would drop almost everything."""
+    ends = [text.rfind(p) for p in (".", "!", "?", "。", "！", "？")]
+    cut = max(ends)
+    return text[: cut + 1] if cut >= len(text) // 2 else text
+
+
+# -- registry and files ------------------------------------------------------------------------
+KINDS: dict[str, type[Memory]] = {}
+
+
+def register(cls: type[Memory]) -> type[Memory]:
+    KINDS[cls.kind] = cls
+    return cls
+
+
+def make_memory(kind: str, engine: Engine) -> Memory:
+    if kind not in KINDS:
+        raise MemGPTError(f"unknown memory kind {kind!r}; choose from {', '.join(sorted(KINDS))}")
+    return KINDS[kind](engine)
+
+
+def save_state(path: str | Path, state: MemoryState) -> Path:
+    """Write a state to a memory file (safetensors + metadata, atomically)."""
+    meta = {"backbone": state.backbone, "tokens_read": str(state.tokens_read), "segments": str(state.segments),
+            **{f"info.{k}": v for k, v in state.info.items()}}
+    tensors = state.tensors or {"empty": torch.zeros(0)}
+    return write_state_file(path, state.kind, tensors, meta)
+
+
+def load_state(path: str | Path, engine: Engine | None = None) -> MemoryState:
+    """Read a memory file; refuse one made for another backbone than `engine`'s."""
+    tensors, meta = read_state_file(path)
+    kind = meta.get("kind", "")
+    if kind not in KINDS:
+        raise MemGPTError(f"{path} holds a {kind!r} memory, which this memgpt cannot answer from")
+    if engine is not None and meta.get("backbone") != backbone_name(engine):
+        raise MemGPTError(f"{path} was made with backbone {meta.get('backbone')!r}, not {backbone_name(engine)!r}")
+    try:
+        tokens, segments = int(meta.get("tokens_read", "0")), int(meta.get("segments", "0"))
+    except ValueError:
+        raise MemGPTError(f"{path} has corrupt metadata") from None
+    tensors.pop("empty", None)
+    info = {k[5:]: v for k, v in meta.items() if k.startswith("info.")}
+    state = MemoryState(kind=kind, backbone=meta.get("backbone", ""), tokens_read=tokens, segments=segments,
+                        tensors=tensors, info=info)
+    KINDS[kind].validate(state, path)
+    return state
+
+
+def text_tensor(text: str) -> torch.Tensor:
+    """UTF-8 bytes as a uint8 tensor (safetensors holds tensors; this is how text rides along)."""
+    return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8) if text else torch.zeros(0, dtype=torch.uint8)
+
+
+def tensor_text(tensor: torch.Tensor) -> str:
+    return tensor.to(torch.uint8).numpy().tobytes().decode("utf-8", errors="replace")

