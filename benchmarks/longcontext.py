@@ -125,7 +125,9 @@ def main() -> None:
         "parts": {n: {k: v for k, v in r.items() if k != "platform"} for n, r in parts.items()},
     }
     write_atomic(out, json.dumps(summary, indent=2).encode())
-    grid = {"config": {"lengths": merged["lengths"], "samples": "3-60", "seed": args.seed}, "accuracy": merged["accuracy"]}
+    counts = [n for by_task in merged["samples"].values() for by_len in by_task.values() for n in by_len.values() if n]
+    spread = f"{min(counts)}-{max(counts)}" if min(counts) != max(counts) else str(counts[0])
+    grid = {"config": {"lengths": merged["lengths"], "samples": spread, "seed": args.seed}, "accuracy": merged["accuracy"]}
     heatmap(grid, out.with_suffix(".png"))
     print("\n" + table(grid))
     print(f"\nwrote {out} and {out.with_suffix('.png')}")

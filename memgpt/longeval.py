@@ -182,17 +182,21 @@ def heatmap(results: dict[str, Any], path: Path) -> None:
     lengths = results["config"]["lengths"]
     kinds = list(results["accuracy"])
     tasks = list(next(iter(results["accuracy"].values())))
-    fig, axes = plt.subplots(1, len(kinds), figsize=(1.0 + 0.75 * len(lengths) * len(kinds) + 0.6 * len(kinds),
-                                                     1.2 + 0.45 * len(tasks)), squeeze=False)
+    cols = min(3, len(kinds))
+    rows = -(-len(kinds) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * (1.4 + 0.6 * len(lengths)), rows * (0.9 + 0.38 * len(tasks)) + 0.4),
+                             squeeze=False)
+    for ax in axes.flat[len(kinds):]:
+        ax.axis("off")
     cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
-    for ax, kind in zip(axes[0], kinds):
+    for i, (ax, kind) in enumerate(zip(axes.flat, kinds)):
         grid = np.array([[np.nan if results["accuracy"][kind][t].get(n) is None else results["accuracy"][kind][t][n]
                           for n in lengths] for t in tasks], dtype=float)
         ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
         for (r, c), v in np.ndenumerate(grid):
             ax.text(c, r, "-" if np.isnan(v) else f"{100 * v:.0f}", ha="center", va="center", fontsize=8)
         ax.set_xticks(range(len(lengths)), lengths, fontsize=8)
-        ax.set_yticks(range(len(tasks)), tasks if ax is axes[0][0] else [], fontsize=8)
+        ax.set_yticks(range(len(tasks)), tasks if i % cols == 0 else [], fontsize=8)
         ax.set_title(kind, fontsize=9)
     fig.suptitle(f"accuracy (%), {results['config']['samples']} samples per cell, seed {results['config']['seed']}",
                  fontsize=9)

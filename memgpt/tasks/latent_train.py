@@ -22,11 +22,12 @@ class LatentMemoryTask(Task):
 
     min_segment_size = 128
 
-    def __init__(self, kinds: list[str], name: str):
+    def __init__(self, kinds: list[str], name: str, split: str = "train"):
         from .longcontext import check_task
 
         self.kinds = [check_task(k) for k in kinds]
         self.name = name
+        self.split = split  # "test" scores on held-out speeches
         self._tok = None
 
     @property
@@ -57,7 +58,7 @@ class LatentMemoryTask(Task):
         room = (num_segments - 1) * segment_size
         kind = rng.choice(self.kinds)
         for _ in range(10):
-            s = make_sample(kind, room - 8, rng.getrandbits(31), seed=0, split="train", measure=False)
+            s = make_sample(kind, room - 8, rng.getrandbits(31), seed=0, split=self.split, measure=False)
             doc = tok(s.context, add_special_tokens=False)["input_ids"]
             if len(doc) <= room:
                 break
