@@ -81,73 +81,7 @@ def evaluate(checkpoint: Path, task: str | None, segments: str, eval_size: int, 
         click.echo(f"{r['task']:<8} {r['segments']:>8} {r['tokens']:>7} {r['accuracy']:>8.3f}")
 
 
-def _model_options(func):
-    func = click.option("--model", "model_name", default="default", show_default=True,
-                        help="'default' (packaged SmolLM2-135M-Instruct), a local folder, or a hub id.")(func)
-    func = click.option("--num-mem-tokens", type=click.IntRange(0, 4096), default=16, show_default=True)(func)
-    func = click.option("--segment-size", type=click.IntRange(1, 1 << 20), default=512, show_default=True)(func)
-    func = click.option("--bf16", is_flag=True, help="Run in bfloat16 (faster on recent CPUs).")(func)
-    return func
-
-
-def _load(model_name: str, num_mem_tokens: int, segment_size: int, bf16: bool):
-    import torch
-
-    from .modeling_memgpt import MemGPTForCausalLM
-    from .pretrained import load_backbone
-
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    backbone, tokenizer = load_backbone(model_name, dtype=dtype)
-    return MemGPTForCausalLM.from_backbone(backbone, num_mem_tokens, segment_size, dtype=dtype), tokenizer
-
-
-@cli.command()
-@click.argument("source")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Memory file to write.")
-@_model_options
-@click.option("--progress/--no-progress", default=True, show_default=True)
-def read(source: str, output: Path, model_name: str, num_mem_tokens: int, segment_size: int, bf16: bool,
-         progress: bool) -> None:
-    """Read SOURCE (a file or - for stdin) once into a memory file."""
-    from .memory_file import save_memory
-    from .streaming import read_text
-
-    if output.suffix != ".mem":
-        raise MemGPTError(f"--output should end in .mem, got {output.name!r} (refusing to overwrite other files)")
-    model, tokenizer = _load(model_name, num_mem_tokens, segment_size, bf16)
-    result = read_text(model, tokenizer, source, progress=progress)
-    save_memory(output, model, result.memory_state, result.tokens_read)
-    click.echo(json.dumps({"memory_file": str(output), "tokens_read": result.tokens_read, "segments": result.segments}))
-
-
-@cli.command()
-@click.argument("prompt")
-@click.option("--memory", "memory_file", type=click.Path(path_type=Path), default=None, help="A memory file to read from.")
-@_model_options
-@click.option("--max-new-tokens", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
-@click.option("--temperature", type=click.FloatRange(0.0, 100.0), default=0.0, show_default=True, help="0: greedy.")
-@click.option("--top-k", type=click.IntRange(0, 1_000_000), default=0, show_default=True)
-@click.option("--top-p", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0, show_default=True)
-@click.option("--repetition-penalty", type=click.FloatRange(0.0, 100.0, min_open=True), default=1.0, show_default=True)
-@click.option("--stop", multiple=True, help="Stop when this string is generated (repeatable).")
-@click.option("--seed", type=int, default=0, show_default=True)
-def generate(prompt: str, memory_file: Path | None, model_name: str, num_mem_tokens: int, segment_size: int,
-             bf16: bool, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
-             repetition_penalty: float, stop: tuple[str, ...], seed: int) -> None:
-    """Continue PROMPT with memory (prompt segments fold into memory; decoding goes on past the window)."""
-    from .generation import generate_text
-
-    if not prompt.strip():
-        raise MemGPTError("the prompt is empty")
-    model, tokenizer = _load(model_name, num_mem_tokens, segment_size, bf16)
-    memory = None
-    if memory_file is not None:
-        from .memory_file import load_memory
-
-        memory = load_memory(memory_file, model)[0]
-    click.echo(generate_text(model, tokenizer, prompt, memory_state=memory, max_new_tokens=max_new_tokens,
-                             temperature=temperature, top_k=top_k, top_p=top_p,
-                             repetition_penalty=repetition_penalty, stop=list(stop), seed=seed))
+from . import cli_apps  # noqa: E402,F401 - registers summarize, ask, read, generate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,5 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m memgpt.cli`: run the imported module, where app commands registered
+    from memgpt.cli import main as _main
+
+    sys.exit(_main())
