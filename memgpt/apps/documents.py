@@ -30,7 +30,7 @@ def is_stdin(source: Source) -> bool:
 def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bool = False) -> Iterator[str]:
     """UTF-8 text chunks of `source`; refuses empty, binary, invalid UTF-8 and over-long input."""
     if isinstance(source, str):
-        chunks: Iterator[str] = iter([source])
+        chunks: Iterator[str] = (source[i : i + (1 << 12)] for i in range(0, len(source), 1 << 12))
         size: int | None = len(source.encode("utf-8", errors="surrogatepass"))
         if "\x00" in source:
             raise MemGPTError("the text contains NUL characters (binary data?)")
@@ -39,7 +39,7 @@ def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bo
         if not is_stdin(source):
             check_path(source)
         size = None if is_stdin(source) else source.stat().st_size
-        chunks = iter_text(source)
+        chunks = iter_text(source, chunk_bytes=1 << 12)  # small chunks: the bar follows the reading
     if size is not None and size > max_bytes:
         raise MemGPTError(
             f"{describe(source)} is {size / (1 << 20):.1f} MiB, over the {max_bytes / (1 << 20):.0f} MiB input limit "
