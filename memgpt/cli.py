@@ -55,11 +55,18 @@ def cli() -> None:
 @_train_options
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out-dir.")
 def train(resume: bool, **options: Any) -> None:
-    """Train a memory model from scratch on a synthetic task (BPTT + curriculum)."""
+    """Train a memory model from scratch on a synthetic task (BPTT + curriculum).
+
+    Runs unchanged under `torchrun` or `accelerate launch` (data parallel; --fsdp shards the model)."""
     from .training import TrainArgs, Trainer
 
-    summary = Trainer(TrainArgs(**options), resume=resume).train()
-    click.echo(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": summary["evals"][-1:]}))
+    trainer = Trainer(TrainArgs(**options), resume=resume)  # under torchrun: one process of a DDP/FSDP job
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    if trainer.dist.is_main:
+        click.echo(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": summary["evals"][-1:]}))
 
 
 @cli.command()
