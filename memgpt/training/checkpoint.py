@@ -199,10 +199,15 @@ def _discard(path: Path) -> None:
 
 
 def _remove_leftovers(out_dir: Path, keep_name: str | None) -> None:
-    """Remove hidden temporary or half-deleted folders left by a killed writer (one writer per run)."""
+    """Remove hidden temporary or half-deleted files and folders left by a killed writer (there is
+    one writer per run: rank 0)."""
     for p in out_dir.iterdir():
-        if p.name.startswith((".checkpoint-", ".trash-")) and p.name != keep_name and p.is_dir() and not p.is_symlink():
+        if p.is_symlink() or p.name == keep_name:
+            continue
+        if p.name.startswith((".checkpoint-", ".trash-")) and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith((f".{LATEST}.", ".summary.json.", ".log.jsonl.")) and p.is_file():
+            p.unlink(missing_ok=True)
 
 
 def _prune(out_dir: Path, keep: int, step: int) -> None:
