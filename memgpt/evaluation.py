@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import Any
 
 from .errors import MemGPTError
+from .safe_io import read_json_object
 from .tasks import get_task
 from .training.checkpoint import latest_checkpoint, load_model
 from .training.trainer import evaluate
@@ -27,11 +28,16 @@ def evaluate_checkpoint(
     model = load_model(ckpt)
     saved: dict[str, Any] = {}
     state_file = ckpt / "trainer_state.json"
-    if state_file.is_file():
-        try:
-            saved = json.loads(state_file.read_text()).get("args", {})
-        except ValueError as e:
-            raise MemGPTError(f"{state_file} is corrupt: {e}") from None
+    if os.path.lexists(state_file):
+        saved = read_json_object(state_file, "trainer state", {"args": dict})["args"]
+        curriculum, seg = saved.get("curriculum", [1]), saved.get("segment_size", model.config.segment_size)
+        if (
+            not isinstance(saved.get("task", ""), str)
+            or not isinstance(curriculum, list) or not curriculum
+            or not all(isinstance(n, int) and n > 0 for n in curriculum)
+            or not isinstance(seg, int) or seg <= 0
+        ):
+            raise MemGPTError(f"{state_file} is corrupt: bad task, curriculum or segment_size")
     task_name = task_name or saved.get("task")
     if not task_name:
         raise MemGPTError("--task is required for a model saved without training state")

@@ -95,6 +95,8 @@ def load_memory(path: str | Path, model: MemGPTForCausalLM) -> tuple[torch.Tenso
     if "memory" not in tensors:
         raise MemGPTError(f"{path} is not a memgpt memory file")
     memory = tensors["memory"]
+    if not memory.is_floating_point() or not bool(torch.isfinite(memory).all()):
+        raise MemGPTError(f"{path} is corrupt: its memory is not finite floating-point numbers")
     if meta.get("backbone") != backbone_id(model) or meta.get("fingerprint") != memory_fingerprint(model):
         raise MemGPTError(
             f"{path} was made for backbone {meta.get('backbone')!r} (memory {meta.get('fingerprint')}), "

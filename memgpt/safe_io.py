@@ -1,4 +1,4 @@
-"""Safe reading of every file memgpt loads: JSON and safetensors only, never pickle.
+"""Safe reading of every file memgpt loads: JSON and safetensors only, nothing is ever unpickled.
 
 Each reader refuses a missing file, a directory or symlink loop where a file should be, oversized
 or truncated files, broken JSON, and weights that do not match the model they claim to be, with
@@ -146,7 +146,7 @@ def check_weights(folder: Path, build_meta: Callable[[], nn.Module], num_layers:
     that construction itself absurd."""
     header = weights_header(folder)
     if num_layers is not None and (not isinstance(num_layers, int) or num_layers < 0 or num_layers > len(header)):
-        raise MemGPTError(f"{folder}: the config describes {num_layers} layers but the weights hold {len(header)} tensors")
+        raise MemGPTError(f"the config describes {num_layers} layers but the weights hold {len(header)} tensors")
     from transformers.initialization import no_init_weights
 
     try:
@@ -156,18 +156,18 @@ def check_weights(folder: Path, build_meta: Callable[[], nn.Module], num_layers:
     except MemGPTError:
         raise
     except Exception as e:  # noqa: BLE001 - a config the model class cannot build
-        raise MemGPTError(f"{folder}/config.json describes no model that can be built: {_reason(e)}") from None
+        raise MemGPTError(f"config.json describes no model that can be built: {_reason(e)}") from None
     known = {name: tuple(t.shape) for name, t in meta.state_dict().items()}
     for name, (dtype, shape) in header.items():
         if name not in known:
-            raise MemGPTError(f"{folder}: the weights hold a tensor {name!r} this model does not have")
+            raise MemGPTError(f"the weights hold a tensor {name!r} this model does not have")
         if shape != known[name]:
-            raise MemGPTError(f"{folder}: tensor {name!r} has shape {list(shape)}, the model needs {list(known[name])}")
+            raise MemGPTError(f"tensor {name!r} has shape {list(shape)}, the model needs {list(known[name])}")
         if dtype is None or not dtype.is_floating_point:
-            raise MemGPTError(f"{folder}: tensor {name!r} is not floating point")
+            raise MemGPTError(f"tensor {name!r} is not floating point")
     tied: dict[int, list[str]] = {}
     for name, param in meta.named_parameters(remove_duplicate=False):
         tied.setdefault(id(param), []).append(name)
     for names in tied.values():
         if not any(n in header for n in names):
-            raise MemGPTError(f"{folder}: the weights lack {names[0]!r} (truncated or for another model)")
+            raise MemGPTError(f"the weights lack {names[0]!r} (truncated, or made for another model)")

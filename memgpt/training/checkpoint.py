@@ -30,7 +30,9 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from ..errors import MemGPTError
-from ..safe_io import check_weights, load_safetensors, read_json, read_json_object
+from ..safe_io import (
+    SAFE_WEIGHTS, check_weights, load_safetensors, read_json, read_json_object, regular_file, weights_header,
+)
 
 LATEST = "latest"
 NAME = re.compile(r"checkpoint-(\d{6,})")
@@ -286,15 +288,17 @@ def load_model(path: Path):
         raise MemGPTError(f"{path} does not exist")
     if not path.is_dir():
         raise MemGPTError(f"{path} is not a model folder")
-    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+    config_file, weights = path / "config.json", path / SAFE_WEIGHTS
+    if not os.path.lexists(config_file) or not os.path.lexists(weights):
+        if os.path.lexists(config_file):
+            weights_header(path)  # says why: pickle-only weights, or none at all
         raise MemGPTError(f"{path} is not a memgpt model folder (config.json or model.safetensors missing)")
-    raw = read_json_object(path / "config.json", "model config")
+    regular_file(weights, "weights")
+    raw = read_json_object(config_file, "model config")
     if raw.get("model_type") != "memgpt":
-        raise MemGPTError(f"{path}/config.json is not a memgpt config (model_type {raw.get('model_type')!r})")
+        raise MemGPTError(f"{config_file} is not a memgpt config (model_type {raw.get('model_type')!r})")
     try:
         config = MemGPTConfig.from_pretrained(path)
-    except MemGPTError:
-        raise
     except Exception as e:  # noqa: BLE001 - any failure to read the config means it is unusable
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise MemGPTError(f"cannot load the model config in {path}: {msg}") from None
@@ -313,4 +317,7 @@ def load_model(path: Path):
     problems = {k: v for k, v in info.items() if k != "error_msgs" and v} | ({"error_msgs": info["error_msgs"]} if info.get("error_msgs") else {})
     if problems:
         raise MemGPTError(f"cannot load the model in {path}: {problems}")
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise MemGPTError(f"cannot load the model in {path}: weight {name} holds NaN/inf")
     return model

@@ -289,6 +289,7 @@ class Trainer:
                 D.load_full_optimizer_state(self.model, self.optimizer, self._by_name(opt_state))
             else:
                 self.optimizer.load_state_dict(opt_state)
+                self._check_optimizer_state()
         except (ValueError, KeyError, IndexError, TypeError, RuntimeError) as e:
             raise MemGPTError(f"checkpoint {ckpt} has an optimizer state that does not fit: {e}") from None
         torch.set_rng_state(rng)
@@ -297,6 +298,18 @@ class Trainer:
         self.curriculum.load_state_dict(state["curriculum"])
         if self.dist.is_main:
             self._truncate_log(self.step)
+
+    def _check_optimizer_state(self) -> None:
+        """Refuse optimizer moments that do not fit their parameter or are not finite."""
+        for group in self.optimizer.param_groups:
+            for param in group["params"]:
+                for key, value in self.optimizer.state.get(param, {}).items():
+                    if not torch.is_tensor(value):
+                        continue
+                    if value.ndim > 0 and value.shape != param.shape:
+                        raise ValueError(f"{key} has shape {list(value.shape)} for a parameter of {list(param.shape)}")
+                    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                        raise ValueError(f"{key} holds NaN/inf")
 
     def _by_name(self, state: dict[str, Any]) -> dict[str, Any]:
         """An index-keyed optimizer state_dict (the checkpoint format) keyed by parameter name."""
