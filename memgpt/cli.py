@@ -157,6 +157,12 @@ def generate(prompt: str, memory_file: Path | None, model_name: str, num_mem_tok
                              repetition_penalty=repetition_penalty, stop=list(stop), seed=seed))
 
 
+def _one_line(text: str) -> str:
+    """An error message on one line, whatever the input it quotes contains: line breaks, terminal
+    escapes and other unprintable characters are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning every failure into one line and an exit code."""
     import transformers
@@ -168,13 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
-        click.echo(f"error: {e.format_message()}", err=True)
+        if type(e).__name__ == "NoArgsIsHelpError":  # `memgpt` alone: show the help
+            click.echo(e.ctx.get_help() if getattr(e, "ctx", None) else "see memgpt --help")
+            return 0
+        click.echo(f"error: {_one_line(e.format_message())}", err=True)
         return EXIT_USER_ERROR
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         return 130
     except MemGPTError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {_one_line(str(e))}", err=True)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
@@ -182,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if os.environ.get("MEMGPT_DEBUG"):
             raise
-        first = str(e).splitlines()[0] if str(e) else ""
-        click.echo(f"error: {type(e).__name__}: {first} (set MEMGPT_DEBUG=1 for a traceback)", err=True)
+        first = str(e).splitlines()[0] if str(e).strip() else ""
+        click.echo(f"error: {type(e).__name__}: {_one_line(first)} (set MEMGPT_DEBUG=1 for a traceback)", err=True)
         return 1
     return 0
 

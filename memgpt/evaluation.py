@@ -24,6 +24,8 @@ def evaluate_checkpoint(
     path: Path, task_name: str | None = None, segments: list[int] | None = None, eval_size: int = 256
 ) -> list[dict[str, Any]]:
     """Exact-match accuracy of the model at `path` for each number of segments."""
+    if not 1 <= eval_size <= 1 << 20:
+        raise MemGPTError(f"eval_size must be in 1..{1 << 20}, got {eval_size}")
     ckpt = resolve_checkpoint(path)
     model = load_model(ckpt)
     saved: dict[str, Any] = {}

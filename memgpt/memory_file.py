@@ -46,15 +46,18 @@ def write_state_file(path: str | Path, kind: str, tensors: dict[str, torch.Tenso
     if not path.parent.exists():
         raise MemGPTError(f"folder {path.parent} does not exist")
     meta = {"format": "memgpt-memory", "format_version": FORMAT_VERSION, "kind": kind, **metadata}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
         os.replace(tmp, path)
-    except OSError as e:
-        raise MemGPTError(f"cannot write {path}: {e.strerror}") from None
+    except (OSError, SafetensorError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        raise MemGPTError(f"cannot write {path}: {reason}") from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return path
 
 

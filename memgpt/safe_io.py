@@ -40,6 +40,8 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     path = Path(path)
     try:
         st = path.stat()
+    except ValueError:  # NUL byte or unencodable characters in the name
+        raise MemGPTError(f"{what} {str(path)!r} is not a usable file name") from None
     except FileNotFoundError:
         raise MemGPTError(f"{what} {path} is missing") from None
     except OSError as e:

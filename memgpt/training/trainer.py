@@ -85,14 +85,8 @@ class TrainArgs:
         for name in ("lr", "weight_decay", "advance_at", "stop_at", "revisit", "grad_clip", "time_budget"):
             if not math.isfinite(getattr(self, name)):
                 raise MemGPTError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)}")
-        if any(n > LIMITS["segment_size"] for n in self.curriculum):
-            raise MemGPTError(f"--curriculum entries are absurd (at most {LIMITS['segment_size']} segments)")
-        tokens = self.batch_size * max(self.curriculum) * self.segment_size
-        if tokens > MAX_BATCH_TOKENS:
-            raise MemGPTError(
-                f"a step would hold {tokens} tokens per process (batch x segments x segment size); "
-                f"the limit is {MAX_BATCH_TOKENS}"
-            )
+        if not self.out_dir.strip() or "\x00" in self.out_dir:
+            raise MemGPTError(f"--out-dir must be a folder name, got {self.out_dir!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise MemGPTError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.num_mem_tokens < 0:
@@ -107,6 +101,14 @@ class TrainArgs:
             raise MemGPTError(f"--bptt-depth must be -1 (full) or > 0, got {self.bptt_depth}")
         if self.warmup_steps < 0 or self.grad_clip < 0 or self.time_budget < 0 or self.threads < 0:
             raise MemGPTError("--warmup-steps, --grad-clip, --time-budget and --threads must be >= 0")
+        if any(n > LIMITS["segment_size"] for n in self.curriculum):
+            raise MemGPTError(f"--curriculum entries are absurd (at most {LIMITS['segment_size']} segments)")
+        tokens = self.batch_size * max(self.curriculum) * self.segment_size
+        if tokens > MAX_BATCH_TOKENS:
+            raise MemGPTError(
+                f"a step would hold {tokens} tokens per process (batch x segments x segment size); "
+                f"the limit is {MAX_BATCH_TOKENS}"
+            )
 
 
 def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) -> MemGPTForCausalLM:
@@ -450,8 +452,26 @@ class Trainer:
                 raise MemGPTError(f"cannot create --out-dir {self.out_dir}: {e.strerror}") from None
         D.barrier(ctx)
         self.model.train()
-        bad_steps = 0
         bar = tqdm(total=args.max_steps, initial=self.step, disable=not (args.progress and ctx.is_main), desc=args.task)
+        try:
+            stop_reason = self._loop(bar)
+        finally:
+            bar.close()
+        final = self.save()
+        summary = {"step": self.step, "elapsed": self.elapsed, "stop_reason": stop_reason,
+                   "stage": self.curriculum.stage, "checkpoint": str(final), "evals": self.evals}
+        if ctx.is_main:
+            try:
+                write_json_atomic(self.out_dir / "summary.json", summary)
+            except OSError as e:
+                raise MemGPTError(f"cannot write {self.out_dir / 'summary.json'}: {e.strerror}") from None
+        D.barrier(ctx)
+        return summary
+
+    def _loop(self, bar: tqdm) -> str:
+        """The training steps; returns why they stopped."""
+        args, ctx = self.args, self.dist
+        bad_steps = 0
         stop_reason = "max_steps"
         while self.step < args.max_steps:
             t0 = time.perf_counter()
@@ -461,6 +481,8 @@ class Trainer:
             record["elapsed"] = round(self.elapsed, 3)
             bad_steps = bad_steps + 1 if "skipped" in record else 0
             if bad_steps >= 3:
+                if ctx.is_main:
+                    self._log(record)
                 last = "none" if self.saved_step is None else f"step {self.saved_step}"
                 raise MemGPTError(
                     f"loss or gradients were NaN/inf for 3 steps in a row (steps {self.step - 2}-{self.step}); "
@@ -483,21 +505,10 @@ class Trainer:
             if ctx.enabled and args.time_budget:
                 out_of_time = D.from_main(ctx, out_of_time)  # clocks differ; rank 0 decides for all
             if stop_reason == "stop_at" or out_of_time:
-                stop_reason = "stop_at" if stop_reason == "stop_at" else "time_budget"
-                break
+                return "stop_at" if stop_reason == "stop_at" else "time_budget"
             if self.step % args.checkpoint_every == 0 and "skipped" not in record:
                 self.save()
-        bar.close()
-        final = self.save()
-        summary = {"step": self.step, "elapsed": self.elapsed, "stop_reason": stop_reason,
-                   "stage": self.curriculum.stage, "checkpoint": str(final), "evals": self.evals}
-        if ctx.is_main:
-            try:
-                write_json_atomic(self.out_dir / "summary.json", summary)
-            except OSError as e:
-                raise MemGPTError(f"cannot write {self.out_dir / 'summary.json'}: {e.strerror}") from None
-        D.barrier(ctx)
-        return summary
+        return stop_reason
 
     def close(self) -> None:
         """Leave the process group of a distributed run."""
