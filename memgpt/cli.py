@@ -54,13 +54,19 @@ def cli() -> None:
 @cli.command()
 @_train_options
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out-dir.")
-def train(resume: bool, **options: Any) -> None:
+@click.option("--auto-resume", is_flag=True,
+              help="Continue if --out-dir holds a checkpoint, else start fresh (one command for every restart).")
+def train(resume: bool, auto_resume: bool, **options: Any) -> None:
     """Train a memory model from scratch on a synthetic task (BPTT + curriculum).
 
     Runs unchanged under `torchrun` or `accelerate launch` (data parallel; --fsdp shards the model)."""
     from .training import TrainArgs, Trainer
+    from .training.checkpoint import latest_checkpoint
 
-    trainer = Trainer(TrainArgs(**options), resume=resume)  # under torchrun: one process of a DDP/FSDP job
+    args = TrainArgs(**options)
+    if auto_resume and not resume:
+        resume = bool(args.out_dir.strip()) and latest_checkpoint(Path(args.out_dir)) is not None
+    trainer = Trainer(args, resume=resume)  # under torchrun: one process of a DDP/FSDP job
     try:
         summary = trainer.train()
     finally:

@@ -29,11 +29,11 @@ from memgpt.training import checkpoint as ckpt_mod
 from memgpt.training.checkpoint import NAME, PHASES, latest_checkpoint, load_model, load_training_state
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = 40
+STEPS = 60
 ARGS = dict(task="copy", size="tiny", segment_size=6, num_mem_tokens=2, curriculum=[1, 2], stage_steps=6,
             batch_size=4, eval_every=3, eval_size=8, checkpoint_every=2, keep_checkpoints=2, warmup_steps=2,
             max_steps=STEPS, threads=1, progress=False, device="cpu")
-RANDOM_KILLS = 7
+RANDOM_KILLS = 12
 KILLS_SURVIVED: list[str] = []
 
 
@@ -51,7 +51,7 @@ def flags(out: Path) -> list[str]:
 def fork_train(out: Path, env: dict[str, str] | None = None, fsize: int | None = None) -> tuple[int, Path]:
     """Start `memgpt train` (resuming if there is a checkpoint) in a forked child; return (pid, output file)."""
     output = out.parent / f"child-{time.monotonic_ns()}.txt"
-    argv = flags(out) + (["--resume"] if (out / "latest").exists() else [])
+    argv = flags(out) + ["--auto-resume"]  # the same command for every restart
     pid = os.fork()
     if pid == 0:  # child: never return into pytest
         code = 99
