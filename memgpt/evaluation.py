@@ -15,7 +15,7 @@ from .training.trainer import evaluate
 
 def resolve_checkpoint(path: Path) -> Path:
     """A run folder resolves to its latest checkpoint; a model folder is itself."""
-    if path.is_dir() and (path / "latest").exists():
+    if os.path.isdir(path) and os.path.lexists(path / "latest"):
         return latest_checkpoint(path)  # type: ignore[return-value]
     return path
 

@@ -41,9 +41,9 @@ def backbone_id(model: MemGPTForCausalLM) -> str:
 def write_state_file(path: str | Path, kind: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     """Write a memory state of any kind (tensors + string metadata) to `path` atomically."""
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):
         raise MemGPTError(f"{path} is a directory")
-    if not path.parent.exists():
+    if not os.path.isdir(path.parent):
         raise MemGPTError(f"folder {path.parent} does not exist")
     meta = {"format": "memgpt-memory", "format_version": FORMAT_VERSION, "kind": kind, **metadata}
     tmp = None
@@ -64,7 +64,7 @@ def write_state_file(path: str | Path, kind: str, tensors: dict[str, torch.Tenso
 def read_state_file(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a memory file's tensors and metadata; refuse truncated, foreign-format or other-kind files."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise MemGPTError(f"{path} does not exist or is not a file")
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -79,8 +79,8 @@ def resolve_backbone(name: str = "default") -> Path | str:
             _convert_default(target)
         return target
     path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
+    if os.path.exists(path):
+        if not os.path.isfile(path / "config.json"):
             raise MemGPTError(f"{path} is not a model folder (no config.json)")
         return path
     if name.count("/") == 1 and not name.startswith((".", "/")):

@@ -31,9 +31,9 @@ def check_path(path: Path) -> None:
         raise MemGPTError(f"{str(path)!r} is not a usable file name") from None
     if "\x00" in str(path):
         raise MemGPTError(f"{str(path)!r} is not a usable file name (NUL byte)")
-    if not path.exists():
+    if not os.path.exists(path):
         raise MemGPTError(f"{path} does not exist")
-    if path.is_dir():
+    if os.path.isdir(path):
         raise MemGPTError(f"{path} is a directory, not a text file")
 
 
@@ -131,7 +131,7 @@ def read_text(
     memory = model.init_memory(1) if memory_state is None else memory_state
     embed = model.get_input_embeddings()
     total = segments = 0
-    size = None if is_text or not Path(source).is_file() else Path(source).stat().st_size
+    size = None if is_text or not os.path.isfile(source) else Path(source).stat().st_size
     bar = tqdm(total=size, unit="B", unit_scale=True, desc="reading", disable=not progress, leave=False)
     try:
         for seg in iter_segments(iter_tokens(tokenizer, _counting(chunks, bar)), model.config.segment_size):

@@ -247,7 +247,7 @@ STATE_KEYS = {"step": int, "elapsed": (int, float), "evals": list, "curriculum":
 
 def load_training_state(path: Path) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor]:
     """Read `(optimizer state_dict, trainer_state, torch RNG state)` of a checkpoint, refusing bad files."""
-    if not path.is_dir():
+    if not os.path.isdir(path):
         raise MemGPTError(f"checkpoint {path} is not a folder")
     what = f"checkpoint {path.name}:"
     state = read_json_object(path / "trainer_state.json", f"{what} trainer state", STATE_KEYS)
@@ -286,7 +286,7 @@ def load_model(path: Path):
 
     if not os.path.lexists(path):
         raise MemGPTError(f"{path} does not exist")
-    if not path.is_dir():
+    if not os.path.isdir(path):
         raise MemGPTError(f"{path} is not a model folder")
     config_file, weights = path / "config.json", path / SAFE_WEIGHTS
     if not os.path.lexists(config_file) or not os.path.lexists(weights):

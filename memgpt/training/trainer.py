@@ -218,7 +218,7 @@ class Trainer:
         for n in args.curriculum:
             self.task.check(n, args.segment_size)
         self.out_dir = Path(args.out_dir)
-        if os.path.lexists(self.out_dir) and not self.out_dir.is_dir():
+        if os.path.lexists(self.out_dir) and not os.path.isdir(self.out_dir):
             raise MemGPTError(f"--out-dir {self.out_dir} exists and is not a directory")
         self.log_path = self.out_dir / "log.jsonl"
         self.curriculum = Curriculum(args.curriculum, args.advance_at, args.stage_steps, args.revisit)
@@ -227,7 +227,7 @@ class Trainer:
         if args.threads:
             torch.set_num_threads(args.threads)
         self.dist = D.init_distributed(args.device)
-        ckpt = latest_checkpoint(self.out_dir) if self.out_dir.exists() else None
+        ckpt = latest_checkpoint(self.out_dir) if os.path.isdir(self.out_dir) else None
         if resume:
             if ckpt is None:
                 raise MemGPTError(f"--resume: no checkpoint in {self.out_dir}")
@@ -334,7 +334,7 @@ class Trainer:
     def _truncate_log(self, step: int) -> None:
         """Drop log lines written after the checkpoint we resume from (they will be redone), and a
         line torn by a crash."""
-        if not self.log_path.is_file():
+        if not os.path.isfile(self.log_path):
             return
         kept = []
         for line in self.log_path.read_text(errors="replace").splitlines():
