@@ -451,6 +451,8 @@ class Trainer:
             except OSError as e:
                 raise MemGPTError(f"cannot create --out-dir {self.out_dir}: {e.strerror}") from None
         D.barrier(ctx)
+        if not self.sharded:  # a caller may have swapped in a model built on the CPU
+            self.model.to(ctx.device)
         self.model.train()
         bar = tqdm(total=args.max_steps, initial=self.step, disable=not (args.progress and ctx.is_main), desc=args.task)
         try:
