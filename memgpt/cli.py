@@ -54,12 +54,25 @@ def cli() -> None:
 @cli.command()
 @_train_options
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out-dir.")
-def train(resume: bool, **options: Any) -> None:
-    """Train a memory model from scratch on a synthetic task (BPTT + curriculum)."""
-    from .training import TrainArgs, Trainer
+@click.option("--auto-resume", is_flag=True,
+              help="Continue if --out-dir holds a checkpoint, else start fresh (one command for every restart).")
+def train(resume: bool, auto_resume: bool, **options: Any) -> None:
+    """Train a memory model from scratch on a synthetic task (BPTT + curriculum).
 
-    summary = Trainer(TrainArgs(**options), resume=resume).train()
-    click.echo(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": summary["evals"][-1:]}))
+    Runs unchanged under `torchrun` or `accelerate launch` (data parallel; --fsdp shards the model)."""
+    from .training import TrainArgs, Trainer
+    from .training.checkpoint import latest_checkpoint
+
+    args = TrainArgs(**options)
+    if auto_resume and not resume:
+        resume = bool(args.out_dir.strip()) and latest_checkpoint(Path(args.out_dir)) is not None
+    trainer = Trainer(args, resume=resume)  # under torchrun: one process of a DDP/FSDP job
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    if trainer.dist.is_main:
+        click.echo(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": summary["evals"][-1:]}))
 
 
 @cli.command()
@@ -84,6 +97,12 @@ def evaluate(checkpoint: Path, task: str | None, segments: str, eval_size: int, 
 from . import cli_apps  # noqa: E402,F401 - registers summarize, ask, read, generate
 
 
+def _one_line(text: str) -> str:
+    """An error message on one line, whatever the input it quotes contains: line breaks, terminal
+    escapes and other unprintable characters are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning every failure into one line and an exit code."""
     import transformers
@@ -95,13 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
-        click.echo(f"error: {e.format_message()}", err=True)
+        if type(e).__name__ == "NoArgsIsHelpError":  # `memgpt` alone: show the help
+            click.echo(e.ctx.get_help() if getattr(e, "ctx", None) else "see memgpt --help")
+            return 0
+        click.echo(f"error: {_one_line(e.format_message())}", err=True)
         return EXIT_USER_ERROR
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         return 130
     except MemGPTError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {_one_line(str(e))}", err=True)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
@@ -109,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if os.environ.get("MEMGPT_DEBUG"):
             raise
-        first = str(e).splitlines()[0] if str(e) else ""
-        click.echo(f"error: {type(e).__name__}: {first} (set MEMGPT_DEBUG=1 for a traceback)", err=True)
+        first = str(e).splitlines()[0] if str(e).strip() else ""
+        click.echo(f"error: {type(e).__name__}: {_one_line(first)} (set MEMGPT_DEBUG=1 for a traceback)", err=True)
         return 1
     return 0
 
