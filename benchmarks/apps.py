@@ -136,9 +136,10 @@ def run_story(engine, kind: str, tokens: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--articles", type=int, default=5, help="longest Wikipedia articles to use")
-    ap.add_argument("--speeches", type=int, default=3, help="long speeches with planted facts")
+    ap.add_argument("--articles", type=int, default=4, help="longest Wikipedia articles to use")
+    ap.add_argument("--speeches", type=int, default=2, help="long speeches with planted facts")
     ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--max-doc-tokens", type=int, default=12_000, help="skip longer articles (time)")
     ap.add_argument("--story-tokens", type=int, default=5000, help="long generation length (0: skip)")
     ap.add_argument("--story-kinds", default="text,none")
     ap.add_argument("--max-length", type=int, default=120, help="summary length in tokens")
@@ -153,7 +154,7 @@ def main() -> None:
     engine = get_engine("default", "bf16", args.window)
     kinds = args.kinds.split(",")
     first_window = args.window - 192 - 24
-    long_articles = [a for a in wiki_articles() if engine.count_tokens(a.body) > 2 * args.window]
+    long_articles = [a for a in wiki_articles() if 2 * args.window < engine.count_tokens(a.body) <= args.max_doc_tokens]
     # the long articles with the most infobox questions, then the longest
     articles = sorted(long_articles, key=lambda a: (-len(infobox_questions(a, engine, first_window)), -len(a.body)))
     articles = articles[: args.articles]
@@ -167,7 +168,9 @@ def main() -> None:
             print(f"{art.title[:28]:28s} {kind:12s} {r['tokens']:6d} tok  RL {r['rouge']['rougeL']:.3f}  "
                   f"QA {sum(a['correct'] for a in r['answers'])}/{len(qs)}  {r['seconds']:6.1f}s  {r['peak_rss_mb']:.0f}MB",
                   flush=True)
-    speeches = sorted(sotu_speeches(), key=lambda p: -p.stat().st_size)[: args.speeches]
+    # speeches just over 20k tokens (the main job's size), longest first
+    speeches = [p for p in sotu_speeches() if 80_000 <= p.stat().st_size <= 110_000]
+    speeches = sorted(speeches, key=lambda p: -p.stat().st_size)[: args.speeches]
     for i, path in enumerate(speeches):
         text, facts = plant_facts(path.read_text(encoding="utf-8"), seed=i)
         for kind in kinds:
