@@ -118,7 +118,7 @@ def test_write_refuses_to_overwrite_a_user_file(engine, tmp_path):
         (lambda e: ask("", "Who?", engine=e), "empty"),
         (lambda e: ask("   \n ", "Who?", engine=e), "empty"),
         (lambda e: ask("text\x00bin", "Who?", engine=e), "NUL"),
-        (lambda e: ask("bad \ud800 text", "Who?", engine=e), "surrogate"),
+        (lambda e: ask("bad \ud800 text", "Who?", engine=e), "not valid Unicode"),
         (lambda e: ask(DOC, "  ", engine=e), "question is empty"),
         (lambda e: ask(DOC, [], engine=e), "no question"),
         (lambda e: ask(DOC, "Who?", engine=e, max_new_tokens=0), "max_new_tokens"),

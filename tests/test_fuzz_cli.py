@@ -336,6 +336,35 @@ def public_calls(w):
         "generate_text": st.builds(lambda p, n, t, k, tp, rp, stop, seed: lambda: generate_text(model, tokenizer, p, None, n, t, k, tp, rp, stop, seed),
                                    strings, small, floats, small, floats, floats, st.lists(strings, max_size=2), ints),
         "model.forward": st.builds(lambda x, m: lambda: model(input_ids=x, memory_state=m), ids, memories),
+        **app_calls(w, tokenizer, strings, ro_paths, rw_paths, small, floats),
+    }
+
+
+def app_calls(w, tokenizer, strings, ro_paths, rw_paths, small, floats) -> dict:
+    """The applications (memgpt.apps) on a tiny random Llama with the fuzz tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from memgpt.apps import ask, generate, load_state, read, summarize, write_memory_file
+    from memgpt.apps.engine import Engine
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
+    engine = Engine(name="tiny", backbone=LlamaForCausalLM(config).eval(), tokenizer=tokenizer, window=512)
+    sources = st.one_of(strings, ro_paths.map(Path))
+    kinds = st.sampled_from([None, "text", "retrieval", "latent", "window-first", "window-last", "none", "", "x"])
+    lengths = st.sampled_from([-1, 0, 8, 50, 10**9, "50", None])
+    return {
+        "apps.summarize": st.builds(lambda s, n, k: lambda: summarize(s, n, memory=k, engine=engine, max_bytes=1 << 20),
+                                    sources, lengths, kinds),
+        "apps.ask": st.builds(lambda s, q, k, n: lambda: ask(s, q, memory=k, engine=engine, max_new_tokens=n, max_bytes=1 << 20),
+                              sources, st.one_of(strings, st.lists(strings, max_size=3)), kinds, small),
+        "apps.read": st.builds(lambda s, k: lambda: read(s, k, engine, max_bytes=1 << 20), sources, kinds),
+        "apps.generate": st.builds(lambda p, n, k, t, tp: lambda: generate(p, n, memory=k, engine=engine, temperature=t, top_p=tp),
+                                   strings, small, st.sampled_from(["text", "none", "latent", "x"]), floats, floats),
+        "apps.load_state": st.builds(lambda p: lambda: load_state(p, engine), ro_paths),
+        "apps.write_memory_file": st.builds(lambda p: lambda: write_memory_file(p, read("some text here", "none", engine)),
+                                            rw_paths),
     }
 
 

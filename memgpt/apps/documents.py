@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import MemGPTError
+from ..generation import check_text
 from ..streaming import check_path, iter_segments, iter_text, iter_tokens
 
 DEFAULT_MAX_BYTES = 64 << 20  # ~16M tokens: hours of reading on a CPU; raise it on purpose
@@ -32,9 +33,9 @@ def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bo
     if isinstance(source, str):
         chunks: Iterator[str] = (source[i : i + (1 << 12)] for i in range(0, len(source), 1 << 12))
         size: int | None = len(source.encode("utf-8", errors="surrogatepass"))
+        check_text(source, "the text")
         if "\x00" in source:
             raise MemGPTError("the text contains NUL characters (binary data?)")
-        _check_encodable(source)
     else:
         if not is_stdin(source):
             check_path(source)
@@ -62,13 +63,6 @@ def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bo
         bar.close()
     if not nonblank:
         raise MemGPTError(f"{describe(source)} is empty")
-
-
-def _check_encodable(text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise MemGPTError(f"the text is not valid Unicode (lone surrogate at character {e.start})") from None
 
 
 def token_segments(tokenizer, source: Source, segment_tokens: int, max_bytes: int = DEFAULT_MAX_BYTES,
