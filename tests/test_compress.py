@@ -65,6 +65,15 @@ def test_encode_then_greedy_decode_gives_the_text_back(encoded, model, tokenizer
     assert encoded.exact and encoded.num_tokens == 9 and encoded.num_vectors == 4 and encoded.ratio == 9 / 4
     assert encoded.vectors.shape == (4, 128) and encoded.margin > 0.5
     assert decode(encoded, model=model, tokenizer=tokenizer) == TEXT
+    assert decode(encoded.vectors, max_new_tokens=9, model=model, tokenizer=tokenizer) == TEXT  # raw vectors
+
+
+def test_without_a_count_encode_picks_the_fewest_vectors_that_work(model, tokenizer):
+    result = encode("Hi there", model=model, tokenizer=tokenizer, steps=60, lr=0.1)
+    assert result.exact and result.num_vectors in vector_counts(result.num_tokens)
+    tried = vector_counts(result.num_tokens)[: vector_counts(result.num_tokens).index(result.num_vectors)]
+    assert result.total_steps == result.steps + 60 * len(tried)  # every smaller count used its whole budget
+    assert decode(result, model=model, tokenizer=tokenizer) == "Hi there"
 
 
 def test_random_vectors_and_no_vectors_do_not_reconstruct(model, tokenizer):
@@ -150,7 +159,7 @@ def test_cli_encode_decode(tmp_path, capsys, model_dir):
     js = run_in_process(capsys, "decode", str(out), "--model", str(model_dir), "--json")
     assert json.loads(js.stdout)["text"] == TEXT
     again = run_in_process(capsys, "encode", "--text", "Bonjour", "-o", str(out), *args)  # overwrites a memory file
-    assert again.returncode == 0 and "tokens in 4 vectors" in again.stdout
+    assert again.returncode == 0 and "tokens in 4 vectors" in again.stdout, again.stderr
     assert run_in_process(capsys, "decode", str(out), "--model", str(model_dir)).stdout == "Bonjour"
     # a file made for the small model is refused by the default one
     assert_one_line_error(run_in_process(capsys, "decode", str(out)), "made for backbone")
