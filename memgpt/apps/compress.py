@@ -9,8 +9,9 @@ is used only as a free trigger for that check.
 Layout: `[document-start token] [v_1 .. v_n] [text]`. One fixed token the backbone saw at the start
 of its training documents (`<|endoftext|>` for SmolLM2, whose tokenizer adds no BOS; the BOS for
 tokenizers that add one) takes position 0, where Llama-style models park their attention sink, so
-the vectors sit at positions 1..n. Measured on SmolLM2-135M, this crams a sentence into one vector
-in fewer steps than putting the vectors first (see benchmarks/compression.py).
+the vectors sit at positions 1..n. In a one-off check on SmolLM2-135M (a 19-token sentence, one
+vector, lr 0.01) every teacher-forced token was right after 149 steps with `<|endoftext|>` first,
+against 95% after 150 steps with no prefix or with `<|im_start|>` (a single seed: indicative only).
 
 A memory file stores the vectors, the token count and what backbone they were made for -- never
 the token ids.
