@@ -139,13 +139,14 @@ def main() -> None:
     ap.add_argument("--articles", type=int, default=4, help="longest Wikipedia articles to use")
     ap.add_argument("--speeches", type=int, default=2, help="long speeches with planted facts")
     ap.add_argument("--kinds", default=",".join(KINDS))
-    ap.add_argument("--max-doc-tokens", type=int, default=12_000, help="skip longer articles (time)")
+    ap.add_argument("--max-doc-tokens", type=int, default=8_000, help="skip longer articles (time)")
     ap.add_argument("--story-tokens", type=int, default=5000, help="long generation length (0: skip)")
     ap.add_argument("--story-kinds", default="text,none")
     ap.add_argument("--max-length", type=int, default=120, help="summary length in tokens")
     ap.add_argument("--window", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS / "apps.json")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the rest")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from rouge_score import rouge_scorer
@@ -158,13 +159,30 @@ def main() -> None:
     # the long articles with the most infobox questions, then the longest
     articles = sorted(long_articles, key=lambda a: (-len(infobox_questions(a, engine, first_window)), -len(a.body)))
     articles = articles[: args.articles]
-    rows: list[dict] = []
+    previous = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {}
+    rows: list[dict] = previous.get("rows", [])
+    done = {(r["doc"], r["kind"]) for r in rows}
+
+    def save(stories: list[dict] | None = None) -> dict:
+        table = summarize_rows(rows, kinds)
+        payload = {"settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                                "model": "SmolLM2-135M-Instruct (bf16)", "torch_threads": torch.get_num_threads()},
+                   "table": table, "rows": rows, "stories": stories if stories is not None else previous.get("stories", [])}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
+        tmp.replace(args.out)
+        return table
+
     for art in articles:
         qs = infobox_questions(art, engine, first_window)
         for kind in kinds:
+            if (f"wiki:{art.title}", kind) in done:
+                continue
             r = run_kind(engine, kind, art.body, args.max_length, qs)
             r["rouge"] = {k: round(v.fmeasure, 4) for k, v in scorer.score(art.lead, r["summary"]).items()}
             rows.append({"doc": f"wiki:{art.title}", "section": "wiki", **r})
+            save()
             print(f"{art.title[:28]:28s} {kind:12s} {r['tokens']:6d} tok  RL {r['rouge']['rougeL']:.3f}  "
                   f"QA {sum(a['correct'] for a in r['answers'])}/{len(qs)}  {r['seconds']:6.1f}s  {r['peak_rss_mb']:.0f}MB",
                   flush=True)
@@ -174,8 +192,11 @@ def main() -> None:
     for i, path in enumerate(speeches):
         text, facts = plant_facts(path.read_text(encoding="utf-8"), seed=i)
         for kind in kinds:
+            if (f"sotu:{path.stem}", kind) in done:
+                continue
             r = run_kind(engine, kind, text, None, facts)
             rows.append({"doc": f"sotu:{path.stem}", "section": "facts", **r})
+            save()
             print(f"{path.stem:28s} {kind:12s} {r['tokens']:6d} tok  facts {[a['correct'] for a in r['answers']]}  "
                   f"{r['seconds']:6.1f}s  {r['peak_rss_mb']:.0f}MB", flush=True)
     stories = []
@@ -184,13 +205,7 @@ def main() -> None:
         stories.append(r)
         print(f"story {kind:8s} {r['words']} words distinct-4 {r['distinct_4']:.3f} repeated lines "
               f"{r['repeated_lines']:.3f} names in last quarter {r['names_in_last_quarter']} {r['seconds']:.0f}s", flush=True)
-    table = summarize_rows(rows, kinds)
-    print_table(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                            "model": "SmolLM2-135M-Instruct (bf16)", "torch_threads": torch.get_num_threads()},
-               "table": table, "rows": rows, "stories": stories}
-    args.out.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
+    print_table(save(stories if stories else None))
     print(f"wrote {args.out}")
 
 

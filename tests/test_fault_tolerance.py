@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_distributed import cli_flags
 
 from memgpt import MemGPTError
 from memgpt.cli import main
@@ -37,14 +38,7 @@ KILLS_SURVIVED: list[str] = []
 
 
 def flags(out: Path) -> list[str]:
-    out_flags = ["train", "--out-dir", str(out)]
-    for key, value in ARGS.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            out_flags.append(flag if value else f"--no-{flag[2:]}")
-        else:
-            out_flags += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
-    return out_flags
+    return ["train", "--out-dir", str(out), *cli_flags(**ARGS)]
 
 
 def fork_train(out: Path, env: dict[str, str] | None = None, fsize: int | None = None) -> tuple[int, Path]:
