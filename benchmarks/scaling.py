@@ -23,6 +23,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rss import peak_rss_kb, reset_peak_rss  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 MEMGPT_KINDS = ("ingest", "gen_memgpt")
@@ -114,19 +117,6 @@ def worker(kind: str, length: int, dtype_name: str, segment_size: int, mem: int,
     out["peak_rss_mb"] = peak_rss_kb() / 1024
     out["load_peak_rss_mb"] = load_peak / 1024
     return out
-
-
-def reset_peak_rss() -> None:
-    """Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def peak_rss_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def measure(kind: str, length: int, dtype: str, args) -> dict:

@@ -54,12 +54,25 @@ def cli() -> None:
 @cli.command()
 @_train_options
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out-dir.")
-def train(resume: bool, **options: Any) -> None:
-    """Train a memory model from scratch on a synthetic task (BPTT + curriculum)."""
-    from .training import TrainArgs, Trainer
+@click.option("--auto-resume", is_flag=True,
+              help="Continue if --out-dir holds a checkpoint, else start fresh (one command for every restart).")
+def train(resume: bool, auto_resume: bool, **options: Any) -> None:
+    """Train a memory model from scratch on a synthetic task (BPTT + curriculum).
 
-    summary = Trainer(TrainArgs(**options), resume=resume).train()
-    click.echo(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": summary["evals"][-1:]}))
+    Runs unchanged under `torchrun` or `accelerate launch` (data parallel; --fsdp shards the model)."""
+    from .training import TrainArgs, Trainer
+    from .training.checkpoint import latest_checkpoint
+
+    args = TrainArgs(**options)
+    if auto_resume and not resume:
+        resume = bool(args.out_dir.strip()) and latest_checkpoint(Path(args.out_dir)) is not None
+    trainer = Trainer(args, resume=resume)  # under torchrun: one process of a DDP/FSDP job
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    if trainer.dist.is_main:
+        click.echo(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": summary["evals"][-1:]}))
 
 
 @cli.command()
@@ -81,73 +94,13 @@ def evaluate(checkpoint: Path, task: str | None, segments: str, eval_size: int, 
         click.echo(f"{r['task']:<8} {r['segments']:>8} {r['tokens']:>7} {r['accuracy']:>8.3f}")
 
 
-def _model_options(func):
-    func = click.option("--model", "model_name", default="default", show_default=True,
-                        help="'default' (packaged SmolLM2-135M-Instruct), a local folder, or a hub id.")(func)
-    func = click.option("--num-mem-tokens", type=click.IntRange(0, 4096), default=16, show_default=True)(func)
-    func = click.option("--segment-size", type=click.IntRange(1, 1 << 20), default=512, show_default=True)(func)
-    func = click.option("--bf16", is_flag=True, help="Run in bfloat16 (faster on recent CPUs).")(func)
-    return func
+from . import cli_apps  # noqa: E402,F401 - registers summarize, ask, read, generate
 
 
-def _load(model_name: str, num_mem_tokens: int, segment_size: int, bf16: bool):
-    import torch
-
-    from .modeling_memgpt import MemGPTForCausalLM
-    from .pretrained import load_backbone
-
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    backbone, tokenizer = load_backbone(model_name, dtype=dtype)
-    return MemGPTForCausalLM.from_backbone(backbone, num_mem_tokens, segment_size, dtype=dtype), tokenizer
-
-
-@cli.command()
-@click.argument("source")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Memory file to write.")
-@_model_options
-@click.option("--progress/--no-progress", default=True, show_default=True)
-def read(source: str, output: Path, model_name: str, num_mem_tokens: int, segment_size: int, bf16: bool,
-         progress: bool) -> None:
-    """Read SOURCE (a file or - for stdin) once into a memory file."""
-    from .memory_file import save_memory
-    from .streaming import read_text
-
-    if output.suffix != ".mem":
-        raise MemGPTError(f"--output should end in .mem, got {output.name!r} (refusing to overwrite other files)")
-    model, tokenizer = _load(model_name, num_mem_tokens, segment_size, bf16)
-    result = read_text(model, tokenizer, source, progress=progress)
-    save_memory(output, model, result.memory_state, result.tokens_read)
-    click.echo(json.dumps({"memory_file": str(output), "tokens_read": result.tokens_read, "segments": result.segments}))
-
-
-@cli.command()
-@click.argument("prompt")
-@click.option("--memory", "memory_file", type=click.Path(path_type=Path), default=None, help="A memory file to read from.")
-@_model_options
-@click.option("--max-new-tokens", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
-@click.option("--temperature", type=click.FloatRange(0.0, 100.0), default=0.0, show_default=True, help="0: greedy.")
-@click.option("--top-k", type=click.IntRange(0, 1_000_000), default=0, show_default=True)
-@click.option("--top-p", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0, show_default=True)
-@click.option("--repetition-penalty", type=click.FloatRange(0.0, 100.0, min_open=True), default=1.0, show_default=True)
-@click.option("--stop", multiple=True, help="Stop when this string is generated (repeatable).")
-@click.option("--seed", type=int, default=0, show_default=True)
-def generate(prompt: str, memory_file: Path | None, model_name: str, num_mem_tokens: int, segment_size: int,
-             bf16: bool, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
-             repetition_penalty: float, stop: tuple[str, ...], seed: int) -> None:
-    """Continue PROMPT with memory (prompt segments fold into memory; decoding goes on past the window)."""
-    from .generation import generate_text
-
-    if not prompt.strip():
-        raise MemGPTError("the prompt is empty")
-    model, tokenizer = _load(model_name, num_mem_tokens, segment_size, bf16)
-    memory = None
-    if memory_file is not None:
-        from .memory_file import load_memory
-
-        memory = load_memory(memory_file, model)[0]
-    click.echo(generate_text(model, tokenizer, prompt, memory_state=memory, max_new_tokens=max_new_tokens,
-                             temperature=temperature, top_k=top_k, top_p=top_p,
-                             repetition_penalty=repetition_penalty, stop=list(stop), seed=seed))
+def _one_line(text: str) -> str:
+    """An error message on one line, whatever the input it quotes contains: line breaks, terminal
+    escapes and other unprintable characters are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
 
 
 @cli.command("eval")
@@ -193,13 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
-        click.echo(f"error: {e.format_message()}", err=True)
+        if type(e).__name__ == "NoArgsIsHelpError":  # `memgpt` alone: show the help
+            click.echo(e.ctx.get_help() if getattr(e, "ctx", None) else "see memgpt --help")
+            return 0
+        click.echo(f"error: {_one_line(e.format_message())}", err=True)
         return EXIT_USER_ERROR
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         return 130
     except MemGPTError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {_one_line(str(e))}", err=True)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
@@ -207,11 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if os.environ.get("MEMGPT_DEBUG"):
             raise
-        first = str(e).splitlines()[0] if str(e) else ""
-        click.echo(f"error: {type(e).__name__}: {first} (set MEMGPT_DEBUG=1 for a traceback)", err=True)
+        first = str(e).splitlines()[0] if str(e).strip() else ""
+        click.echo(f"error: {type(e).__name__}: {_one_line(first)} (set MEMGPT_DEBUG=1 for a traceback)", err=True)
         return 1
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m memgpt.cli`: run the imported module, where app commands registered
+    from memgpt.cli import main as _main
+
+    sys.exit(_main())

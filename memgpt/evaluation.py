@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import Any
 
 from .errors import MemGPTError
+from .safe_io import read_json_object
 from .tasks import get_task
 from .training.checkpoint import latest_checkpoint, load_model
 from .training.trainer import evaluate
@@ -14,7 +15,7 @@ from .training.trainer import evaluate
 
 def resolve_checkpoint(path: Path) -> Path:
     """A run folder resolves to its latest checkpoint; a model folder is itself."""
-    if path.is_dir() and (path / "latest").exists():
+    if os.path.isdir(path) and os.path.lexists(path / "latest"):
         return latest_checkpoint(path)  # type: ignore[return-value]
     return path
 
@@ -23,15 +24,22 @@ def evaluate_checkpoint(
     path: Path, task_name: str | None = None, segments: list[int] | None = None, eval_size: int = 256
 ) -> list[dict[str, Any]]:
     """Exact-match accuracy of the model at `path` for each number of segments."""
+    if not 1 <= eval_size <= 1 << 20:
+        raise MemGPTError(f"eval_size must be in 1..{1 << 20}, got {eval_size}")
     ckpt = resolve_checkpoint(path)
     model = load_model(ckpt)
     saved: dict[str, Any] = {}
     state_file = ckpt / "trainer_state.json"
-    if state_file.is_file():
-        try:
-            saved = json.loads(state_file.read_text()).get("args", {})
-        except ValueError as e:
-            raise MemGPTError(f"{state_file} is corrupt: {e}") from None
+    if os.path.lexists(state_file):
+        saved = read_json_object(state_file, "trainer state", {"args": dict})["args"]
+        curriculum, seg = saved.get("curriculum", [1]), saved.get("segment_size", model.config.segment_size)
+        if (
+            not isinstance(saved.get("task", ""), str)
+            or not isinstance(curriculum, list) or not curriculum
+            or not all(isinstance(n, int) and n > 0 for n in curriculum)
+            or not isinstance(seg, int) or seg <= 0
+        ):
+            raise MemGPTError(f"{state_file} is corrupt: bad task, curriculum or segment_size")
     task_name = task_name or saved.get("task")
     if not task_name:
         raise MemGPTError("--task is required for a model saved without training state")

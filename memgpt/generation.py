@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from transformers import GenerationConfig
 
 from .errors import MemGPTError
 from .modeling_memgpt import MemGPTForCausalLM
+
+
+def check_text(text: str, what: str) -> None:
+    """Refuse strings that are not valid Unicode text (lone surrogates, from undecodable bytes)."""
+    if not isinstance(text, str):
+        raise MemGPTError(f"{what} must be text, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise MemGPTError(f"{what} is not valid Unicode text (character {e.start})") from None
+
+
+def check_generation_options(
+    max_new_tokens: int, temperature: float, top_k: int, top_p: float, repetition_penalty: float, seed: int
+) -> None:
+    """Refuse sampling options that cannot work, before any model runs."""
+    if not 0 < max_new_tokens <= 1_000_000:
+        raise MemGPTError(f"max_new_tokens must be in 1..1000000, got {max_new_tokens}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise MemGPTError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_k < 0:
+        raise MemGPTError(f"top_k must be >= 0 (0: off), got {top_k}")
+    if not (math.isfinite(top_p) and 0 < top_p <= 1):
+        raise MemGPTError(f"top_p must be in (0, 1], got {top_p}")
+    if not (math.isfinite(repetition_penalty) and repetition_penalty > 0):
+        raise MemGPTError(f"repetition_penalty must be a finite number > 0, got {repetition_penalty}")
+    if not 0 <= seed < 2**63:
+        raise MemGPTError(f"seed must be in 0..2^63-1, got {seed}")
 
 
 def generate_text(
@@ -23,8 +53,12 @@ def generate_text(
     seed: int = 0,
 ) -> str:
     """Continue `prompt` (greedy when `temperature` is 0); returns only the new text."""
-    if max_new_tokens <= 0:
-        raise MemGPTError(f"max_new_tokens must be > 0, got {max_new_tokens}")
+    check_generation_options(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
+    check_text(prompt, "the prompt")
+    for s in stop or []:
+        check_text(s, "a --stop string")
+        if not s:
+            raise MemGPTError("a --stop string is empty")
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     if ids.shape[1] == 0:
         raise MemGPTError("the prompt is empty")

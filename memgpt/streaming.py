@@ -8,6 +8,7 @@ chunk of text, one segment of tokens and one window of activations are ever held
 from __future__ import annotations
 
 import codecs
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,9 +25,15 @@ CHUNK_BYTES = 1 << 16
 
 def check_path(path: Path) -> None:
     """Refuse a missing path or a directory before anything else happens."""
-    if not path.exists():
+    try:
+        os.fsencode(path)
+    except (UnicodeEncodeError, ValueError):
+        raise MemGPTError(f"{str(path)!r} is not a usable file name") from None
+    if "\x00" in str(path):
+        raise MemGPTError(f"{str(path)!r} is not a usable file name (NUL byte)")
+    if not os.path.exists(path):
         raise MemGPTError(f"{path} does not exist")
-    if path.is_dir():
+    if os.path.isdir(path):
         raise MemGPTError(f"{path} is a directory, not a text file")
 
 
@@ -45,7 +52,10 @@ def iter_text(source: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[st
     offset = 0
     try:
         while True:
-            raw = stream.read(chunk_bytes)
+            try:
+                raw = stream.read(chunk_bytes)
+            except OSError as e:
+                raise MemGPTError(f"cannot read {name}: {e.strerror or e}") from None
             if b"\x00" in raw:
                 raise MemGPTError(f"{name} looks like a binary file (NUL byte near byte {offset + raw.index(0)})")
             try:
@@ -110,20 +120,27 @@ def read_text(
     is_text: bool = False,
 ) -> ReadResult:
     """Read a file, `-` or (with `is_text`) a string into memory, segment by segment."""
-    if not is_text and str(source) != "-":
+    if is_text:
+        try:
+            str(source).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise MemGPTError(f"the text is not valid Unicode (character {e.start})") from None
+    elif str(source) != "-":
         check_path(Path(source))
     chunks = iter([str(source)]) if is_text else iter_text(source)
     memory = model.init_memory(1) if memory_state is None else memory_state
     embed = model.get_input_embeddings()
     total = segments = 0
-    size = None if is_text or not Path(source).is_file() else Path(source).stat().st_size
+    size = None if is_text or not os.path.isfile(source) else Path(source).stat().st_size
     bar = tqdm(total=size, unit="B", unit_scale=True, desc="reading", disable=not progress, leave=False)
-    for seg in iter_segments(iter_tokens(tokenizer, _counting(chunks, bar)), model.config.segment_size):
-        ids = torch.tensor([seg], device=memory.device)
-        _, memory = model.memory_step(embed(ids), torch.ones_like(ids), memory)
-        total += len(seg)
-        segments += 1
-    bar.close()
+    try:
+        for seg in iter_segments(iter_tokens(tokenizer, _counting(chunks, bar)), model.config.segment_size):
+            ids = torch.tensor([seg], device=memory.device)
+            _, memory = model.memory_step(embed(ids), torch.ones_like(ids), memory)
+            total += len(seg)
+            segments += 1
+    finally:
+        bar.close()
     if total == 0:
         raise MemGPTError("the input is empty")
     return ReadResult(memory_state=memory, tokens_read=total, segments=segments)

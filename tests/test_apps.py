@@ -1,0 +1,152 @@
+"""Applications over memory kinds, on a tiny random backbone with the real tokenizer (fast):
+reading, the state files of every kind, the window baselines, bounded notes, and bad input."""
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from memgpt.apps import ask, load_state, make_memory, read, summarize, write_memory_file
+from memgpt.apps.engine import Engine
+from memgpt.apps.reading import open_document
+from memgpt.apps.text_memory import NOTES_BUDGET, notes_of
+from memgpt.errors import MemGPTError
+from memgpt.pretrained import resolve_backbone
+
+KINDS = ["text", "retrieval", "latent", "window-first", "window-last", "none"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(resolve_backbone("default"))
+
+
+def tiny_engine(tokenizer, name: str = "tiny-llama", seed: int = 0) -> Engine:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
+    backbone = LlamaForCausalLM(config).eval()
+    backbone.config.name_or_path = name
+    return Engine(name=name, backbone=backbone, tokenizer=tokenizer, window=512)
+
+
+@pytest.fixture(scope="module")
+def engine(tokenizer):
+    return tiny_engine(tokenizer)
+
+
+DOC = " ".join(f"Sentence number {i} says that the {['cat', 'dog', 'owl'][i % 3]} sat on mat {i}." for i in range(150))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_read_save_load_answer_identically(engine, tmp_path, kind):
+    state = read(DOC, kind, engine)
+    assert state.kind == kind and state.tokens_read == len(engine.tokenizer(DOC, add_special_tokens=False)["input_ids"])
+    path = write_memory_file(tmp_path / "doc.mem", state)
+    loaded = load_state(path, engine)
+    assert loaded.tokens_read == state.tokens_read and loaded.info == state.info
+    assert loaded.tensors.keys() == state.tensors.keys()
+    for key in state.tensors:
+        assert torch.equal(loaded.tensors[key], state.tensors[key])
+    memory = make_memory(kind, engine)
+    question = ["Where did the owl sit?"]
+    assert memory.answer(loaded, question, 4) == memory.answer(state, question, 4)
+    assert ask(path, question[0], engine=engine, max_new_tokens=4) == memory.answer(state, question, 4)[0]
+
+
+def test_window_baselines_keep_first_last_and_last_segment(engine):
+    ids = engine.tokenizer(DOC, add_special_tokens=False)["input_ids"]
+    first, last, none = (read(DOC, k, engine) for k in ("window-first", "window-last", "none"))
+    cap = make_memory("window-first", engine).capacity
+    assert first.tensors["ids"].tolist() == ids[:cap]
+    assert last.tensors["ids"].tolist() == ids[-cap:]
+    seg = make_memory("none", engine).segment_tokens
+    assert none.tensors["ids"].tolist() == ids[(len(ids) - 1) // seg * seg :]
+
+
+def test_text_notes_stay_bounded(engine):
+    state = read(DOC * 3, "text", engine)
+    assert state.segments >= 3
+    assert engine.count_tokens(notes_of(state)) <= NOTES_BUDGET
+
+
+def test_short_document_is_read_directly_and_long_one_into_memory(engine):
+    assert open_document("A short note.", "ask", None, engine, False, 1 << 20).kind == "direct"
+    assert open_document(DOC, "ask", None, engine, False, 1 << 20).kind == "retrieval"
+
+
+def test_retrieval_finds_the_needle(engine):
+    filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+    doc = filler * 40 + "The pass key is 7261. Remember it. 7261 is the pass key. " + filler * 40
+    memory = make_memory("retrieval", engine)
+    context = memory.context(read(doc, "retrieval", engine), "What is the pass key?", 400)
+    assert "7261" in context and engine.count_tokens(context) <= 400
+
+
+def test_memory_files_are_refused_for_another_backbone_or_kind(engine, tokenizer, tmp_path):
+    path = write_memory_file(tmp_path / "doc.mem", read(DOC, "retrieval", engine))
+    other = tiny_engine(tokenizer, name="another-model")
+    with pytest.raises(MemGPTError, match="made with backbone"):
+        ask(path, "Who?", engine=other)
+    with pytest.raises(MemGPTError, match="holds a 'retrieval' memory"):
+        ask(path, "Who?", memory="text", engine=engine)
+    cut = tmp_path / "cut.mem"
+    cut.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(MemGPTError, match="truncated or corrupt"):
+        ask(cut, "Who?", engine=engine)
+
+
+def test_latent_file_from_another_memory_is_refused(engine, tokenizer, tmp_path):
+    path = write_memory_file(tmp_path / "doc.mem", read(DOC, "latent", engine))
+    other = tiny_engine(tokenizer, seed=1)  # same name, other weights: other memory fingerprint
+    with pytest.raises(MemGPTError, match="another latent memory"):
+        ask(path, "Who?", engine=other)
+
+
+def test_write_refuses_to_overwrite_a_user_file(engine, tmp_path):
+    precious = tmp_path / "notes.mem"
+    precious.write_bytes(b"my own notes, not a memory file")
+    with pytest.raises(MemGPTError, match="refusing to overwrite"):
+        write_memory_file(precious, read(DOC, "none", engine))
+    assert precious.read_bytes() == b"my own notes, not a memory file"
+    with pytest.raises(MemGPTError, match="should end in .mem"):
+        write_memory_file(tmp_path / "doc.txt", read(DOC, "none", engine))
+
+
+@pytest.mark.parametrize(
+    "call,needle",
+    [
+        (lambda e: ask("", "Who?", engine=e), "empty"),
+        (lambda e: ask("   \n ", "Who?", engine=e), "empty"),
+        (lambda e: ask("text\x00bin", "Who?", engine=e), "NUL"),
+        (lambda e: ask("bad \ud800 text", "Who?", engine=e), "not valid Unicode"),
+        (lambda e: ask(DOC, "  ", engine=e), "question is empty"),
+        (lambda e: ask(DOC, [], engine=e), "no question"),
+        (lambda e: ask(DOC, "Who?", engine=e, max_new_tokens=0), "max_new_tokens"),
+        (lambda e: ask(DOC, "Who?", memory="magic", engine=e), "unknown memory kind"),
+        (lambda e: ask(DOC, "Who?", engine=e, max_bytes=100), "input limit"),
+        (lambda e: summarize(DOC, max_length=0, engine=e), "max_length"),
+        (lambda e: summarize(DOC, max_length="50", engine=e), "max_length"),
+    ],
+)
+def test_bad_input_is_a_clear_error(engine, call, needle):
+    with pytest.raises(MemGPTError, match=needle):
+        call(engine)
+
+
+def test_bad_files(engine, tmp_path):
+    (tmp_path / "bin.txt").write_bytes(b"\x00\x01\x02")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
+    cases = {tmp_path / "missing.txt": "does not exist", tmp_path: "directory", tmp_path / "bin.txt": "binary",
+             tmp_path / "latin1.txt": "not valid UTF-8"}
+    for path, needle in cases.items():
+        with pytest.raises(MemGPTError, match=needle):
+            summarize(path, engine=engine)
+
+
+def test_huge_file_is_refused_before_reading(engine, tmp_path):
+    huge = tmp_path / "huge.txt"
+    with open(huge, "wb") as f:  # 1 GiB, sparse: costs no disk
+        f.seek((1 << 30) - 1)
+        f.write(b"a")
+    with pytest.raises(MemGPTError, match="over the 64 MiB input limit"):
+        summarize(huge, engine=engine)
