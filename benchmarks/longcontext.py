@@ -69,9 +69,20 @@ def run_part(name: str, spec: dict, work: Path, seed: int, samples: int | None, 
             return old
     t0 = time.time()
     results = run_suite(app_systems(config.kinds, "default", max_new_tokens), config, out,
-                        extra={"part": name}, log=lambda line: print(f"[{name}] {line}", flush=True))
+                        extra={"part": name, "code": git_head()}, log=lambda line: print(f"[{name}] {line}", flush=True))
     print(f"[{name}] {time.time() - t0:.0f} s", flush=True)
     return results
+
+
+def git_head() -> str | None:
+    """The commit the suite ran on (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
 
 
 def merge(parts: dict[str, dict]) -> dict:
@@ -118,7 +129,7 @@ def main() -> None:
         parts[name] = run_part(name, PARTS[name], work, args.seed, args.samples, args.max_new_tokens)
     merged = merge(parts)
     summary = {
-        "command": " ".join(["python", "benchmarks/longcontext.py", *sys.argv[1:]]),
+        "command": " ".join(["python", "benchmarks/longcontext.py", *sys.argv[1:]]), "code": git_head(),
         "seed": args.seed, "threads": args.threads, "seconds_this_run": round(time.time() - t0, 1),
         "torch": torch.__version__, "transformers": transformers.__version__, "machine": platform.machine(),
         "adapter": adapter_info(), **merged,
