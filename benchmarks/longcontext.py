@@ -14,8 +14,8 @@ Runs in parts (each a `memgpt eval` grid); cells a part does not run stay empty 
 - verify-passkey: (not default) passkey at 64k with retrieval, 60 samples = 20 trials per position.
 - verify-qa1:     (not default) qa1 at 4k/16k/64k, 10 samples, retrieval and the last window.
 
-    python benchmarks/longcontext.py                      # default parts, ~30 min on 2 cores
-    python benchmarks/longcontext.py --parts verify-passkey,verify-qa1   # ~1.5 h on 2 cores
+    python benchmarks/longcontext.py                      # default parts, ~26 min at 1 thread
+    python benchmarks/longcontext.py --parts verify-passkey,verify-qa1   # ~1 h at 1 thread
 Writes benchmarks/results/longcontext.json and longcontext.png; predictions under --work-dir.
 A part whose results.json exists in --work-dir with the same settings is reused (delete to rerun).
 """
