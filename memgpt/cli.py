@@ -103,6 +103,38 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
 
 
+@cli.command("eval")
+@click.argument("tasks")
+@click.option("--lengths", default="0k,4k,16k", show_default=True, help="Context lengths in tokens (4k = 4096).")
+@click.option("--samples", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Samples per task and length.")
+@click.option("--memory", "kinds", default="retrieval", show_default=True, help="Memory kinds, comma-separated.")
+@click.option("--out-dir", type=click.Path(path_type=Path), required=True, help="Predictions, results.json, heatmap.png.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(1, 512), default=16, show_default=True)
+@click.option("--limit", "limits", multiple=True, help="KIND=LENGTH: run KIND only up to LENGTH (repeatable).")
+@click.option("--model", "model_name", default="default", show_default=True)
+def eval_command(tasks: str, lengths: str, samples: int, kinds: str, out_dir: Path, seed: int, max_new_tokens: int,
+                 limits: tuple[str, ...], model_name: str) -> None:
+    """Long-context suite: TASKS (passkey, passkey-prose, qa1..qa5) × lengths × memory kinds."""
+    from .longeval import SuiteConfig, app_systems, iter_tasks, parse_length, parse_lengths, parse_list, run_suite, table
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MemGPTError(f"--out-dir {out_dir} exists and is not a directory")
+    caps = {}
+    for item in limits:
+        kind, _, length = item.partition("=")
+        if not kind or not length:
+            raise MemGPTError(f"--limit expects KIND=LENGTH, got {item!r}")
+        caps[kind.strip()] = parse_length(length)
+    config = SuiteConfig(list(iter_tasks(tasks)), parse_lengths(lengths), samples, parse_list(kinds, "--memory"), seed,
+                         max_new_tokens=max_new_tokens, model=model_name, limits=caps)
+    config.validate()
+    results = run_suite(app_systems(config.kinds, model_name, max_new_tokens), config, out_dir,
+                        log=lambda line: click.echo(line, err=True))
+    click.echo(table(results))
+    click.echo(f"predictions, results.json and heatmap.png in {out_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning every failure into one line and an exit code."""
     import transformers

@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from ..safe_io import (
 )
 
 LATEST = "latest"
+ADAPTER_FILE = "adapter.safetensors"  # LoRA runs checkpoint only the trained parameters
 NAME = re.compile(r"checkpoint-(\d{6,})")
 # where the test hook can stop a checkpoint write, in order
 PHASES = ("start", "model", "optimizer", "files", "renamed", "pointer", "latest", "pruned")
@@ -115,8 +117,10 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     keep: int = 2,
     model_state: dict[str, torch.Tensor] | None = None,
+    save_model: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write checkpoint `step` into a temporary folder, rename it into place, then move `latest`.
+    `save_model(folder)` replaces `model.save_pretrained` (e.g. to write only an adapter).
 
     `model_state` (e.g. gathered from FSDP shards) replaces `model.state_dict()`. Refuses NaN/inf
     weights. Any write failure (disk full, read-only, ...) is a `MemGPTError`; earlier checkpoints
@@ -129,7 +133,8 @@ def save_checkpoint(
         previous = None
     _refuse_non_finite(model_state if model_state is not None else model.state_dict(), name)
     try:
-        return _write_checkpoint(out_dir, step, name, model, optimizer, trainer_state, keep, model_state, previous)
+        return _write_checkpoint(out_dir, step, name, model, optimizer, trainer_state, keep, model_state, previous,
+                                 save_model)
     except (OSError, SafetensorError) as e:
         kept = f"the last complete checkpoint, {previous.name}, is intact" if previous else "no earlier checkpoint exists"
         raise MemGPTError(f"cannot write {name} in {out_dir}: {_write_reason(e)}; {kept}") from None
@@ -155,6 +160,7 @@ def _refuse_non_finite(state: dict[str, torch.Tensor], name: str) -> None:
 def _write_checkpoint(
     out_dir: Path, step: int, name: str, model: torch.nn.Module, optimizer: Any, trainer_state: dict[str, Any],
     keep: int, model_state: dict[str, torch.Tensor] | None, previous: Path | None,
+    save_model: Callable[[Path], None] | None = None,
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out_dir, keep_name=previous.name if previous else None)
@@ -162,7 +168,10 @@ def _write_checkpoint(
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}."))
     try:
         _pause_for_test("start", step)
-        model.save_pretrained(tmp, safe_serialization=True, state_dict=model_state)
+        if save_model is not None:
+            save_model(tmp)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=model_state)
         _pause_for_test("model", step)
         tensors, meta = optimizer_to_flat(optimizer)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
@@ -288,6 +297,15 @@ def load_model(path: Path):
         raise MemGPTError(f"{path} does not exist")
     if not os.path.isdir(path):
         raise MemGPTError(f"{path} is not a model folder")
+    if os.path.isfile(path / ADAPTER_FILE):  # a LoRA run: the default backbone + its adapter
+        from ..adapters import load_latent_model, read_adapter
+        from ..pretrained import load_backbone
+
+        read_adapter(path / ADAPTER_FILE)
+        model = load_latent_model(load_backbone("default")[0], path / ADAPTER_FILE)
+        if model is None:
+            raise MemGPTError(f"the adapter in {path} was trained for another backbone")
+        return model
     config_file, weights = path / "config.json", path / SAFE_WEIGHTS
     if not os.path.lexists(config_file) or not os.path.lexists(weights):
         if os.path.lexists(config_file):

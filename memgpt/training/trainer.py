@@ -23,7 +23,7 @@ from ..modeling_memgpt import MemGPTForCausalLM
 from ..tasks import IGNORE, Task, get_task
 from . import distributed as D
 from .checkpoint import (
-    checkpoint_name, latest_checkpoint, load_model, load_training_state, save_checkpoint,
+    ADAPTER_FILE, checkpoint_name, latest_checkpoint, load_model, load_training_state, save_checkpoint,
     write_json_atomic, write_text_atomic,
 )
 from .curriculum import Curriculum
@@ -71,6 +71,10 @@ class TrainArgs:
     progress: bool = True
     device: str = "auto"
     fsdp: bool = False
+    backbone: str = ""  # a pretrained backbone ("default", a folder, a hub id) instead of a config from scratch
+    lora_rank: int = 0  # > 0: train LoRA (peft) + the memory parameters only; the backbone stays frozen
+    lora_alpha: float = 16.0
+    bf16: bool = False  # bfloat16 autocast (CPU or CUDA)
 
     def validate(self) -> None:
         """Raise `MemGPTError` on option values that cannot work (or would exhaust memory or time)."""
@@ -101,6 +105,14 @@ class TrainArgs:
             raise MemGPTError(f"--bptt-depth must be -1 (full) or > 0, got {self.bptt_depth}")
         if self.warmup_steps < 0 or self.grad_clip < 0 or self.time_budget < 0 or self.threads < 0:
             raise MemGPTError("--warmup-steps, --grad-clip, --time-budget and --threads must be >= 0")
+        if self.lora_rank < 0 or self.lora_rank > 4096 or (self.lora_rank and not self.backbone):
+            raise MemGPTError("--lora-rank must be from 0 to 4096 and needs --backbone")
+        if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            raise MemGPTError(f"--lora-alpha must be a positive number, got {self.lora_alpha}")
+        if self.backbone and self.full_attention:
+            raise MemGPTError("--full-attention trains a model from scratch; it cannot be used with --backbone")
+        if self.lora_rank and self.fsdp:
+            raise MemGPTError("--lora-rank with --fsdp is not supported (LoRA runs are small: use DDP)")
         if any(n > LIMITS["segment_size"] for n in self.curriculum):
             raise MemGPTError(f"--curriculum entries are absurd (at most {LIMITS['segment_size']} segments)")
         tokens = self.batch_size * max(self.curriculum) * self.segment_size
@@ -112,7 +124,21 @@ class TrainArgs:
 
 
 def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) -> MemGPTForCausalLM:
-    """A fresh model for `args`; full attention reads the longest input as one segment, no memory."""
+    """A fresh model for `args`; full attention reads the longest input as one segment, no memory.
+    With `backbone`, a pretrained LM with fresh memory (and LoRA when `lora_rank` > 0)."""
+    if args.backbone:
+        model = MemGPTForCausalLM.from_backbone(
+            args.backbone, args.num_mem_tokens, args.segment_size, args.bptt_depth, args.memory_update
+        )
+        model.config.memory_norm = args.memory_norm
+        if model.config.vocab_size < task.vocab_size:
+            raise MemGPTError(f"task {args.task!r} needs a vocabulary of {task.vocab_size}; the backbone has {model.config.vocab_size}")
+        if args.lora_rank:
+            from ..adapters import add_lora
+
+            torch.manual_seed(args.seed)
+            add_lora(model, args.lora_rank, args.lora_alpha)
+        return model.train()
     if args.full_attention:
         longest = (max_segments or max(args.curriculum)) * args.segment_size
         config = memgpt_config(args.size, args.arch, task.vocab_size, 0, longest, -1)
@@ -140,6 +166,7 @@ def sequence_pass(
     bptt_depth: int = -1,
     backward: bool = False,
     num_items: float | None = None,
+    autocast: torch.dtype | None = None,
 ) -> tuple[float, torch.Tensor]:
     """Run one batch segment by segment; return (mean loss, per-sample exact match `[B]`).
 
@@ -147,6 +174,7 @@ def sequence_pass(
     and each chunk is backpropagated on its own, so activations of only one chunk are ever held.
     `model` may be wrapped for data parallelism: gradients are then reduced once, on the last chunk.
     The loss is the sum over labelled tokens divided by `num_items` (default: this batch's count).
+    `autocast`: run the forward passes under `torch.autocast` in that dtype (e.g. bfloat16).
     """
     core = D.unwrap(model)
     shift = nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)  # (B, T), aligned with logits
@@ -159,10 +187,11 @@ def sequence_pass(
         sl = slice(start, start + chunk)
         last = start + chunk >= input_ids.shape[1]
         with D.no_sync(model) if backward and not last else nullcontext():
-            out = model(
-                input_ids=input_ids[:, sl], shift_labels=shift[:, sl], memory_state=memory,
-                num_items_in_batch=total, bptt_depth=-1,
-            )
+            with torch.autocast(input_ids.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                out = model(
+                    input_ids=input_ids[:, sl], shift_labels=shift[:, sl], memory_state=memory,
+                    num_items_in_batch=total, bptt_depth=-1,
+                )
             if backward and out.loss.requires_grad:
                 out.loss.backward()  # even when NaN: every process must take part in the reduction
         loss_value += float(out.loss.detach())
@@ -177,7 +206,7 @@ def sequence_pass(
 @torch.inference_mode()
 def evaluate_counts(
     model: nn.Module, task: Task, num_segments: int, segment_size: int, size: int = 256,
-    batch_size: int = 64, seed: int = EVAL_SEED, shard: tuple[int, int] = (0, 1),
+    batch_size: int = 64, seed: int = EVAL_SEED, shard: tuple[int, int] = (0, 1), autocast: torch.dtype | None = None,
 ) -> int:
     """How many of `size` held-out samples are exactly right; with `shard=(rank, world)` only the
     batches `rank, rank + world, ...` are scored (the caller sums the counts over processes)."""
@@ -191,17 +220,17 @@ def evaluate_counts(
             continue
         n = min(batch_size, size - i)
         x, y = task.batch(n, num_segments, segment_size, seed=seed + 7919 * num_segments + i)
-        correct += int(sequence_pass(model, x.to(device), y.to(device))[1].sum())
+        correct += int(sequence_pass(model, x.to(device), y.to(device), autocast=autocast)[1].sum())
     model.train(was_training)
     return correct
 
 
 def evaluate(
     model: nn.Module, task: Task, num_segments: int, segment_size: int, size: int = 256,
-    batch_size: int = 64, seed: int = EVAL_SEED,
+    batch_size: int = 64, seed: int = EVAL_SEED, autocast: torch.dtype | None = None,
 ) -> float:
     """Exact-match accuracy on `size` held-out samples of `num_segments` segments."""
-    return evaluate_counts(model, task, num_segments, segment_size, size, batch_size, seed) / size
+    return evaluate_counts(model, task, num_segments, segment_size, size, batch_size, seed, autocast=autocast) / size
 
 
 class Trainer:
@@ -227,6 +256,7 @@ class Trainer:
         if args.threads:
             torch.set_num_threads(args.threads)
         self.dist = D.init_distributed(args.device)
+        self.autocast = torch.bfloat16 if args.bf16 else None
         ckpt = latest_checkpoint(self.out_dir) if os.path.isdir(self.out_dir) else None
         if resume:
             if ckpt is None:
@@ -264,7 +294,7 @@ class Trainer:
 
     def _param_groups(self) -> list[list[str]]:
         """Parameter names of the optimizer's two groups (decay, no decay), in optimizer order."""
-        named = list(self.model.named_parameters())
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]  # LoRA: the rest is frozen
         decay = [n for n, p in named if p.ndim >= 2 and "memory_init" not in n]
         no_decay = [n for n, p in named if not (p.ndim >= 2 and "memory_init" not in n)]
         return [decay, no_decay]
@@ -279,11 +309,18 @@ class Trainer:
     def _resume(self, ckpt: Path) -> None:
         opt_state, state, rng = load_training_state(ckpt)
         saved = state.get("args", {})
-        fixed = ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "memory_norm", "full_attention")
+        fixed = ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "memory_norm", "full_attention",
+                 "backbone", "lora_rank", "lora_alpha")
         for key in fixed:
             if key in saved and saved[key] != getattr(self.args, key):
                 raise MemGPTError(f"--resume: {key}={getattr(self.args, key)!r} but the checkpoint has {saved[key]!r}")
-        model = load_model(ckpt)
+        if self.args.lora_rank:
+            from ..adapters import load_adapter_into, read_adapter
+
+            model = build_model(self.args, self.task)
+            load_adapter_into(model, read_adapter(ckpt / ADAPTER_FILE)[0])
+        else:
+            model = load_model(ckpt)
         model.train()
         self._setup(model)
         try:
@@ -377,11 +414,20 @@ class Trainer:
                     if id(param) in seen:
                         model_state.pop(name, None)
                     seen.add(id(param))
+        saver = None
+        if self.args.lora_rank:  # only what was trained: a few MB instead of the whole backbone
+            from ..adapters import save_adapter
+
+            info = {"task": self.args.task, "step": self.step, "evals": self.evals[-3:]}
+
+            def saver(folder: Path) -> None:
+                save_adapter(folder / ADAPTER_FILE, D.unwrap(self.model), self.args.lora_rank, self.args.lora_alpha, info)
+
         error: BaseException | None = None
         if self.dist.is_main:
             try:
                 save_checkpoint(self.out_dir, self.step, self.model, optim_state, self.state_dict(),
-                                self.args.keep_checkpoints, model_state=model_state)
+                                self.args.keep_checkpoints, model_state=model_state, save_model=saver)
             except Exception as e:  # noqa: BLE001 - re-raised below, after the other processes know
                 error = e
         if not D.all_agree(self.dist, error is None):
@@ -408,7 +454,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        loss, correct = sequence_pass(self.engine, x, y, args.bptt_depth, backward=True, num_items=num_items)
+        loss, correct = sequence_pass(self.engine, x, y, args.bptt_depth, backward=True, num_items=num_items,
+                                      autocast=self.autocast)
         loss, n_correct = D.all_sum(ctx, loss, float(correct.sum()))
         loss /= ctx.world_size
         record = {"step": self.step + 1, "loss": loss, "acc": n_correct / (rows * ctx.world_size),
@@ -437,9 +484,10 @@ class Trainer:
         """Eval accuracy; data-parallel runs split the eval batches over processes and sum the counts."""
         args = self.args
         if self.sharded:  # FSDP forward passes are collectives: every process scores every batch
-            return evaluate(self.model, self.task, num_segments, args.segment_size, args.eval_size)
+            return evaluate(self.model, self.task, num_segments, args.segment_size, args.eval_size, autocast=self.autocast)
         shard = (self.dist.rank, self.dist.world_size)
-        count = evaluate_counts(self.model, self.task, num_segments, args.segment_size, args.eval_size, shard=shard)
+        count = evaluate_counts(self.model, self.task, num_segments, args.segment_size, args.eval_size, shard=shard,
+                                batch_size=min(64, args.batch_size), autocast=self.autocast)
         return D.all_sum(self.dist, count)[0] / args.eval_size
 
     def train(self) -> dict[str, Any]:

@@ -1,0 +1,148 @@
+"""The long-context suite (BABILong-style) on the packaged default model, through the same code as
+`memgpt eval`: passkey and bAbI qa1-qa5 hidden in State of the Union speeches, at growing lengths,
+for each memory kind of `memgpt.apps` and its baselines.
+
+Runs in parts (each a `memgpt eval` grid); cells a part does not run stay empty ('-') in the table:
+
+- direct:  every task at 0k and 1k, every kind. The document fits the window there, so `ask` answers
+           from the full text whatever the kind (the numbers are the backbone's own, zero-shot).
+- main:    every task at 4k and 16k: retrieval, the last window (the backbone's window; the
+           truncation baseline), segments without memory.
+- latent:  every task at 4k with the latent memory (the shipped adapter when there is one).
+- text:    qa1 at 4k with the text memory (slow: the model writes notes for every 1k tokens).
+- long:    passkey tasks at 64k and 128k, only for the cheap kinds (retrieval, no memory).
+- verify-passkey: (not default) passkey at 64k with retrieval, 60 samples = 20 trials per position.
+- verify-qa1:     (not default) qa1 at 4k/16k/64k, 10 samples, retrieval and the last window.
+
+    python benchmarks/longcontext.py                      # default parts, ~30 min on 2 cores
+    python benchmarks/longcontext.py --parts verify-passkey,verify-qa1   # ~1.5 h on 2 cores
+Writes benchmarks/results/longcontext.json and longcontext.png; predictions under --work-dir.
+A part whose results.json exists in --work-dir with the same settings is reused (delete to rerun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+from memgpt.adapters import adapter_info
+from memgpt.longeval import SuiteConfig, app_systems, heatmap, run_suite, table, write_atomic
+from memgpt.tasks.longcontext import LONG_TASKS, length_label, parse_length
+
+RESULTS = Path(__file__).parent / "results"
+ALL = list(LONG_TASKS)
+PASSKEYS = ["passkey", "passkey-prose"]
+BASELINES = ["retrieval", "window-last", "none"]
+PARTS = {
+    "direct": dict(tasks=ALL, lengths=["0k", "1k"], kinds=["retrieval", "window-last", "none", "latent"], samples=3),
+    "main": dict(tasks=ALL, lengths=["4k", "16k"], kinds=BASELINES, samples=3),
+    "latent": dict(tasks=ALL, lengths=["4k"], kinds=["latent"], samples=3),
+    "text": dict(tasks=["qa1"], lengths=["4k"], kinds=["text"], samples=3),
+    "long": dict(tasks=PASSKEYS, lengths=["64k", "128k"], kinds=["retrieval", "none"], samples=3),
+    "verify-passkey": dict(tasks=["passkey"], lengths=["64k"], kinds=["retrieval"], samples=60),
+    "verify-qa1": dict(tasks=["qa1"], lengths=["4k", "16k", "64k"], kinds=["retrieval", "window-last"], samples=10,
+                       limits={"window-last": "16k"}),
+}
+DEFAULT_PARTS = ["direct", "main", "latent", "text", "long"]
+ORDER = ["retrieval", "text", "latent", "window-last", "window-first", "none"]
+
+
+def run_part(name: str, spec: dict, work: Path, seed: int, samples: int | None, max_new_tokens: int) -> dict:
+    config = SuiteConfig(
+        list(spec["tasks"]), [parse_length(n) for n in spec["lengths"]], samples or spec["samples"],
+        list(spec["kinds"]), seed, max_new_tokens=max_new_tokens,
+        limits={k: parse_length(v) for k, v in spec.get("limits", {}).items()},
+    )
+    out = work / name
+    done = out / "results.json"
+    if done.exists():
+        old = json.loads(done.read_text())
+        if old["config"] == config.__dict__ | {"lengths": [length_label(n) for n in config.lengths]}:
+            print(f"[{name}] reusing {done}", flush=True)
+            return old
+    t0 = time.time()
+    results = run_suite(app_systems(config.kinds, "default", max_new_tokens), config, out,
+                        extra={"part": name, "code": git_head()}, log=lambda line: print(f"[{name}] {line}", flush=True))
+    print(f"[{name}] {time.time() - t0:.0f} s", flush=True)
+    return results
+
+
+def git_head() -> str | None:
+    """The commit the suite ran on (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def merge(parts: dict[str, dict]) -> dict:
+    """One grid over every part: kind -> task -> length -> accuracy (None where no part ran it)."""
+    lengths = sorted({parse_length(n) for r in parts.values() for n in r["config"]["lengths"]})
+    labels = [length_label(n) for n in lengths]
+    kinds = sorted({k for r in parts.values() for k in r["accuracy"]}, key=lambda k: (ORDER + [k]).index(k))
+    tasks = [t for t in ALL if any(t in r["accuracy"][k] for r in parts.values() for k in r["accuracy"])]
+    grid = {k: {t: {n: None for n in labels} for t in tasks} for k in kinds}
+    samples = {k: {t: {n: None for n in labels} for t in tasks} for k in kinds}
+    for r in parts.values():
+        for k, by_task in r["accuracy"].items():
+            for t, by_len in by_task.items():
+                for n, acc in by_len.items():
+                    if acc is not None and r["config"]["samples"] >= (samples[k][t][n] or 0):  # most samples wins
+                        grid[k][t][n] = acc
+                        samples[k][t][n] = r["config"]["samples"]
+    return {"lengths": labels, "accuracy": grid, "samples": samples}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--samples", type=int, default=None, help="samples per cell for every part (default: each part's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work-dir", default="runs/longcontext")
+    parser.add_argument("--results", default=str(RESULTS / "longcontext.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    names = [p for p in args.parts.split(",") if p]
+    unknown = [p for p in names if p not in PARTS]
+    if unknown:
+        sys.exit(f"error: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    work = Path(args.work_dir)
+    out = Path(args.results)
+    previous = json.loads(out.read_text()).get("parts", {}) if out.exists() else {}
+    parts = dict(previous)  # a partial run replaces its own parts and keeps the others
+    t0 = time.time()
+    for name in names:
+        parts[name] = run_part(name, PARTS[name], work, args.seed, args.samples, args.max_new_tokens)
+    merged = merge(parts)
+    summary = {
+        "command": " ".join(["python", "benchmarks/longcontext.py", *sys.argv[1:]]), "code": git_head(),
+        "seed": args.seed, "threads": args.threads, "seconds_this_run": round(time.time() - t0, 1),
+        "torch": torch.__version__, "transformers": transformers.__version__, "machine": platform.machine(),
+        "adapter": adapter_info(), **merged,
+        "parts": {n: {k: v for k, v in r.items() if k != "platform"} for n, r in parts.items()},
+    }
+    write_atomic(out, json.dumps(summary, indent=2).encode())
+    counts = [n for by_task in merged["samples"].values() for by_len in by_task.values() for n in by_len.values() if n]
+    spread = f"{min(counts)}-{max(counts)}" if min(counts) != max(counts) else str(counts[0])
+    grid = {"config": {"lengths": merged["lengths"], "samples": spread, "seed": args.seed}, "accuracy": merged["accuracy"]}
+    heatmap(grid, out.with_suffix(".png"))
+    print("\n" + table(grid))
+    print(f"\nwrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
