@@ -184,7 +184,7 @@ def main() -> None:
             rows.append({"doc": f"wiki:{art.title}", "section": "wiki", **r})
             save()
             print(f"{art.title[:28]:28s} {kind:12s} {r['tokens']:6d} tok  RL {r['rouge']['rougeL']:.3f}  "
-                  f"QA {sum(a['correct'] for a in r['answers'])}/{len(qs)}  {r['seconds']:6.1f}s  {r['peak_rss_mb']:.0f}MB",
+                  f"QA {sum(a['correct'] for a in r.get('answers', []))}/{len(qs)}  {r['seconds']:6.1f}s  {r['peak_rss_mb']:.0f}MB",
                   flush=True)
     # speeches just over 20k tokens (the main job's size), longest first
     speeches = [p for p in sotu_speeches() if 80_000 <= p.stat().st_size <= 110_000]
@@ -213,8 +213,8 @@ def summarize_rows(rows: list[dict], kinds: list[str]) -> dict:
     table = {}
     for kind in kinds:
         wiki = [r for r in rows if r["kind"] == kind and r["section"] == "wiki"]
-        facts = [a for r in rows if r["kind"] == kind and r["section"] == "facts" for a in r["answers"]]
-        qa = [a for r in wiki for a in r["answers"]]
+        facts = [a for r in rows if r["kind"] == kind and r["section"] == "facts" for a in r.get("answers", [])]
+        qa = [a for r in wiki for a in r.get("answers", [])]
         mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
         table[kind] = {
             "rouge1": mean([r["rouge"]["rouge1"] for r in wiki]), "rouge2": mean([r["rouge"]["rouge2"] for r in wiki]),

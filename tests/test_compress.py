@@ -225,7 +225,7 @@ def test_default_backbone_crams_a_sentence_into_one_vector():
     torch.set_num_threads(1)
     model, tokenizer = load_backbone("default")
     text = "Memory vectors hold text."
-    result = encode(text, model=model, tokenizer=tokenizer, num_vectors=1, steps=150)
+    result = encode(text, model=model, tokenizer=tokenizer, num_vectors=1, steps=400)  # stops once exact
     assert result.exact and result.num_vectors == 1, result.summary()
     assert decode(result, model=model, tokenizer=tokenizer) == text
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -151,6 +151,8 @@ def value_strategy(param: click.Parameter, w) -> st.SearchStrategy[str]:
     """Hostile values for one parameter, by its type (and name, for paths)."""
     t = param.type
     name = (param.name or "").lower()
+    if name in WORK_PARAMS:  # how much work to do: a valid huge value is a long job, not a hang
+        return st.sampled_from(["-1", "0", "1", "3", "x", "", "nan"])
     if isinstance(t, click.types.IntParamType):
         return st.sampled_from(INTS)
     if isinstance(t, click.types.FloatParamType):
@@ -164,6 +166,7 @@ def value_strategy(param: click.Parameter, w) -> st.SearchStrategy[str]:
 
 
 COUNTER = itertools.count()
+WORK_PARAMS = {"steps", "vectors", "max_new_tokens", "max_steps", "max_length"}
 
 
 def base_args(name: str, cmd: click.Command, w) -> dict[str, list[str]]:
@@ -174,7 +177,8 @@ def base_args(name: str, cmd: click.Command, w) -> dict[str, list[str]]:
         key = "model_name" if "model_name" in options else "model"
         base[key] = [options[key].opts[0], str(w["tiny"])]
     cheap = {"segment_size": "64", "num_mem_tokens": "2", "max_new_tokens": "3", "eval_size": "8", "batch_size": "4",
-             "max_steps": "2", "eval_every": "2", "curriculum": "1,2", "size": "tiny", "threads": "1", "device": "cpu"}
+             "max_steps": "2", "eval_every": "2", "curriculum": "1,2", "size": "tiny", "threads": "1", "device": "cpu", "steps": "5",
+             "vectors": "1", "max_length": "8"}
     for key, value in cheap.items():
         if key in options and not options[key].is_flag:
             base[key] = [options[key].opts[0], value]
