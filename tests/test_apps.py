@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from memgpt.apps import ask, load_state, make_memory, read, summarize, write_memory_file
+from memgpt.apps import ask, generate, load_state, make_memory, read, summarize, write_memory_file
 from memgpt.apps.engine import Engine
 from memgpt.apps.reading import open_document
 from memgpt.apps.text_memory import NOTES_BUDGET, notes_of
@@ -124,6 +124,8 @@ def test_write_refuses_to_overwrite_a_user_file(engine, tmp_path):
         (lambda e: ask(DOC, "Who?", engine=e, max_new_tokens=0), "max_new_tokens"),
         (lambda e: ask(DOC, "Who?", memory="magic", engine=e), "unknown memory kind"),
         (lambda e: ask(DOC, "Who?", engine=e, max_bytes=100), "input limit"),
+        (lambda e: ask(DOC, "\ud800", engine=e), "not valid Unicode"),  # found by the fuzz
+        (lambda e: generate("\x00", 1, memory="text", engine=e, temperature=1e308, top_p=0.5), "temperature"),
         (lambda e: summarize(DOC, max_length=0, engine=e), "max_length"),
         (lambda e: summarize(DOC, max_length="50", engine=e), "max_length"),
     ],

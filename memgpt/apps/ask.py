@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import MemGPTError
+from ..generation import check_text
 from .documents import DEFAULT_MAX_BYTES, Source
 from .engine import Engine
 from .memories import ANSWER_RESERVE, MemoryState, answer_from
@@ -20,7 +21,8 @@ def ask(source: Source | MemoryState, questions: str | list[str], *, memory: str
     if not qs:
         raise MemGPTError("no question given")
     for q in qs:
-        if not isinstance(q, str) or not q.strip():
+        check_text(q, "a question")
+        if not q.strip():
             raise MemGPTError("a question is empty")
     if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 512:
         raise MemGPTError(f"max_new_tokens must be from 1 to 512, got {max_new_tokens!r}")
