@@ -24,11 +24,9 @@ SEGMENT_TOKENS = 512
 def latent_model(engine: Engine) -> MemGPTForCausalLM:
     """The engine's memory model (built once): a shipped adapter if there is one, else fresh memory."""
     if "latent" not in engine.extras:
-        try:
-            from ..adapters import load_latent_model
-        except ImportError:
-            load_latent_model = None
-        model = load_latent_model(engine.backbone) if load_latent_model else None
+        from ..adapters import load_latent_model
+
+        model = load_latent_model(engine.backbone)
         if model is None:
             model = MemGPTForCausalLM.from_backbone(engine.backbone, NUM_MEM_TOKENS, SEGMENT_TOKENS, dtype=engine.dtype)
         engine.extras["latent"] = model.eval()

@@ -67,6 +67,9 @@ class Memory(ABC):
     def validate(cls, state: MemoryState, path: str | Path) -> None:
         """Refuse a loaded state whose tensors are not what this kind writes."""
 
+    def check_compatible(self, state: MemoryState, path: str | Path) -> None:
+        """Refuse a loaded state that this engine's memory cannot read (default: any state of the kind is fine)."""
+
     @abstractmethod
     def context(self, state: MemoryState, query: str | None, budget: int) -> str:
         """The text this memory puts in front of a question (`query`) or a summary request (None),

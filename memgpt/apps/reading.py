@@ -46,8 +46,7 @@ def open_document(source: Source | MemoryState, app: str, memory: str | None, en
         if memory and memory != state.kind:
             raise MemGPTError(f"the memory file holds a {state.kind!r} memory, not {memory!r}")
         reader = make_memory(state.kind, engine)
-        if hasattr(reader, "check_compatible"):
-            reader.check_compatible(state, source if not isinstance(source, MemoryState) else "the state")
+        reader.check_compatible(state, source if not isinstance(source, MemoryState) else "the state")
         return Reading(reader, state)
     return _read(source, memory or DEFAULT_KIND[app], engine, progress, max_bytes, direct=True)
 
