@@ -47,7 +47,7 @@ PARTS = {
     "text": dict(tasks=["qa1"], lengths=["4k"], kinds=["text"], samples=3),
     "long": dict(tasks=PASSKEYS, lengths=["64k", "128k"], kinds=["retrieval", "none"], samples=3),
     "verify-passkey": dict(tasks=["passkey"], lengths=["64k"], kinds=["retrieval"], samples=60),
-    "verify-qa1": dict(tasks=["qa1"], lengths=["4k", "16k", "64k"], kinds=["retrieval", "window-last"], samples=10,
+    "verify-qa1": dict(tasks=["qa1"], lengths=["4k", "16k", "64k"], kinds=["retrieval", "window-last"], samples=20,
                        limits={"window-last": "16k"}),
 }
 DEFAULT_PARTS = ["direct", "main", "latent", "text", "long"]

@@ -11,6 +11,7 @@ from .errors import MemGPTError
 SIZES: dict[str, tuple[int, int, int, int]] = {
     "tiny": (2, 32, 2, 64),
     "copy": (4, 128, 4, 256),  # RMT copy protocol
+    "recall": (6, 64, 4, 256),  # RMT associative retrieval protocol
     "small": (6, 128, 4, 512),
     "base": (8, 256, 8, 1024),
 }

@@ -8,7 +8,7 @@ from transformers.configuration_utils import SubConfigSpec
 from .errors import MemGPTError
 
 
-MEMORY_UPDATES = ("replace", "residual")
+MEMORY_UPDATES = ("replace", "residual", "gated")
 
 
 class MemGPTConfig(PreTrainedConfig):
@@ -20,7 +20,9 @@ class MemGPTConfig(PreTrainedConfig):
         segment_size: S, the number of input tokens per segment.
         bptt_depth: gradients flow back through at most this many segments (-1: all of them).
         memory_update: "replace" (RMT: the write slots' states are the new memory) or "residual"
-            (they are added to the old memory, so keeping what is stored is the default).
+            (they are added to the old memory, so keeping what is stored is the default) or "gated"
+            (a learned per-dimension gate mixes them with the old memory, GRU-style: each slot can keep
+            what it holds or be overwritten).
         memory_norm: RMS-normalise memory to the token embeddings' scale (times a learned gain)
             before the backbone reads it; off feeds the write slots' states back as they are (RMT).
     """

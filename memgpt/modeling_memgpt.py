@@ -80,6 +80,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         self.backbone = backbone if backbone is not None else AutoModelForCausalLM.from_config(config.text_config)
         self.memory_init = nn.Parameter(torch.empty(config.num_mem_tokens, config.hidden_size))
         self.memory_gain = nn.Parameter(torch.ones(config.hidden_size))
+        if config.memory_update == "gated":
+            self.memory_gate = nn.Linear(2 * config.hidden_size, config.hidden_size)
         self.post_init()
 
     @classmethod
@@ -141,9 +143,14 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         return (m * self.memory_gain.float()).to(dtype)
 
     def update_memory(self, memory: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
-        """The next memory from the write slots' states: replace (RMT) or add to the old memory."""
+        """The next memory from the write slots' states: replace (RMT), add to the old memory, or
+        mix with it through a learned gate."""
+        old = memory.to(written.dtype)
         if self.config.memory_update == "residual":
-            return memory.to(written.dtype) + written
+            return old + written
+        if self.config.memory_update == "gated":
+            gate = torch.sigmoid(self.memory_gate(torch.cat([written, old], dim=-1)).float()).to(written.dtype)  # (B, M, d)
+            return old + gate * (written - old)
         return written
 
     # -- one segment ---------------------------------------------------------------------------

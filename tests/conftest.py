@@ -12,10 +12,11 @@ ARCHS = ["gpt2", "llama"]
 
 
 def tiny_model(arch: str = "gpt2", num_mem_tokens: int = 4, segment_size: int = 8, bptt_depth: int = -1,
-               dtype: torch.dtype = torch.float32, seed: int = 0) -> MemGPTForCausalLM:
+               dtype: torch.dtype = torch.float32, seed: int = 0, memory_update: str = "replace",
+               memory_norm: bool = True) -> MemGPTForCausalLM:
     """A tiny random model (vocab 99, hidden 32, 2 layers)."""
     torch.manual_seed(seed)
-    config = memgpt_config("tiny", arch, 99, num_mem_tokens, segment_size, bptt_depth)
+    config = memgpt_config("tiny", arch, 99, num_mem_tokens, segment_size, bptt_depth, memory_update, memory_norm)
     return MemGPTForCausalLM(config).to(dtype).eval()
 
 

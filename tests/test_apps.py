@@ -82,6 +82,28 @@ def test_retrieval_finds_the_needle(engine):
     assert "7261" in context and engine.count_tokens(context) <= 400
 
 
+def test_retrieval_keeps_the_latest_statement_of_an_updated_fact(engine):
+    filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+    doc = (filler * 30 + "Mary went to the kitchen. " + filler * 30 + "Mary journeyed to the garden. " + filler * 30
+           + "John went back to the office. " + filler * 30)
+    context = make_memory("retrieval", engine).context(read(doc, "retrieval", engine), "Where is Mary?", 400)
+    assert "Mary journeyed to the garden." in context and "kitchen" not in context
+
+
+@pytest.mark.parametrize("sentences,kept", [
+    (["Mary went to the kitchen.", "Mary moved to the garden."], [1]),  # restated with a new value
+    (["Mary went back to the attic.", "Mary journeyed to the bathroom."], [1]),
+    (["Mary went to the kitchen.", "John went to the garden."], [0, 1]),  # another subject
+    (["The Navy must be strong.", "The Navy protects our trade at sea."], [0, 1]),  # another statement
+    (["He was born in 1858 in New York.", "He was elected in 1904 by a wide margin."], [0, 1]),
+])
+def test_latest_statements(sentences, kept):
+    from memgpt.apps.retrieval_memory import latest_statements
+
+    question = "Where is Mary?" if "Mary" in sentences[0] else "What about the Navy, and him?"
+    assert latest_statements(question, sentences) == [sentences[i] for i in kept]
+
+
 def test_memory_files_are_refused_for_another_backbone_or_kind(engine, tokenizer, tmp_path):
     path = write_memory_file(tmp_path / "doc.mem", read(DOC, "retrieval", engine))
     other = tiny_engine(tokenizer, name="another-model")

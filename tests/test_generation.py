@@ -5,10 +5,9 @@ import torch
 from conftest import tiny_model
 
 
-@pytest.mark.parametrize("update", ["replace", "residual"])
+@pytest.mark.parametrize("update", ["replace", "residual", "gated"])
 def test_cached_greedy_equals_uncached_greedy_float64(arch, update):
-    model = tiny_model(arch, num_mem_tokens=3, segment_size=5, dtype=torch.float64)
-    model.config.memory_update = update
+    model = tiny_model(arch, num_mem_tokens=3, segment_size=5, dtype=torch.float64, memory_update=update)
     prompt = torch.randint(0, 99, (2, 12))  # 2 full segments + 2 tokens; generation crosses 5 more segments
     kwargs = dict(max_new_tokens=25, do_sample=False, pad_token_id=0)
     cached = model.generate(prompt, use_cache=True, **kwargs)

@@ -14,8 +14,9 @@ def test_zero_memory_one_segment_is_the_plain_backbone(arch):
     assert torch.equal(model(x).logits, model.backbone(x).logits)
 
 
-def test_memory_after_segment_k_depends_on_segment_one(arch):
-    model = tiny_model(arch, num_mem_tokens=4, segment_size=8)
+@pytest.mark.parametrize("update", ["replace", "residual", "gated"])
+def test_memory_after_segment_k_depends_on_segment_one(arch, update):
+    model = tiny_model(arch, num_mem_tokens=4, segment_size=8, memory_update=update)
     x = torch.randint(0, 99, (2, 40))  # 5 segments
     y = x.clone()
     y[:, 3] = (y[:, 3] + 1) % 99  # perturb one token of segment 1
@@ -35,8 +36,9 @@ def test_no_memory_means_no_dependence_across_segments(arch):
     assert embeds.grad[:, :16].abs().sum() == 0
 
 
-def test_bptt_truncation_stops_gradients(arch):
-    model = tiny_model(arch, num_mem_tokens=4, segment_size=8, bptt_depth=2)
+@pytest.mark.parametrize("update", ["replace", "residual", "gated"])
+def test_bptt_truncation_stops_gradients(arch, update):
+    model = tiny_model(arch, num_mem_tokens=4, segment_size=8, bptt_depth=2, memory_update=update)
     x = torch.randint(0, 99, (2, 32))  # 4 segments: chunks {0,1} and {2,3}
     embeds = model.get_input_embeddings()(x).detach().requires_grad_(True)
     model(inputs_embeds=embeds).memory_state.sum().backward()
@@ -96,10 +98,9 @@ def test_padding_side_does_not_change_the_result(arch):
     torch.testing.assert_close(left.logits[:, 2:], model(x).logits, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("update,norm", [("replace", True), ("residual", True), ("replace", False)])
+@pytest.mark.parametrize("update,norm", [("replace", True), ("residual", True), ("gated", True), ("replace", False)])
 def test_chunked_calls_with_state_equal_one_call(arch, update, norm):
-    model = tiny_model(arch, num_mem_tokens=4, segment_size=8)
-    model.config.memory_update, model.config.memory_norm = update, norm
+    model = tiny_model(arch, num_mem_tokens=4, segment_size=8, memory_update=update, memory_norm=norm)
     x = torch.randint(0, 99, (2, 32))
     full = model(x, labels=x)
     first = model(x[:, :16])
@@ -135,6 +136,18 @@ def test_wrapping_a_pretrained_backbone_keeps_its_weights(arch):
     torch.testing.assert_close(plain(x).logits, reference)
     embed_rms = lm.get_input_embeddings().weight.pow(2).mean().sqrt()
     torch.testing.assert_close(model.memory_gain.detach(), torch.full_like(model.memory_gain, float(embed_rms.detach())))
+
+
+def test_gated_update_interpolates_between_keeping_and_replacing():
+    model = tiny_model("llama", num_mem_tokens=2, segment_size=4, memory_update="gated")
+    old, written = torch.randn(1, 2, 32), torch.randn(1, 2, 32)
+    with torch.no_grad():
+        model.memory_gate.weight.zero_()
+        for bias, expected in ((30.0, written), (-30.0, old)):  # gate open: replace; shut: keep
+            model.memory_gate.bias.fill_(bias)
+            torch.testing.assert_close(model.update_memory(old, written), expected)
+        model.memory_gate.bias.zero_()
+        torch.testing.assert_close(model.update_memory(old, written), (old + written) / 2)
 
 
 def test_memory_state_shape_is_checked():

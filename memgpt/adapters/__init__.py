@@ -2,7 +2,7 @@
 as one small safetensors file ("adapter") with its settings in the header.
 
     model = load_latent_model(backbone)     # the shipped adapter for the default backbone, or None
-    ids = question_ids(tokenizer, "Where is Mary? Answer with one word.")   # the format it was trained on
+    ids = question_ids(tokenizer, "Where is Mary?")   # the question as a one-turn chat
 
 `load_latent_model` merges LoRA into a *copy* of the backbone (W + alpha/r * B @ A), so the shared
 backbone other memory kinds use is left untouched and inference needs no `peft`.
@@ -10,6 +10,8 @@ backbone other memory kinds use is left untouched and inference needs no `peft`.
 How the adapter reads (the format it was trained on, `memgpt.tasks.latent_train`): the document's
 tokens (no BOS) in segments of `segment_size`, each folded into memory by `memory_step`; then the
 question as a one-turn chat (`question_ids`) in a fresh segment after the memory, answered greedily.
+The shipped adapter was trained with "Answer with one word." after each bAbI question; the suite has
+asked the bare question since (the 135M reader does better without the hint).
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ FORMAT = "memgpt-latent-adapter/1"
 HERE = Path(__file__).parent
 DEFAULT_ADAPTER = HERE / "smollm2-135m-instruct-latent.safetensors"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-MEMORY_PARAMS = ("memory_init", "memory_gain")
+MEMORY_PREFIX = "memory_"  # memory_init, memory_gain, and memory_gate.* of a gated memory
+
+
+def is_trained(name: str) -> bool:
+    """Whether a parameter belongs to the adapter: LoRA matrices and the memory's own parameters."""
+    return "lora_" in name or name.startswith(MEMORY_PREFIX)
 QUESTION_SYSTEM = "You are a careful assistant. Answer only from the text you are given."
 QUESTION_USER = "Question about the document you have read: {}\nAnswer with a few words."
 
@@ -56,13 +63,13 @@ def add_lora(model: MemGPTForCausalLM, rank: int, alpha: float, targets: list[st
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets or LORA_TARGETS, bias="none")
     inject_adapter_in_model(config, model.backbone)
     for name, p in model.named_parameters():
-        p.requires_grad = "lora_" in name or name in MEMORY_PARAMS
+        p.requires_grad = is_trained(name)
     return model
 
 
 def adapter_tensors(model: MemGPTForCausalLM) -> dict[str, torch.Tensor]:
     """The trained parameters: LoRA matrices and the memory parameters, by name."""
-    return {n: p.detach() for n, p in model.named_parameters() if "lora_" in n or n in MEMORY_PARAMS}
+    return {n: p.detach() for n, p in model.named_parameters() if is_trained(n)}
 
 
 def save_adapter(path: Path, model: MemGPTForCausalLM, lora_rank: int, lora_alpha: float,
@@ -136,9 +143,14 @@ def load_latent_model(backbone, path: Path | str | None = None) -> MemGPTForCaus
     model = MemGPTForCausalLM.from_backbone(merged, meta["num_mem_tokens"], meta["segment_size"],
                                             memory_update=meta["memory_update"], dtype=dtype)
     model.config.memory_norm = meta["memory_norm"]
+    memory = {n: p for n, p in model.named_parameters() if n.startswith(MEMORY_PREFIX)}
+    if not set(memory) <= set(tensors):
+        raise MemGPTError(f"{path} lacks memory parameters {sorted(set(memory) - set(tensors))}")
     with torch.no_grad():
-        for name in MEMORY_PARAMS:
-            getattr(model, name).copy_(tensors[name].to(dtype))
+        for name, param in memory.items():
+            if tensors[name].shape != param.shape:
+                raise MemGPTError(f"{path}: {name} has shape {list(tensors[name].shape)}, expected {list(param.shape)}")
+            param.copy_(tensors[name].to(dtype))
     return model.eval()
 
 

@@ -35,7 +35,6 @@ TAKES = ["picked up", "got", "grabbed", "took"]
 DROPS = ["dropped", "put down", "left", "discarded"]
 GIVES = ["gave", "handed", "passed"]
 DIRECTIONS = {"north": "south", "south": "north", "east": "west", "west": "east"}
-ANSWER_HINT = "Answer with one word."
 
 
 @dataclass
@@ -195,6 +194,6 @@ def make_babi(name: str, length: int, index: int, seed: int, split: str, rng: ra
     sentences, positions = insert_sorted(haystack, story.facts, rng)
     return Sample(
         task=name, length=length, index=index, seed=seed, split=split, context=" ".join(sentences),
-        question=story.question, prompt=f"{story.question} {ANSWER_HINT}", answer=story.answer,
+        question=story.question, prompt=story.question, answer=story.answer,
         labels=list(LABELS[name]), facts=story.facts, fact_positions=positions, documents=docs,
     )
