@@ -75,14 +75,19 @@ def run_part(name: str, spec: dict, work: Path, seed: int, samples: int | None, 
 
 
 def git_head() -> str | None:
-    """The commit the suite ran on (None outside a git checkout)."""
+    """The commit the suite ran on, "+dirty" when tracked files had uncommitted changes (None outside
+    a git checkout)."""
     import subprocess
 
+    where = Path(__file__).resolve().parent.parent  # the checkout
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=where)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "memgpt"],
+                               capture_output=True, text=True, cwd=where)
     except OSError:
         return None
-    return out.stdout.strip() or None
+    commit = head.stdout.strip()
+    return (commit + ("+dirty" if dirty.stdout.strip() else "")) or None
 
 
 def merge(parts: dict[str, dict]) -> dict:

@@ -84,10 +84,21 @@ def test_retrieval_finds_the_needle(engine):
 
 def test_retrieval_keeps_the_latest_statement_of_an_updated_fact(engine):
     filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
-    doc = (filler * 30 + "Mary went to the kitchen. " + filler * 30 + "Mary journeyed to the garden. " + filler * 30
-           + "John went back to the office. " + filler * 30)
+    treaty = ("The commissioners failed to agree within six months after the exchange of the printed cases, so the "
+              "briefs were presented at the Hague before the arbitral tribunal of the Permanent Court. ")
+    doc = (filler * 30 + "Mary went to the kitchen. " + filler * 30 + treaty * 2 + "Mary journeyed to the garden. "
+           + treaty * 2 + filler * 30 + "John went back to the office. " + filler * 30)  # the update's chunk: mostly treaty
     context = make_memory("retrieval", engine).context(read(doc, "retrieval", engine), "Where is Mary?", 400)
     assert "Mary journeyed to the garden." in context and "kitchen" not in context
+
+
+def test_sentences_end_before_closing_quotes_and_brackets():
+    from memgpt.apps.retrieval_memory import _SENTENCE_END
+
+    text = '[Delivered at 9:33 p.m.] Oscar ran. He said: "We decided." Oscar moved (twice.) 我们走了。他来了。'
+    parts = [p for p in _SENTENCE_END.split(text) if p]
+    assert parts == ["[Delivered at 9:33 p.m.]", "Oscar ran.", 'He said: "We decided."', "Oscar moved (twice.)",
+                     "我们走了。", "他来了。"]
 
 
 @pytest.mark.parametrize("sentences,kept", [

@@ -27,7 +27,8 @@ LEXICAL_WEIGHT = 0.5
 _WORD = re.compile(r"\w+")
 _STOP = frozenset("a an the is are was were be to of in on at for and or what where who whom which when how why "
                   "did do does with from by it its this that these those there he she they his her their".split())
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n\s*\n")
+# a sentence ends at . ! ? (also before a closing quote or bracket: 'disease." Oscar', 'p.m.] Oscar')
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[.!?。！？][\"'”’)\]])\s+|(?<=[。！？])|\n\s*\n")
 
 
 class SentenceEncoder:
@@ -118,9 +119,13 @@ class RetrievalMemory(Memory):
             scores = embeddings @ torch.nn.functional.normalize(embeddings.mean(0), dim=0)
             order = torch.argsort(scores, descending=True).tolist()
         else:
-            scores = embeddings @ encoder_of(self.engine).encode([query])[0] + LEXICAL_WEIGHT * lexical(query, texts)
+            words = lexical(query, texts)
+            scores = embeddings @ encoder_of(self.engine).encode([query])[0] + LEXICAL_WEIGHT * words
             order = torch.argsort(scores, descending=True).tolist()[:TOP_K]
-            order = [i for i in order if scores[i] >= KEEP_RATIO * scores[order[0]]]
+            # a chunk with every question word the best one has stays, even when long neighbouring
+            # sentences dilute its embedding (a later "Sandra journeyed to the attic." amid a treaty)
+            best = order[0]
+            order = [i for i in order if scores[i] >= KEEP_RATIO * scores[best] or 0 < words[best] <= words[i]]
         chosen, used = [], 0
         for i in order:
             n = self.engine.count_tokens(texts[i])
