@@ -105,6 +105,7 @@ def test_sentences_end_before_closing_quotes_and_brackets():
     (["Mary went to the kitchen.", "Mary moved to the garden."], [1]),  # restated with a new value
     (["Mary went back to the attic.", "Mary journeyed to the bathroom."], [1]),
     (["Mary went to the kitchen.", "John went to the garden."], [0, 1]),  # another subject
+    (["I then recommended: Mary went back to the cellar.", "Mary went to the balcony."], [1]),  # glued to a clause
     (["The Navy must be strong.", "The Navy protects our trade at sea."], [0, 1]),  # another statement
     (["He was born in 1858 in New York.", "He was elected in 1904 by a wide margin."], [0, 1]),
 ])

@@ -163,19 +163,25 @@ class RetrievalMemory(Memory):
 
 
 def latest_statements(query: str, sentences: list[str]) -> list[str]:
-    """Drop a sentence that a later one restates with new values: same first word, the same question
-    terms, and at most a few words changed ("Mary went to the kitchen." ... "Mary moved to the
-    garden."). Documents update facts; given both, a 135M reader answers with the older one
-    (qa1 at 4k: 9/20 right with every statement, 18/20 with the latest one only)."""
+    """Drop a sentence that a later one restates with new values: the same question terms, and from
+    the first of them on (the whole sentence when it has none) the same first word and at most about
+    half the words changed ("Mary went to the kitchen." ... "I recall: Mary moved to the garden.").
+    Documents update facts; given both, a 135M reader answers with the older one (qa1 at 4k: 9/20
+    right with every statement, 18/20 with the latest one only)."""
     terms = {w for w in _WORD.findall(query.lower()) if w not in _STOP}
-    words = [_WORD.findall(s.lower()) for s in sentences]
+    frames = [statement_frame(_WORD.findall(s.lower()), terms) for s in sentences]
     kept = []
-    for i, wi in enumerate(words):
-        later = (wj for wj in words[i + 1 :] if wi and wj and wi[0] == wj[0])
-        if not any(terms & set(wi) == terms & set(wj) and word_edits(wi, wj) <= max(2, (min(len(wi), len(wj)) + 1) // 2)
-                   for wj in later):
+    for i, (found_i, fi) in enumerate(frames):
+        later = (fj for found_j, fj in frames[i + 1 :] if found_j == found_i and fi and fj and fi[0] == fj[0])
+        if not any(word_edits(fi, fj) <= max(2, (min(len(fi), len(fj)) + 1) // 2) for fj in later):
             kept.append(sentences[i])
     return kept
+
+
+def statement_frame(words: list[str], terms: set[str]) -> tuple[frozenset[str], list[str]]:
+    """The question terms a sentence holds, and its words from the first of them on (all words if none)."""
+    first = next((k for k, w in enumerate(words) if w in terms), 0)
+    return frozenset(terms.intersection(words)), words[first:]
 
 
 def word_edits(a: list[str], b: list[str]) -> int:
