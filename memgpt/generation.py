@@ -27,14 +27,15 @@ def check_generation_options(
     """Refuse sampling options that cannot work, before any model runs."""
     if not 0 < max_new_tokens <= 1_000_000:
         raise MemGPTError(f"max_new_tokens must be in 1..1000000, got {max_new_tokens}")
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise MemGPTError(f"temperature must be a finite number >= 0, got {temperature}")
+    # beyond these bounds the sampler divides logits into inf/NaN
+    if not (temperature == 0 or 0.01 <= temperature <= 100):
+        raise MemGPTError(f"temperature must be 0 (greedy) or from 0.01 to 100, got {temperature}")
     if top_k < 0:
         raise MemGPTError(f"top_k must be >= 0 (0: off), got {top_k}")
     if not (math.isfinite(top_p) and 0 < top_p <= 1):
         raise MemGPTError(f"top_p must be in (0, 1], got {top_p}")
-    if not (math.isfinite(repetition_penalty) and repetition_penalty > 0):
-        raise MemGPTError(f"repetition_penalty must be a finite number > 0, got {repetition_penalty}")
+    if not 0.01 <= repetition_penalty <= 100:
+        raise MemGPTError(f"repetition_penalty must be from 0.01 to 100, got {repetition_penalty}")
     if not 0 <= seed < 2**63:
         raise MemGPTError(f"seed must be in 0..2^63-1, got {seed}")
 

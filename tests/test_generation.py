@@ -41,3 +41,15 @@ def test_generate_continues_from_a_saved_memory(arch):
     assert torch.equal(with_mem, again)
     logits_mem = model(prompt, memory_state=memory).logits
     assert not torch.allclose(logits_mem, model(prompt).logits)  # the memory is really read
+
+
+@pytest.mark.parametrize("option", [dict(temperature=1e308), dict(temperature=1e-300), dict(repetition_penalty=1e308),
+                                    dict(repetition_penalty=1e-300), dict(temperature=float("nan"))])
+def test_sampling_options_that_would_overflow_are_refused(option):
+    # found by the fuzz: temperature 1e308 + repetition penalty 1e308 reached torch.multinomial as NaN
+    from memgpt.errors import MemGPTError
+    from memgpt.generation import check_generation_options
+
+    args = dict(max_new_tokens=1, temperature=0.7, top_k=0, top_p=0.5, repetition_penalty=1.0, seed=0) | option
+    with pytest.raises(MemGPTError, match="temperature|repetition_penalty"):
+        check_generation_options(**args)

@@ -34,8 +34,6 @@ def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", e
     if not isinstance(max_new_tokens, int):
         raise MemGPTError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
     check_generation_options(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
-    if temperature > 100:
-        raise MemGPTError(f"temperature must be at most 100, got {temperature}")
     if memory not in ("text", "none", "latent"):
         raise MemGPTError(f"generate supports memory text, none or latent, not {memory!r}")
     engine = engine or get_engine()
