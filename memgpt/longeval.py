@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import temp_beside
 from .errors import MemGPTError
 from .metrics import score
 from .tasks.longcontext import LONG_TASKS, Sample, check_task, length_label, make_sample, parse_length
@@ -81,7 +81,7 @@ def parse_lengths(value: str) -> list[int]:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -201,7 +201,7 @@ def heatmap(results: dict[str, Any], path: Path) -> None:
     fig.suptitle(f"accuracy (%), {results['config']['samples']} samples per cell, seed {results['config']['seed']}",
                  fontsize=9)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    fd, tmp = temp_beside(path, suffix=".png")
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .atomic import temp_beside, usual_permissions
 from .errors import MemGPTError
 from .modeling_memgpt import MemGPTForCausalLM
 
@@ -48,9 +48,10 @@ def write_state_file(path: str | Path, kind: str, tensors: dict[str, torch.Tenso
     meta = {"format": "memgpt-memory", "format_version": FORMAT_VERSION, "kind": kind, **metadata}
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = temp_beside(path, suffix=".tmp")
         os.close(fd)
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+        usual_permissions(tmp)  # safetensors writes a file of its own
         os.replace(tmp, path)
     except (OSError, SafetensorError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]

@@ -75,3 +75,26 @@ def test_memory_file_round_trip_and_refusals(tmp_path):
     with pytest.raises(MemGPTError):
         save_memory(tmp_path / "missing-dir" / "x.mem", model, memory, 1)
     assert path.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_atomically_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from memgpt.memory_file import write_state_file
+    from memgpt.training.checkpoint import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        # the module read the umask at import; an unusual test-runner umask must not decide the expectation
+        from memgpt import atomic
+
+        atomic._UMASK, saved = 0o022, atomic._UMASK
+        write_state_file(tmp_path / "m.mem", "latent", {"memory": torch.zeros(1, 2)}, {})
+        write_text_atomic(tmp_path / "t.json", "{}")
+        folder = atomic.temp_dir_in(tmp_path, ".ckpt.")
+        atomic._UMASK = saved
+    finally:
+        os.umask(old)
+    for path, mode in ((tmp_path / "m.mem", 0o644), (tmp_path / "t.json", 0o644), (folder, 0o755)):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path  # not mkstemp's private 0600 / 0700

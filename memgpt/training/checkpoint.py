@@ -30,6 +30,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
+from ..atomic import temp_beside, temp_dir_in
 from ..errors import MemGPTError
 from ..safe_io import (
     SAFE_WEIGHTS, check_weights, load_safetensors, read_json, read_json_object, regular_file, weights_header,
@@ -65,7 +66,7 @@ def _fsync_dir(path: Path) -> None:
 
 def write_text_atomic(path: Path, text: str, pause: tuple[str, int] | None = None) -> None:
     """Write `text` to `path` so a reader sees the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -165,7 +166,7 @@ def _write_checkpoint(
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out_dir, keep_name=previous.name if previous else None)
     final = out_dir / name
-    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}."))
+    tmp = temp_dir_in(out_dir, f".{name}.")
     try:
         _pause_for_test("start", step)
         if save_model is not None:

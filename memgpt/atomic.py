@@ -1,0 +1,33 @@
+"""Temporary files for atomic writes: created beside their target, renamed onto it when complete."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def temp_beside(path: Path, suffix: str = "") -> tuple[int, str]:
+    """An open temporary file in `path`'s folder, as `(fd, name)`, with the permissions a plain
+    `open()` would give (mkstemp's 0600 would make every result private after the rename)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    usual_permissions(tmp)
+    return fd, tmp
+
+
+def usual_permissions(path: str | Path, folder: bool = False) -> None:
+    """Give `path` the permissions a plain `open()` (or `mkdir()`) would: 0666 (0777) minus the umask."""
+    try:
+        os.chmod(path, (0o777 if folder else 0o666) & ~_UMASK)
+    except OSError:
+        pass  # a filesystem without permissions keeps what it has
+
+
+def temp_dir_in(parent: Path, prefix: str) -> Path:
+    """A new temporary folder in `parent`, with the permissions a plain `mkdir()` would give."""
+    folder = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    usual_permissions(folder, folder=True)
+    return folder
