@@ -21,7 +21,7 @@ import transformers
 from torch import nn
 
 from memgpt.adapters import DEFAULT_ADAPTER, adapter_info, load_latent_model
-from memgpt.longeval import write_atomic
+from memgpt.longeval import write_text
 from memgpt.modeling_memgpt import MemGPTForCausalLM
 from memgpt.pretrained import load_backbone
 from memgpt.tasks import IGNORE, LONG_TRAIN_TASKS, LatentMemoryTask
@@ -76,7 +76,7 @@ def main() -> None:
                       f"loss/answer token {row['answer_token_loss']:.3f}  ({row['seconds']} s)", flush=True)
     out = {"command": "python benchmarks/latent_adapter.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
            "adapter": adapter_info(args.adapter), "rows": rows}
-    write_atomic(RESULTS, json.dumps(out, indent=2).encode())
+    write_text(RESULTS, json.dumps(out, indent=2))
     print(f"wrote {RESULTS}")
 
 

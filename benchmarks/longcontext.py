@@ -33,7 +33,7 @@ import torch
 import transformers
 
 from memgpt.adapters import adapter_info
-from memgpt.longeval import SuiteConfig, app_systems, heatmap, run_suite, table, write_atomic
+from memgpt.longeval import SuiteConfig, app_systems, heatmap, run_suite, table, write_text
 from memgpt.tasks.longcontext import LONG_TASKS, length_label, parse_length
 
 RESULTS = Path(__file__).parent / "results"
@@ -140,7 +140,7 @@ def main() -> None:
         "adapter": adapter_info(), **merged,
         "parts": {n: {k: v for k, v in r.items() if k != "platform"} for n, r in parts.items()},
     }
-    write_atomic(out, json.dumps(summary, indent=2).encode())
+    write_text(out, json.dumps(summary, indent=2))
     counts = [n for by_task in merged["samples"].values() for by_len in by_task.values() for n in by_len.values() if n]
     spread = f"{min(counts)}-{max(counts)}" if min(counts) != max(counts) else str(counts[0])
     grid = {"config": {"lengths": merged["lengths"], "samples": spread, "seed": args.seed}, "accuracy": merged["accuracy"]}

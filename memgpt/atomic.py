@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 _UMASK = os.umask(0)
@@ -31,3 +32,20 @@ def temp_dir_in(parent: Path, prefix: str) -> Path:
     folder = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
     usual_permissions(folder, folder=True)
     return folder
+
+
+def write_text_atomic(path: Path, text: str, before_rename: Callable[[], None] | None = None) -> None:
+    """Write `text` to `path` so a reader sees the old file or the new one, never half of one.
+    `before_rename` runs once the data is on disk, before it replaces `path` (a test hook)."""
+    fd, tmp = temp_beside(path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if before_rename:
+            before_rename()
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

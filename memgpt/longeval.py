@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import temp_beside
+from .atomic import temp_beside, write_text_atomic
 from .errors import MemGPTError
 from .metrics import score
 from .tasks.longcontext import LONG_TASKS, Sample, check_task, length_label, make_sample, parse_length
@@ -78,17 +78,10 @@ def parse_lengths(value: str) -> list[int]:
     return [parse_length(v) for v in parse_list(value, "--lengths")]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the new one, never half of one."""
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def run_cell(system: System, task: str, length: int, config: SuiteConfig) -> tuple[list[dict[str, Any]], float]:
@@ -113,14 +106,14 @@ def run_cell(system: System, task: str, length: int, config: SuiteConfig) -> tup
 def save_cell(out_dir: Path, kind: str, task: str, length: int, records: list[dict[str, Any]], acc: float,
               config: SuiteConfig, extra: dict[str, Any]) -> None:
     stem = out_dir / kind / f"{task}_{length_label(length)}"
-    write_atomic(stem.with_suffix(".jsonl"), "".join(json.dumps(r) + "\n" for r in records).encode())
+    write_text(stem.with_suffix(".jsonl"), "".join(json.dumps(r) + "\n" for r in records))
     settings = {
         "format": FORMAT, "task": task, "length": length, "length_label": length_label(length), "kind": kind,
         "samples": config.samples, "seed": config.seed, "split": config.split, "model": config.model,
         "max_new_tokens": config.max_new_tokens, "accuracy": acc,
         "seconds": round(sum(r["seconds"] for r in records), 3), "predictions": stem.with_suffix(".jsonl").name,
     } | extra
-    write_atomic(stem.with_suffix(".json"), json.dumps(settings, indent=2).encode())
+    write_text(stem.with_suffix(".json"), json.dumps(settings, indent=2))
 
 
 def run_suite(
@@ -155,7 +148,7 @@ def run_suite(
         "accuracy": accuracy, "seconds": seconds, "platform": platform.platform(), **extra,
     }
     if out_dir is not None:
-        write_atomic(out_dir / "results.json", json.dumps(results, indent=2).encode())
+        write_text(out_dir / "results.json", json.dumps(results, indent=2))
         heatmap(results, out_dir / "heatmap.png")
     return results
 

@@ -33,13 +33,13 @@ HERE = Path(__file__).parent
 DEFAULT_ADAPTER = HERE / "smollm2-135m-instruct-latent.safetensors"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MEMORY_PREFIX = "memory_"  # memory_init, memory_gain, and memory_gate.* of a gated memory
+QUESTION_SYSTEM = "You are a careful assistant. Answer only from the text you are given."
+QUESTION_USER = "Question about the document you have read: {}\nAnswer with a few words."
 
 
 def is_trained(name: str) -> bool:
     """Whether a parameter belongs to the adapter: LoRA matrices and the memory's own parameters."""
     return "lora_" in name or name.startswith(MEMORY_PREFIX)
-QUESTION_SYSTEM = "You are a careful assistant. Answer only from the text you are given."
-QUESTION_USER = "Question about the document you have read: {}\nAnswer with a few words."
 
 
 def question_ids(tokenizer, question: str) -> list[int]:

@@ -30,7 +30,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from ..atomic import temp_beside, temp_dir_in
+from .. import atomic
+from ..atomic import temp_dir_in
 from ..errors import MemGPTError
 from ..safe_io import (
     SAFE_WEIGHTS, check_weights, load_safetensors, read_json, read_json_object, regular_file, weights_header,
@@ -65,19 +66,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str, pause: tuple[str, int] | None = None) -> None:
-    """Write `text` to `path` so a reader sees the old file or the new one, never half of one."""
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if pause:
-            _pause_for_test(*pause)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`memgpt.atomic.write_text_atomic`, with the test hook that can stop a checkpoint write."""
+    atomic.write_text_atomic(path, text, (lambda: _pause_for_test(*pause)) if pause else None)
 
 
 def write_json_atomic(path: Path, data: Any, pause: tuple[str, int] | None = None) -> None:

@@ -104,14 +104,21 @@ def _qa1(rng: random.Random) -> Story:
     return Story(world.facts, f"Where is {person}?", world.at[person])
 
 
+def _object_world(rng: random.Random, people: tuple[int, int], objects: tuple[int, int],
+                  events: tuple[int, int]) -> _World:
+    """Everyone placed, someone holding an object, then a random number of events (ranges inclusive)."""
+    world = _World(rng, rng.randint(*people), rng.randint(*objects))
+    for p in world.people:
+        world.move(p)
+    world.take(rng.choice(world.people), rng.choice(world.objects))
+    for _ in range(rng.randint(*events)):
+        world.random_event()
+    return world
+
+
 def _qa2(rng: random.Random) -> Story:
     while True:
-        world = _World(rng, rng.randint(2, 3), rng.randint(1, 3))
-        for p in world.people:
-            world.move(p)
-        world.take(rng.choice(world.people), rng.choice(world.objects))
-        for _ in range(rng.randint(2, 8)):
-            world.random_event()
+        world = _object_world(rng, (2, 3), (1, 3), (2, 8))
         # asked about an object someone took: its place needs the take and where the taker was
         known = [o for o in world.objects if world.path[o]]
         if known:
@@ -121,12 +128,7 @@ def _qa2(rng: random.Random) -> Story:
 
 def _qa3(rng: random.Random) -> Story:
     while True:
-        world = _World(rng, rng.randint(1, 3), rng.randint(1, 2))
-        for p in world.people:
-            world.move(p)
-        world.take(rng.choice(world.people), rng.choice(world.objects))
-        for _ in range(rng.randint(3, 9)):
-            world.random_event()
+        world = _object_world(rng, (1, 3), (1, 2), (3, 9))
         ok = [o for o in world.objects if len(world.path[o]) >= 2 and world.path[o].count(world.path[o][-1]) == 1]
         if ok:
             obj = rng.choice(sorted(ok))
