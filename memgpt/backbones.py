@@ -52,6 +52,8 @@ def memgpt_config(
     bptt_depth: int = -1,
     memory_update: str = "replace",
     memory_norm: bool = True,
+    associative_heads: int = 0,
+    associative_size: int = 32,
 ) -> MemGPTConfig:
     """A `MemGPTConfig` around a named fresh backbone, sized so the memory window fits."""
     window = segment_size + 2 * max(num_mem_tokens, 0)
@@ -63,4 +65,6 @@ def memgpt_config(
         bptt_depth=bptt_depth,
         memory_update=memory_update,
         memory_norm=memory_norm,
+        associative_heads=associative_heads,
+        associative_size=associative_size,
     )

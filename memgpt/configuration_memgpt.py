@@ -25,6 +25,10 @@ class MemGPTConfig(PreTrainedConfig):
             what it holds or be overwritten).
         memory_norm: RMS-normalise memory to the token embeddings' scale (times a learned gain)
             before the backbone reads it; off feeds the write slots' states back as they are (RMT).
+        associative_heads: > 0 adds an associative memory to every layer (ARMT/DeltaNet style): a
+            key -> value matrix per head that each segment's tokens write with the delta rule and the
+            next segment's tokens read. It rides in `memory_state` after the M memory vectors.
+        associative_size: the key (and value) size of each associative head.
     """
 
     model_type = "memgpt"
@@ -36,6 +40,8 @@ class MemGPTConfig(PreTrainedConfig):
     bptt_depth: int = -1
     memory_update: str = "replace"
     memory_norm: bool = True
+    associative_heads: int = 0
+    associative_size: int = 32
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -43,7 +49,7 @@ class MemGPTConfig(PreTrainedConfig):
 
     def validate_memory(self) -> None:
         """Raise a `MemGPTError` when the memory does not fit the backbone."""
-        for name in ("num_mem_tokens", "segment_size", "bptt_depth"):
+        for name in ("num_mem_tokens", "segment_size", "bptt_depth", "associative_heads", "associative_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise MemGPTError(f"{name} must be an integer, got {value!r}")
@@ -51,6 +57,11 @@ class MemGPTConfig(PreTrainedConfig):
             raise MemGPTError(f"segment_size must be > 0, got {self.segment_size}")
         if self.num_mem_tokens < 0:
             raise MemGPTError(f"num_mem_tokens must be >= 0, got {self.num_mem_tokens}")
+        if not 0 <= self.associative_heads <= 1024 or not 0 < self.associative_size <= 4096:
+            raise MemGPTError(
+                f"associative_heads must be 0 to 1024 and associative_size 1 to 4096, got "
+                f"{self.associative_heads} and {self.associative_size}"
+            )
         if self.bptt_depth == 0 or self.bptt_depth < -1:
             raise MemGPTError(f"bptt_depth must be -1 (no truncation) or > 0, got {self.bptt_depth}")
         if self.memory_update not in MEMORY_UPDATES:

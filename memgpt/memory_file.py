@@ -25,7 +25,12 @@ def memory_fingerprint(model: MemGPTForCausalLM) -> str:
     for tensor in (model.memory_init, model.memory_gain):
         h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     cfg = model.config
-    h.update(f"{backbone_id(model)}|{cfg.num_mem_tokens}|{cfg.segment_size}|{cfg.memory_update}|{cfg.memory_norm}".encode())
+    layout = f"{backbone_id(model)}|{cfg.num_mem_tokens}|{cfg.segment_size}|{cfg.memory_update}|{cfg.memory_norm}"
+    if cfg.associative_heads:  # (kept out of the layout string without one: older memory files stay valid)
+        layout += f"|{cfg.associative_heads}x{cfg.associative_size}"
+        for tensor in model.memory_associative.state_dict().values():
+            h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    h.update(layout.encode())
     return h.hexdigest()[:16]
 
 
@@ -106,7 +111,7 @@ def load_memory(path: str | Path, model: MemGPTForCausalLM) -> tuple[torch.Tenso
             f"{path} was made for backbone {meta.get('backbone')!r} (memory {meta.get('fingerprint')}), "
             f"not this model ({backbone_id(model)!r}, memory {memory_fingerprint(model)})"
         )
-    expected = (1, model.num_mem_tokens, model.config.hidden_size)
+    expected = (1, *model.memory_shape)
     if tuple(memory.shape) != expected:
         raise MemGPTError(f"{path} holds memory of shape {tuple(memory.shape)}, expected {expected}")
     return memory.to(model.memory_init.dtype), meta

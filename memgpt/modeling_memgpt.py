@@ -3,11 +3,14 @@
 Each segment of S tokens is framed as ``[read memory (M) | segment (S) | write slots (M)]``. The
 backbone's last hidden states at the write slots become the memory for the next segment; nothing
 else crosses a segment boundary (RMT). Positions restart in every window and are passed explicitly,
-so learned (GPT-2) and rotary (Llama) position schemes see the same layout.
+so learned (GPT-2) and rotary (Llama) position schemes see the same layout. Optionally every layer
+also carries an associative key -> value memory (`associative_memory.py`), packed into the same
+memory state after the M vectors.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +19,7 @@ from transformers import AutoModelForCausalLM, DynamicCache, GenerationMixin, Pr
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 
+from .associative_memory import AssociativeMemory, AssociativeRun, decoder_layers, delta_write
 from .configuration_memgpt import MemGPTConfig
 from .errors import MemGPTError
 
@@ -46,6 +50,7 @@ class GenerationState:
     cache: Cache | None = None
     segment_tokens: int = 0
     consumed: int = 0
+    associative: AssociativeRun | None = None  # the associative memory this segment reads and writes
 
 
 class MemGPTPreTrainedModel(PreTrainedModel):
@@ -82,6 +87,14 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         self.memory_gain = nn.Parameter(torch.ones(config.hidden_size))
         if config.memory_update == "gated":
             self.memory_gate = nn.Linear(2 * config.hidden_size, config.hidden_size)
+        self._associative_run: AssociativeRun | None = None
+        if config.associative_heads:
+            layers = decoder_layers(self.backbone)
+            self.memory_associative = nn.ModuleList(
+                AssociativeMemory(config.hidden_size, config.associative_heads, config.associative_size) for _ in layers
+            )
+            for index, layer in enumerate(layers):
+                layer.register_forward_pre_hook(self._associative_hook(index))
         self.post_init()
 
     @classmethod
@@ -93,6 +106,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         bptt_depth: int = -1,
         memory_update: str = "replace",
         dtype: torch.dtype = torch.float32,
+        associative_heads: int = 0,
+        associative_size: int = 32,
     ) -> MemGPTForCausalLM:
         """Wrap a pretrained causal LM with a fresh memory: a loaded model, or a name ("default": the
         packaged SmolLM2-135M-Instruct, offline; a local folder; a hub id). Tokenizer:
@@ -103,10 +118,13 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
             backbone = load_backbone(backbone, dtype=dtype)[0]
         config = MemGPTConfig(
             text_config=backbone.config, num_mem_tokens=num_mem_tokens, segment_size=segment_size,
-            bptt_depth=bptt_depth, memory_update=memory_update,
+            bptt_depth=bptt_depth, memory_update=memory_update, associative_heads=associative_heads,
+            associative_size=associative_size,
         )
-        model = cls(config, backbone=backbone)
-        with torch.no_grad():  # an untrained memory must still be the same every time it is built
+        with torch.random.fork_rng(devices=[]):  # an untrained memory must be the same every time it is built
+            torch.manual_seed(0)
+            model = cls(config, backbone=backbone)
+        with torch.no_grad():
             g = torch.Generator().manual_seed(0)
             std = getattr(backbone.config, "initializer_range", 0.02)
             model.memory_init.copy_(torch.randn(model.memory_init.shape, generator=g) * std)
@@ -126,9 +144,76 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
     def num_mem_tokens(self) -> int:
         return self.config.num_mem_tokens
 
+    @property
+    def associative_shape(self) -> tuple[int, ...]:
+        """Shape of one row's associative memory, `(L, H, K, K)`; `(0,)` without one."""
+        cfg = self.config
+        if not cfg.associative_heads:
+            return (0,)
+        return (len(self.memory_associative), cfg.associative_heads, cfg.associative_size, cfg.associative_size)
+
+    @property
+    def memory_shape(self) -> tuple[int, int]:
+        """Shape of one row's memory state: M vectors, then the associative memory packed into rows of d."""
+        d = self.config.hidden_size
+        return self.num_mem_tokens + -(-math.prod(self.associative_shape) // d), d
+
     def init_memory(self, batch_size: int) -> torch.Tensor:
-        """The learned initial memory, `[B, M, d]`."""
-        return self.memory_init.unsqueeze(0).expand(batch_size, -1, -1)
+        """The initial memory, `[B, M + A, d]`: the learned vectors, then an empty associative memory."""
+        tokens = self.memory_init.unsqueeze(0).expand(batch_size, -1, -1)
+        if not self.config.associative_heads:
+            return tokens
+        empty = torch.zeros(batch_size, *self.associative_shape, dtype=tokens.dtype, device=tokens.device)
+        return self.join_memory(tokens, empty)
+
+    def split_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`[B, M + A, d]` -> the M vectors `[B, M, d]` and the associative memory `[B, L, H, K, K]` (or None)."""
+        m = self.num_mem_tokens
+        if not self.config.associative_heads:
+            return memory, None
+        size = math.prod(self.associative_shape)
+        packed = memory[:, m:].flatten(1)[:, :size]  # (B, L*H*K*K)
+        return memory[:, :m], packed.reshape(memory.shape[0], *self.associative_shape)
+
+    def join_memory(self, tokens: torch.Tensor, associative: torch.Tensor | None) -> torch.Tensor:
+        """The inverse of `split_memory` (the last row is zero-padded to d)."""
+        if associative is None:
+            return tokens
+        batch, d = tokens.shape[0], self.config.hidden_size
+        rows = self.memory_shape[0] - self.num_mem_tokens
+        packed = nn.functional.pad(associative.flatten(1), (0, rows * d - math.prod(self.associative_shape)))
+        return torch.cat([tokens, packed.to(tokens.dtype).view(batch, rows, d)], dim=1)  # (B, M + A, d)
+
+    def _associative_hook(self, index: int):
+        """A forward pre-hook on decoder layer `index`: the positions marked as writers write their
+        input hidden states to the associative memory, and every position adds what it reads there.
+
+        On the layer's input, not its output: at layer 0 keys then come from token embeddings
+        themselves. Keyed on a layer's output (after attention averaged the segment into every
+        position) recall never learned which value belongs to which key (0.5 on two pairs)."""
+
+        def hook(layer: nn.Module, args: tuple):
+            run = self._associative_run
+            if run is None:
+                return None
+            hidden = args[0]  # (B, T, d)
+            memory = self.memory_associative[index]
+            q, k, v, beta, run.before[index] = memory.project(hidden, run.before[index], run.present)
+            if run.writes is not None:
+                beta = beta * run.writes[:, None, :].to(beta.dtype)  # (B, H, T)
+                run.written[index] = delta_write(run.written[index], k, v, beta)
+            hidden = hidden + memory.read(q, run.read[:, index].to(q.dtype))
+            return (hidden, *args[1:])
+
+        return hook
+
+    def _run_backbone(self, associative: AssociativeRun | None, **kwargs):
+        """The backbone's base model on `kwargs`, with `associative` read and written by its layers."""
+        self._associative_run = associative
+        try:
+            return self.backbone.base_model(**kwargs)
+        finally:
+            self._associative_run = None
 
     def read_memory(self, memory: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """RMS-normalise memory to the token embeddings' scale before it enters the backbone.
@@ -166,7 +251,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         """
         batch, seg_len, _ = segment_embeds.shape
         m = self.num_mem_tokens
-        read = self.read_memory(memory, segment_embeds.dtype)
+        tokens, associative = self.split_memory(memory)
+        read = self.read_memory(tokens, segment_embeds.dtype)
         embeds = torch.cat([read, segment_embeds, read], dim=1)  # (B, M+S+M, d)
         mem_mask = segment_mask.new_ones(batch, m)
         mask = torch.cat([mem_mask, segment_mask, mem_mask], dim=1)  # (B, M+S+M)
@@ -180,12 +266,16 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         position_ids = torch.cat([read_pos, seg_pos, write_pos], dim=1)  # (B, M+S+M)
 
         attention_mask = None if bool(mask.all()) else mask
-        out = self.backbone.base_model(
-            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        run = None
+        if associative is not None:  # only the segment's real tokens write
+            writes = torch.cat([torch.zeros_like(mem_mask), segment_mask, torch.zeros_like(mem_mask)], dim=1)  # (B, M+S+M)
+            run = AssociativeRun(associative, writes, present=attention_mask)
+        out = self._run_backbone(
+            run, inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         )
         hidden = out.last_hidden_state  # (B, M+S+M, d)
         segment_hidden = hidden[:, m : m + seg_len]
-        new_memory = self.update_memory(memory, hidden[:, m + seg_len :])
+        new_memory = self.join_memory(self.update_memory(tokens, hidden[:, m + seg_len :]), run and run.state())
         has_tokens = segment_mask.bool().any(-1)[:, None, None]  # (B, 1, 1)
         new_memory = torch.where(has_tokens, new_memory, memory.to(new_memory.dtype))
         # Padded rows with no memory to attend to can produce NaN in SDPA; they carry no loss.
@@ -228,11 +318,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         if shift_labels is None and labels is not None:
             shift_labels = nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T)
         memory = self.init_memory(batch) if memory_state is None else memory_state
-        if memory.shape[0] != batch or memory.shape[1:] != self.memory_init.shape:
-            raise MemGPTError(
-                f"memory_state has shape {tuple(memory.shape)}, expected ({batch}, {self.num_mem_tokens}, "
-                f"{self.config.hidden_size})"
-            )
+        if memory.shape[0] != batch or tuple(memory.shape[1:]) != self.memory_shape:
+            raise MemGPTError(f"memory_state has shape {tuple(memory.shape)}, expected ({batch}, {', '.join(map(str, self.memory_shape))})")
         depth = self.config.bptt_depth if bptt_depth is None else bptt_depth
         seg = self.config.segment_size
         keep_from = 0 if logits_to_keep <= 0 else max(0, total_len - logits_to_keep)
@@ -298,11 +385,16 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         model_kwargs["generation_state"] = outputs.generation_state
         return model_kwargs
 
-    def _backbone_pass(self, embeds: torch.Tensor, start: int, cache: Cache) -> torch.Tensor:
-        """Run `embeds` at positions `start..` against `cache` (updated in place); last hidden states."""
+    def _backbone_pass(
+        self, embeds: torch.Tensor, start: int, cache: Cache, associative: AssociativeRun | None, writes: bool = False
+    ) -> torch.Tensor:
+        """Run `embeds` at positions `start..` against `cache` (updated in place); last hidden states.
+        They read `associative` and, with `writes`, write to it."""
         batch, length, _ = embeds.shape
         position_ids = torch.arange(start, start + length, device=embeds.device).expand(batch, length)
-        out = self.backbone.base_model(inputs_embeds=embeds, position_ids=position_ids, cache=cache, use_cache=True)
+        if associative is not None:
+            associative.writes = embeds.new_ones(batch, length, dtype=torch.bool) if writes else None
+        out = self._run_backbone(associative, inputs_embeds=embeds, position_ids=position_ids, cache=cache, use_cache=True)
         return out.last_hidden_state
 
     def _decode_step(
@@ -322,19 +414,24 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         hidden_parts = []
         pos = 0
         while pos < new.shape[1]:
-            read = self.read_memory(state.memory, embeds.dtype)
+            tokens, associative = self.split_memory(state.memory)
+            read = self.read_memory(tokens, embeds.dtype)
             if state.cache is None:
                 state.cache = DynamicCache(config=self.config.text_config)
+                state.associative = None if associative is None else AssociativeRun(associative, None)
                 if m:
-                    self._backbone_pass(read, 0, state.cache)
+                    self._backbone_pass(read, 0, state.cache, state.associative)
                 state.segment_tokens = 0
             take = min(seg - state.segment_tokens, new.shape[1] - pos)
-            hidden_parts.append(self._backbone_pass(embeds[:, pos : pos + take], m + state.segment_tokens, state.cache))
+            hidden_parts.append(self._backbone_pass(
+                embeds[:, pos : pos + take], m + state.segment_tokens, state.cache, state.associative, writes=True
+            ))
             state.segment_tokens += take
             pos += take
             if state.segment_tokens == seg:  # the segment is full: write memory, drop the window
                 if m:
-                    state.memory = self.update_memory(state.memory, self._backbone_pass(read, m + seg, state.cache))
+                    tokens = self.update_memory(tokens, self._backbone_pass(read, m + seg, state.cache, state.associative))
+                state.memory = self.join_memory(tokens, state.associative and state.associative.state())
                 state.cache = None
         state.consumed = input_ids.shape[1]
         hidden = torch.cat(hidden_parts, dim=1)

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import MEMORIES, memory_model, tiny_model
 
 
-@pytest.mark.parametrize("update", ["replace", "residual", "gated"])
-def test_cached_greedy_equals_uncached_greedy_float64(arch, update):
-    model = tiny_model(arch, num_mem_tokens=3, segment_size=5, dtype=torch.float64, memory_update=update)
+@pytest.mark.parametrize("kind", MEMORIES)
+def test_cached_greedy_equals_uncached_greedy_float64(arch, kind):
+    model = memory_model(kind, arch, num_mem_tokens=3, segment_size=5, dtype=torch.float64)
     prompt = torch.randint(0, 99, (2, 12))  # 2 full segments + 2 tokens; generation crosses 5 more segments
     kwargs = dict(max_new_tokens=25, do_sample=False, pad_token_id=0)
     cached = model.generate(prompt, use_cache=True, **kwargs)
@@ -16,8 +16,9 @@ def test_cached_greedy_equals_uncached_greedy_float64(arch, update):
     assert torch.equal(cached, uncached)
 
 
-def test_cached_logits_match_forward(arch):
-    model = tiny_model(arch, num_mem_tokens=2, segment_size=4, dtype=torch.float64)
+@pytest.mark.parametrize("kind", ["replace", "associative", "associative-only"])
+def test_cached_logits_match_forward(arch, kind):
+    model = memory_model(kind, arch, num_mem_tokens=2, segment_size=4, dtype=torch.float64)
     x = torch.randint(0, 99, (1, 15))
     full = model(x)
     from memgpt.modeling_memgpt import GenerationState

@@ -77,9 +77,11 @@ def test_lora_training_checkpoints_only_the_adapter_and_resumes_exactly(tmp_path
         Trainer(lora_args(tmp_path / "b", tiny_backbone, lora_rank=4), resume=True)
 
 
-@pytest.mark.parametrize("update", ["replace", "gated"])  # a gated memory's gate is part of the adapter
-def test_merged_adapter_equals_the_lora_model_and_leaves_the_backbone_alone(tmp_path, tiny_backbone, update):
-    model = MemGPTForCausalLM.from_backbone(str(tiny_backbone), num_mem_tokens=2, segment_size=16, memory_update=update)
+# a gated memory's gate and an associative memory's projections are part of the adapter
+@pytest.mark.parametrize("memory", [dict(memory_update="replace"), dict(memory_update="gated"),
+                                    dict(associative_heads=2, associative_size=8)])
+def test_merged_adapter_equals_the_lora_model_and_leaves_the_backbone_alone(tmp_path, tiny_backbone, memory):
+    model = MemGPTForCausalLM.from_backbone(str(tiny_backbone), num_mem_tokens=2, segment_size=16, **memory)
     add_lora(model, rank=2, alpha=4.0)
     with torch.no_grad():
         for n, p in model.named_parameters():

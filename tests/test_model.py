@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import MEMORIES, memory_model, tiny_model
 from transformers import AutoModelForCausalLM
 
 from memgpt import MemGPTConfig, MemGPTForCausalLM
@@ -14,9 +14,9 @@ def test_zero_memory_one_segment_is_the_plain_backbone(arch):
     assert torch.equal(model(x).logits, model.backbone(x).logits)
 
 
-@pytest.mark.parametrize("update", ["replace", "residual", "gated"])
-def test_memory_after_segment_k_depends_on_segment_one(arch, update):
-    model = tiny_model(arch, num_mem_tokens=4, segment_size=8, memory_update=update)
+@pytest.mark.parametrize("kind", MEMORIES)
+def test_memory_after_segment_k_depends_on_segment_one(arch, kind):
+    model = memory_model(kind, arch, num_mem_tokens=4, segment_size=8)
     x = torch.randint(0, 99, (2, 40))  # 5 segments
     y = x.clone()
     y[:, 3] = (y[:, 3] + 1) % 99  # perturb one token of segment 1
@@ -36,9 +36,9 @@ def test_no_memory_means_no_dependence_across_segments(arch):
     assert embeds.grad[:, :16].abs().sum() == 0
 
 
-@pytest.mark.parametrize("update", ["replace", "residual", "gated"])
-def test_bptt_truncation_stops_gradients(arch, update):
-    model = tiny_model(arch, num_mem_tokens=4, segment_size=8, bptt_depth=2, memory_update=update)
+@pytest.mark.parametrize("kind", MEMORIES)
+def test_bptt_truncation_stops_gradients(arch, kind):
+    model = memory_model(kind, arch, num_mem_tokens=4, segment_size=8, bptt_depth=2)
     x = torch.randint(0, 99, (2, 32))  # 4 segments: chunks {0,1} and {2,3}
     embeds = model.get_input_embeddings()(x).detach().requires_grad_(True)
     model(inputs_embeds=embeds).memory_state.sum().backward()
@@ -70,23 +70,25 @@ def test_loss_matches_hf_causal_lm_loss(arch):
     torch.testing.assert_close(model(x, labels=labels).loss, model.backbone(x, labels=labels).loss)
 
 
-def test_all_padding_segment_gives_no_nan(arch):
+@pytest.mark.parametrize("kind", ["replace", "associative", "associative-only"])
+def test_all_padding_segment_gives_no_nan(arch, kind):
     for m in (0, 4):
-        model = tiny_model(arch, num_mem_tokens=m, segment_size=8)
+        model = memory_model(kind, arch, num_mem_tokens=m, segment_size=8)
         x = torch.randint(0, 99, (2, 24))
         mask = torch.ones_like(x)
         mask[0, 8:] = 0  # row 0: segments 2 and 3 are all padding
         labels = x.masked_fill(mask == 0, -100)
         out = model(x, attention_mask=mask, labels=labels)
         assert torch.isfinite(out.logits).all() and torch.isfinite(out.loss)
-        if m:  # memory of a row with nothing to read passes through unchanged
+        if model.memory_shape[0]:  # memory of a row with nothing to read passes through unchanged
             after_one = model(x[:, :8], attention_mask=mask[:, :8]).memory_state
             torch.testing.assert_close(out.memory_state[0], after_one[0])
 
 
-def test_padding_side_does_not_change_the_result(arch):
+@pytest.mark.parametrize("kind", ["replace", "associative"])
+def test_padding_side_does_not_change_the_result(arch, kind):
     """Explicit positions: a left-padded or right-padded segment reads like the unpadded one."""
-    model = tiny_model(arch, num_mem_tokens=4, segment_size=8)
+    model = memory_model(kind, arch, num_mem_tokens=4, segment_size=8)
     x = torch.randint(0, 99, (1, 6))
     ref = model(x).memory_state
     pad = torch.zeros(1, 2, dtype=torch.long)
@@ -98,9 +100,9 @@ def test_padding_side_does_not_change_the_result(arch):
     torch.testing.assert_close(left.logits[:, 2:], model(x).logits, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("update,norm", [("replace", True), ("residual", True), ("gated", True), ("replace", False)])
-def test_chunked_calls_with_state_equal_one_call(arch, update, norm):
-    model = tiny_model(arch, num_mem_tokens=4, segment_size=8, memory_update=update, memory_norm=norm)
+@pytest.mark.parametrize("kind,norm", [(kind, True) for kind in MEMORIES] + [("replace", False)])
+def test_chunked_calls_with_state_equal_one_call(arch, kind, norm):
+    model = memory_model(kind, arch, num_mem_tokens=4, segment_size=8, memory_norm=norm)
     x = torch.randint(0, 99, (2, 32))
     full = model(x, labels=x)
     first = model(x[:, :16])
@@ -111,8 +113,9 @@ def test_chunked_calls_with_state_equal_one_call(arch, update, norm):
     torch.testing.assert_close(model(x, logits_to_keep=1).logits, full.logits[:, -1:])
 
 
-def test_save_load_round_trip_is_identical(arch, tmp_path):
-    model = tiny_model(arch, num_mem_tokens=4, segment_size=8)
+@pytest.mark.parametrize("kind", ["replace", "associative"])
+def test_save_load_round_trip_is_identical(arch, kind, tmp_path):
+    model = memory_model(kind, arch, num_mem_tokens=4, segment_size=8)
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()

@@ -64,6 +64,9 @@ def test_tasks_refuse_what_does_not_fit():
         (dict(bptt_depth=0), "bptt_depth"),
         (dict(segment_size=10_000), "positions"),
         (dict(memory_update="mix"), "memory_update"),
+        (dict(associative_heads=-1), "associative_heads"),
+        (dict(associative_heads=2, associative_size=0), "associative_size"),
+        (dict(associative_heads=1.5), "associative_heads"),
     ],
 )
 def test_config_that_does_not_fit_is_refused(kwargs, match):

@@ -81,6 +81,7 @@ def save_adapter(path: Path, model: MemGPTForCausalLM, lora_rank: int, lora_alph
         "format": FORMAT, "backbone": backbone_signature(model.config.text_config),
         "num_mem_tokens": model.config.num_mem_tokens, "segment_size": model.config.segment_size,
         "memory_update": model.config.memory_update, "memory_norm": model.config.memory_norm,
+        "associative_heads": model.config.associative_heads, "associative_size": model.config.associative_size,
         "lora_rank": lora_rank, "lora_alpha": lora_alpha, "info": info or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +142,9 @@ def load_latent_model(backbone, path: Path | str | None = None) -> MemGPTForCaus
                 raise MemGPTError(f"{path}: LoRA for {module_name} does not fit the backbone")
             layer.weight.copy_((layer.weight.float() + scale * b @ a).to(layer.weight.dtype))
     model = MemGPTForCausalLM.from_backbone(merged, meta["num_mem_tokens"], meta["segment_size"],
-                                            memory_update=meta["memory_update"], dtype=dtype)
+                                            memory_update=meta["memory_update"], dtype=dtype,
+                                            associative_heads=meta.get("associative_heads", 0),
+                                            associative_size=meta.get("associative_size", 32))
     model.config.memory_norm = meta["memory_norm"]
     memory = {n: p for n, p in model.named_parameters() if n.startswith(MEMORY_PREFIX)}
     if not set(memory) <= set(tensors):

@@ -85,5 +85,5 @@ class LatentMemory(Memory):
         model = latent_model(self.engine)
         if state.info.get("fingerprint") != memory_fingerprint(model):
             raise MemGPTError(f"{path} was written by another latent memory (adapter) than this model's")
-        if tuple(state.tensors["memory"].shape[1:]) != (model.num_mem_tokens, model.config.hidden_size):
+        if tuple(state.tensors["memory"].shape[1:]) != model.memory_shape:
             raise MemGPTError(f"{path} holds memory of shape {tuple(state.tensors['memory'].shape)}, not this model's")

@@ -48,6 +48,8 @@ class TrainArgs:
     segment_size: int = 8
     memory_update: str = "replace"
     memory_norm: bool = True
+    associative_heads: int = 0  # > 0: a per-layer associative (delta-rule) memory besides the memory tokens
+    associative_size: int = 32
     curriculum: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9])
     advance_at: float = 0.95
     stage_steps: int = 0
@@ -128,7 +130,8 @@ def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) ->
     With `backbone`, a pretrained LM with fresh memory (and LoRA when `lora_rank` > 0)."""
     if args.backbone:
         model = MemGPTForCausalLM.from_backbone(
-            args.backbone, args.num_mem_tokens, args.segment_size, args.bptt_depth, args.memory_update
+            args.backbone, args.num_mem_tokens, args.segment_size, args.bptt_depth, args.memory_update,
+            associative_heads=args.associative_heads, associative_size=args.associative_size,
         )
         model.config.memory_norm = args.memory_norm
         if model.config.vocab_size < task.vocab_size:
@@ -145,7 +148,7 @@ def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) ->
     else:
         config = memgpt_config(
             args.size, args.arch, task.vocab_size, args.num_mem_tokens, args.segment_size, args.bptt_depth,
-            args.memory_update, args.memory_norm,
+            args.memory_update, args.memory_norm, args.associative_heads, args.associative_size,
         )
     torch.manual_seed(args.seed)
     return MemGPTForCausalLM(config)
@@ -309,8 +312,8 @@ class Trainer:
     def _resume(self, ckpt: Path) -> None:
         opt_state, state, rng = load_training_state(ckpt)
         saved = state.get("args", {})
-        fixed = ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "memory_norm", "full_attention",
-                 "backbone", "lora_rank", "lora_alpha")
+        fixed = ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "memory_norm",
+                 "associative_heads", "associative_size", "full_attention", "backbone", "lora_rank", "lora_alpha")
         for key in fixed:
             if key in saved and saved[key] != getattr(self.args, key):
                 raise MemGPTError(f"--resume: {key}={getattr(self.args, key)!r} but the checkpoint has {saved[key]!r}")

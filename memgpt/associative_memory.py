@@ -1,0 +1,118 @@
+"""Associative memory (ARMT / DeltaNet style): a per-layer key -> value matrix that every token of a
+segment writes with the delta rule and every token of the next segment reads.
+
+Memory tokens have to learn to allocate slots before they can store a (key, value) pair; a matrix
+written as `S += beta * k (v - S^T k)^T` binds the pair by construction, and the delta rule
+overwrites an old value of the same key instead of piling values up (ARMT, Rodkin et al. 2024).
+Queries, keys and values pass a short causal convolution first (DeltaNet, Zoology): a token can then
+key its value by the tokens just before it without having to learn an attention head for that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+CONV_KERNEL = 4
+
+
+class AssociativeMemory(nn.Module):
+    """One layer's associative memory: projections from the layer's hidden states to queries, keys,
+    values and write strengths, and the read-out back into the residual stream."""
+
+    def __init__(self, hidden_size: int, heads: int, key_size: int, kernel: int = CONV_KERNEL):
+        super().__init__()
+        self.heads, self.key_size = heads, key_size
+        channels = 3 * heads * key_size
+        self.norm = nn.LayerNorm(hidden_size)
+        self.qkv = nn.Linear(hidden_size, channels, bias=False)
+        self.conv = nn.Conv1d(channels, channels, kernel, groups=channels, bias=False)
+        self.strength = nn.Linear(hidden_size, heads)
+        # what is read is normalised per head: the matrix starts near zero, and without the norm the
+        # read-out (and every gradient through it) would start near zero too
+        self.read_norm = nn.RMSNorm(key_size, eps=1e-6)
+        self.out = nn.Linear(heads * key_size, hidden_size, bias=False)
+
+    def project(
+        self, hidden: torch.Tensor, before: torch.Tensor | None, present: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys, values `(B, H, T, K)` (queries and keys unit-norm), strengths `(B, H, T)`, and
+        the projections of the last `kernel - 1` positions `(B, C, kernel - 1)`, which the convolution of
+        the next call continues from (`before`; None: the start of a window). With `present` `(B, T)`,
+        the convolution skips absent (padding) positions, so padding on either side changes nothing."""
+        batch, length, _ = hidden.shape
+        x = self.norm(hidden)
+        projected = self.qkv(x).transpose(1, 2)  # (B, C, T)
+        order = None
+        if present is not None:  # present positions first, in their order
+            order = torch.argsort((~present.bool()).to(torch.int8), dim=-1, stable=True)[:, None, :].expand_as(projected)
+            projected = projected.gather(-1, order)
+        if before is None:
+            before = projected.new_zeros(batch, projected.shape[1], self.conv.kernel_size[0] - 1)
+        extended = torch.cat([before.to(projected.dtype), projected], dim=-1)  # (B, C, kernel - 1 + T)
+        mixed = self.conv(extended)  # (B, C, T)
+        if order is not None:
+            mixed = torch.empty_like(mixed).scatter(-1, order, mixed)
+        q, k, v = mixed.view(batch, 3, self.heads, self.key_size, length).permute(1, 0, 2, 4, 3).unbind(0)  # 3 x (B, H, T, K)
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        beta = torch.sigmoid(self.strength(x)).transpose(1, 2)  # (B, H, T)
+        return q, k, v, beta, extended[..., extended.shape[-1] - before.shape[-1] :]
+
+    def read(self, q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """What `state` `(B, H, K, K)` associates with queries `q` `(B, H, T, K)`, as `(B, T, d)`."""
+        batch, _, length, _ = q.shape
+        values = self.read_norm(q @ state)  # (B, H, T, K)
+        return self.out(values.transpose(1, 2).reshape(batch, length, self.heads * self.key_size))
+
+
+def delta_write(state: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """`state` after the tokens' delta-rule writes, in order: `S <- S + beta_t k_t (v_t - S^T k_t)^T`.
+
+    All T writes at once (DeltaNet's WY form): the written values `U` solve
+    `(I + diag(beta) tril(K K^T, -1)) U = diag(beta) (V - K S)`, and the new state is `S + K^T U`.
+    state `(B, H, K, K)`, k/v `(B, H, T, K)`, beta `(B, H, T)` (0 writes nothing).
+    """
+    if k.shape[-2] == 0:
+        return state
+    dtype = state.dtype
+    work = torch.promote_types(dtype, torch.float32)  # the triangular solve in at least fp32
+    state, k, v, beta = state.to(work), k.to(work), v.to(work), beta.to(work)
+    weighted = beta.unsqueeze(-1)  # (B, H, T, 1)
+    system = torch.eye(k.shape[-2], dtype=work, device=k.device) + weighted * (k @ k.transpose(-1, -2)).tril(-1)  # (B, H, T, T)
+    written = torch.linalg.solve_triangular(system, weighted * (v - k @ state), upper=False, unitriangular=True)
+    return (state + k.transpose(-1, -2) @ written).to(dtype)
+
+
+@dataclass
+class AssociativeRun:
+    """The associative memory while the backbone reads one window: the states every token reads
+    `(B, L, H, K, K)`, which positions write `(B, T)` (None: none), which are not padding, the states
+    being written, and each
+    layer's convolution input so far (a window read in several calls convolves as if read at once)."""
+
+    read: torch.Tensor
+    writes: torch.Tensor | None
+    present: torch.Tensor | None = None  # (B, T) positions that are not padding (None: all)
+    written: list[torch.Tensor] = field(default_factory=list)
+    before: list[torch.Tensor | None] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.written = list(self.written or self.read.unbind(1))
+        self.before = list(self.before or [None] * len(self.written))
+
+    def state(self) -> torch.Tensor:
+        """The written states, `(B, L, H, K, K)`."""
+        return torch.stack(self.written, dim=1)
+
+
+def decoder_layers(backbone: nn.Module) -> nn.ModuleList:
+    """The backbone's stack of decoder layers (`h` in GPT-2, `layers` in Llama, ...)."""
+    base = getattr(backbone, "base_model", backbone)
+    count = backbone.config.num_hidden_layers
+    for module in base.children():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return module
+    raise ValueError(f"cannot find the {count} decoder layers of {type(backbone).__name__}")

@@ -1,0 +1,49 @@
+"""The associative (delta-rule) memory: its maths, and that it binds keys to values."""
+
+import torch
+from conftest import memory_model
+from torch.nn import functional as F
+
+from memgpt.associative_memory import delta_write
+
+
+def test_delta_write_equals_writing_token_by_token():
+    torch.manual_seed(0)
+    state = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    k = F.normalize(torch.randn(2, 3, 7, 5, dtype=torch.float64), dim=-1)
+    v = torch.randn(2, 3, 7, 5, dtype=torch.float64)
+    beta = torch.rand(2, 3, 7, dtype=torch.float64)
+    expected = state.clone()
+    for t in range(7):
+        kt, vt, bt = k[:, :, t], v[:, :, t], beta[:, :, t, None, None]
+        old = torch.einsum("bhkv,bhk->bhv", expected, kt)  # what the key reads now
+        expected = expected + bt * kt[..., :, None] * (vt - old)[..., None, :]
+    torch.testing.assert_close(delta_write(state, k, v, beta), expected)
+    torch.testing.assert_close(delta_write(state, k[:, :, :0], v[:, :, :0], beta[:, :, :0]), state)
+
+
+def test_delta_rule_binds_keys_to_values_and_overwrites_a_key():
+    keys = torch.eye(4, dtype=torch.float64)[None, None, :3]  # (1, 1, 3, 4): orthonormal keys
+    values = torch.randn(1, 1, 3, 4, dtype=torch.float64)
+    state = delta_write(torch.zeros(1, 1, 4, 4, dtype=torch.float64), keys, values, torch.ones(1, 1, 3, dtype=torch.float64))
+    torch.testing.assert_close(keys @ state, values)  # each key reads back exactly its own value
+    new = torch.randn(1, 1, 1, 4, dtype=torch.float64)
+    state = delta_write(state, keys[:, :, 1:2], new, torch.ones(1, 1, 1, dtype=torch.float64))
+    torch.testing.assert_close(keys[:, :, 1:2] @ state, new)  # replaced, not added to
+    torch.testing.assert_close(keys[:, :, ::2] @ state, values[:, :, ::2])  # the others untouched
+    nothing = delta_write(state, keys, values, torch.zeros(1, 1, 3, dtype=torch.float64))
+    torch.testing.assert_close(nothing, state)  # strength 0 writes nothing
+
+
+def test_memory_state_packs_the_associative_memory_after_the_vectors(arch):
+    model = memory_model("associative", arch, num_mem_tokens=3, segment_size=4)
+    layers, heads, size = 2, 2, 8
+    assert model.associative_shape == (layers, heads, size, size)
+    assert model.memory_shape == (3 + layers * heads * size * size // 32, 32)
+    memory = model(torch.randint(0, 99, (2, 12))).memory_state
+    tokens, associative = model.split_memory(memory)
+    assert tokens.shape == (2, 3, 32) and associative.shape == (2, layers, heads, size, size)
+    assert associative.abs().sum() > 0  # the segments wrote to it
+    torch.testing.assert_close(model.join_memory(tokens, associative), memory)
+    empty = model.split_memory(model.init_memory(2))[1]
+    assert torch.equal(empty, torch.zeros_like(empty))
