@@ -54,6 +54,7 @@ def memgpt_config(
     memory_norm: bool = True,
     associative_heads: int = 0,
     associative_size: int = 32,
+    associative_conv: int = 4,
 ) -> MemGPTConfig:
     """A `MemGPTConfig` around a named fresh backbone, sized so the memory window fits."""
     window = segment_size + 2 * max(num_mem_tokens, 0)
@@ -67,4 +68,5 @@ def memgpt_config(
         memory_norm=memory_norm,
         associative_heads=associative_heads,
         associative_size=associative_size,
+        associative_conv=associative_conv,
     )

@@ -29,6 +29,8 @@ class MemGPTConfig(PreTrainedConfig):
             key -> value matrix per head that each segment's tokens write with the delta rule and the
             next segment's tokens read. It rides in `memory_state` after the M memory vectors.
         associative_size: the key (and value) size of each associative head.
+        associative_conv: how many positions (the token and those just before it) the short causal
+            convolution before the associative keys, values and queries spans.
     """
 
     model_type = "memgpt"
@@ -42,6 +44,7 @@ class MemGPTConfig(PreTrainedConfig):
     memory_norm: bool = True
     associative_heads: int = 0
     associative_size: int = 32
+    associative_conv: int = 4
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -49,7 +52,8 @@ class MemGPTConfig(PreTrainedConfig):
 
     def validate_memory(self) -> None:
         """Raise a `MemGPTError` when the memory does not fit the backbone."""
-        for name in ("num_mem_tokens", "segment_size", "bptt_depth", "associative_heads", "associative_size"):
+        for name in ("num_mem_tokens", "segment_size", "bptt_depth", "associative_heads", "associative_size",
+                     "associative_conv"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise MemGPTError(f"{name} must be an integer, got {value!r}")
@@ -62,6 +66,8 @@ class MemGPTConfig(PreTrainedConfig):
                 f"associative_heads must be 0 to 1024 and associative_size 1 to 4096, got "
                 f"{self.associative_heads} and {self.associative_size}"
             )
+        if not 0 < self.associative_conv <= 64:
+            raise MemGPTError(f"associative_conv must be 1 to 64 positions, got {self.associative_conv}")
         if self.bptt_depth == 0 or self.bptt_depth < -1:
             raise MemGPTError(f"bptt_depth must be -1 (no truncation) or > 0, got {self.bptt_depth}")
         if self.memory_update not in MEMORY_UPDATES:

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, DynamicCache, GenerationMixin, Pr
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 
-from .associative_memory import AssociativeMemory, AssociativeRun, decoder_layers, delta_write
+from .associative_memory import AssociativeMemory, AssociativeRun, decoder_layers
 from .configuration_memgpt import MemGPTConfig
 from .errors import MemGPTError
 
@@ -87,14 +87,16 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         self.memory_gain = nn.Parameter(torch.ones(config.hidden_size))
         if config.memory_update == "gated":
             self.memory_gate = nn.Linear(2 * config.hidden_size, config.hidden_size)
-        self._associative_run: AssociativeRun | None = None
         if config.associative_heads:
             layers = decoder_layers(self.backbone)
             self.memory_associative = nn.ModuleList(
-                AssociativeMemory(config.hidden_size, config.associative_heads, config.associative_size) for _ in layers
+                AssociativeMemory(
+                    config.hidden_size, config.associative_heads, config.associative_size, index, config.associative_conv
+                )
+                for index in range(len(layers))
             )
-            for index, layer in enumerate(layers):
-                layer.register_forward_pre_hook(self._associative_hook(index))
+            for layer, memory in zip(layers, self.memory_associative):
+                layer.register_forward_pre_hook(memory.layer_hook)  # a bound method: deepcopy re-binds it
         self.post_init()
 
     @classmethod
@@ -108,6 +110,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         dtype: torch.dtype = torch.float32,
         associative_heads: int = 0,
         associative_size: int = 32,
+        associative_conv: int = 4,
     ) -> MemGPTForCausalLM:
         """Wrap a pretrained causal LM with a fresh memory: a loaded model, or a name ("default": the
         packaged SmolLM2-135M-Instruct, offline; a local folder; a hub id). Tokenizer:
@@ -119,7 +122,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         config = MemGPTConfig(
             text_config=backbone.config, num_mem_tokens=num_mem_tokens, segment_size=segment_size,
             bptt_depth=bptt_depth, memory_update=memory_update, associative_heads=associative_heads,
-            associative_size=associative_size,
+            associative_size=associative_size, associative_conv=associative_conv,
         )
         with torch.random.fork_rng(devices=[]):  # an untrained memory must be the same every time it is built
             torch.manual_seed(0)
@@ -184,36 +187,16 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         packed = nn.functional.pad(associative.flatten(1), (0, rows * d - math.prod(self.associative_shape)))
         return torch.cat([tokens, packed.to(tokens.dtype).view(batch, rows, d)], dim=1)  # (B, M + A, d)
 
-    def _associative_hook(self, index: int):
-        """A forward pre-hook on decoder layer `index`: the positions marked as writers write their
-        input hidden states to the associative memory, and every position adds what it reads there.
-
-        On the layer's input, not its output: at layer 0 keys then come from token embeddings
-        themselves. Keyed on a layer's output (after attention averaged the segment into every
-        position) recall never learned which value belongs to which key (0.5 on two pairs)."""
-
-        def hook(layer: nn.Module, args: tuple):
-            run = self._associative_run
-            if run is None:
-                return None
-            hidden = args[0]  # (B, T, d)
-            memory = self.memory_associative[index]
-            q, k, v, beta, run.before[index] = memory.project(hidden, run.before[index], run.present)
-            if run.writes is not None:
-                beta = beta * run.writes[:, None, :].to(beta.dtype)  # (B, H, T)
-                run.written[index] = delta_write(run.written[index], k, v, beta)
-            hidden = hidden + memory.read(q, run.read[:, index].to(q.dtype))
-            return (hidden, *args[1:])
-
-        return hook
-
     def _run_backbone(self, associative: AssociativeRun | None, **kwargs):
         """The backbone's base model on `kwargs`, with `associative` read and written by its layers."""
-        self._associative_run = associative
+        memories = self.memory_associative if associative is not None else []
+        for memory in memories:
+            memory.run = associative
         try:
             return self.backbone.base_model(**kwargs)
         finally:
-            self._associative_run = None
+            for memory in memories:
+                memory.run = None
 
     def read_memory(self, memory: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """RMS-normalise memory to the token embeddings' scale before it enters the backbone.

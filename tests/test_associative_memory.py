@@ -47,3 +47,16 @@ def test_memory_state_packs_the_associative_memory_after_the_vectors(arch):
     torch.testing.assert_close(model.join_memory(tokens, associative), memory)
     empty = model.split_memory(model.init_memory(2))[1]
     assert torch.equal(empty, torch.zeros_like(empty))
+
+
+def test_a_deep_copy_reads_its_own_associative_memory(arch):
+    import copy
+
+    model = memory_model("associative-only", arch, segment_size=4)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in twin.memory_associative.parameters():
+            p.add_(0.5)
+    x = torch.randint(0, 99, (1, 12))
+    assert not torch.allclose(model(x).logits, twin(x).logits)  # the copy's hooks use the copy's memory
+    torch.testing.assert_close(copy.deepcopy(model)(x).logits, model(x).logits)

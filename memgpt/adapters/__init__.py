@@ -82,6 +82,7 @@ def save_adapter(path: Path, model: MemGPTForCausalLM, lora_rank: int, lora_alph
         "num_mem_tokens": model.config.num_mem_tokens, "segment_size": model.config.segment_size,
         "memory_update": model.config.memory_update, "memory_norm": model.config.memory_norm,
         "associative_heads": model.config.associative_heads, "associative_size": model.config.associative_size,
+        "associative_conv": model.config.associative_conv,
         "lora_rank": lora_rank, "lora_alpha": lora_alpha, "info": info or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +145,8 @@ def load_latent_model(backbone, path: Path | str | None = None) -> MemGPTForCaus
     model = MemGPTForCausalLM.from_backbone(merged, meta["num_mem_tokens"], meta["segment_size"],
                                             memory_update=meta["memory_update"], dtype=dtype,
                                             associative_heads=meta.get("associative_heads", 0),
-                                            associative_size=meta.get("associative_size", 32))
+                                            associative_size=meta.get("associative_size", 32),
+                                            associative_conv=meta.get("associative_conv", 4))
     model.config.memory_norm = meta["memory_norm"]
     memory = {n: p for n, p in model.named_parameters() if n.startswith(MEMORY_PREFIX)}
     if not set(memory) <= set(tensors):

@@ -50,6 +50,7 @@ class TrainArgs:
     memory_norm: bool = True
     associative_heads: int = 0  # > 0: a per-layer associative (delta-rule) memory besides the memory tokens
     associative_size: int = 32
+    associative_conv: int = 4
     curriculum: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9])
     advance_at: float = 0.95
     stage_steps: int = 0
@@ -132,6 +133,7 @@ def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) ->
         model = MemGPTForCausalLM.from_backbone(
             args.backbone, args.num_mem_tokens, args.segment_size, args.bptt_depth, args.memory_update,
             associative_heads=args.associative_heads, associative_size=args.associative_size,
+            associative_conv=args.associative_conv,
         )
         model.config.memory_norm = args.memory_norm
         if model.config.vocab_size < task.vocab_size:
@@ -148,7 +150,7 @@ def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) ->
     else:
         config = memgpt_config(
             args.size, args.arch, task.vocab_size, args.num_mem_tokens, args.segment_size, args.bptt_depth,
-            args.memory_update, args.memory_norm, args.associative_heads, args.associative_size,
+            args.memory_update, args.memory_norm, args.associative_heads, args.associative_size, args.associative_conv,
         )
     torch.manual_seed(args.seed)
     return MemGPTForCausalLM(config)
@@ -313,7 +315,7 @@ class Trainer:
         opt_state, state, rng = load_training_state(ckpt)
         saved = state.get("args", {})
         fixed = ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "memory_norm",
-                 "associative_heads", "associative_size", "full_attention", "backbone", "lora_rank", "lora_alpha")
+                 "associative_heads", "associative_size", "associative_conv", "full_attention", "backbone", "lora_rank", "lora_alpha")
         for key in fixed:
             if key in saved and saved[key] != getattr(self.args, key):
                 raise MemGPTError(f"--resume: {key}={getattr(self.args, key)!r} but the checkpoint has {saved[key]!r}")
