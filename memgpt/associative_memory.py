@@ -5,7 +5,9 @@ Memory tokens have to learn to allocate slots before they can store a (key, valu
 written as `S += beta * k (v - S^T k)^T` binds the pair by construction, and the delta rule
 overwrites an old value of the same key instead of piling values up (ARMT, Rodkin et al. 2024).
 Queries, keys and values pass a short causal convolution first (DeltaNet, Zoology): a token can then
-key its value by the tokens just before it without having to learn an attention head for that.
+key its value by the tokens just before it without having to learn an attention head for that. The
+convolution's last inputs are carried to the next segment (like Mamba's conv state), so a token at
+the start of a segment is keyed by the end of the previous one, not by zeros.
 """
 
 from __future__ import annotations
@@ -38,14 +40,15 @@ class AssociativeMemory(nn.Module):
 
     def project(
         self, hidden: torch.Tensor, before: torch.Tensor | None, present: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys, values `(B, H, T, K)` (queries and keys unit-norm), strengths `(B, H, T)`, and
-        the projections of the last `kernel - 1` positions `(B, C, kernel - 1)`, which the convolution of
-        the next call continues from (`before`; None: the start of a window). With `present` `(B, T)`,
-        the convolution skips absent (padding) positions, so padding on either side changes nothing."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys, values `(B, H, T, K)` (queries and keys unit-norm), strengths `(B, H, T)`, the
+        convolution inputs of the last `kernel - 1` positions `(B, C, kernel - 1)`, which the next call
+        continues from (`before`: those of the previous call or segment; None: zeros), and the
+        convolution inputs of every position `(B, C, T)`. With `present` `(B, T)`, the convolution skips
+        absent (padding) positions, so padding on either side changes nothing."""
         batch, length, _ = hidden.shape
         x = self.norm(hidden)
-        projected = self.qkv(x).transpose(1, 2)  # (B, C, T)
+        projected = inputs = self.qkv(x).transpose(1, 2)  # (B, C, T)
         order = None
         if present is not None:  # present positions first, in their order
             order = torch.argsort((~present.bool()).to(torch.int8), dim=-1, stable=True)[:, None, :].expand_as(projected)
@@ -60,7 +63,7 @@ class AssociativeMemory(nn.Module):
         q, k, v = mixed.view(batch, 3, self.heads, self.key_size, length).permute(1, 0, 2, 4, 3).unbind(0)  # 3 x (B, H, T, K)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         beta = torch.sigmoid(self.strength(x)).transpose(1, 2)  # (B, H, T)
-        return q, k, v, beta, extended[..., extended.shape[-1] - before.shape[-1] :]
+        return q, k, v, beta, extended[..., extended.shape[-1] - before.shape[-1] :], inputs
 
     def read(self, q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """What `state` `(B, H, K, K)` associates with queries `q` `(B, H, T, K)`, as `(B, T, d)`."""
@@ -80,10 +83,13 @@ class AssociativeMemory(nn.Module):
         if run is None:
             return None
         hidden = args[0]  # (B, T, d)
-        q, k, v, beta, run.before[i] = self.project(hidden, run.before[i], run.present)
+        q, k, v, beta, run.before[i], inputs = self.project(hidden, run.before[i], run.present)
         if run.writes is not None:
             beta = beta * run.writes[:, None, :].to(beta.dtype)  # (B, H, T)
             run.written[i] = delta_write(run.written[i], k, v, beta)
+            tail = run.tails[i]  # the segment tokens seen so far, then this call's writers
+            kept = torch.cat([run.writes.new_ones(tail.shape[0], tail.shape[-1]), run.writes], dim=-1)  # (B, kernel-1+T)
+            run.tails[i] = last_columns(torch.cat([tail, inputs.to(tail.dtype)], dim=-1), kept.bool(), tail.shape[-1])
         return (hidden + self.read(q, run.read[:, i].to(q.dtype)), *args[1:])
 
 
@@ -105,26 +111,37 @@ def delta_write(state: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: tor
     return (state + k.transpose(-1, -2) @ written).to(dtype)
 
 
+def last_columns(x: torch.Tensor, keep: torch.Tensor, n: int) -> torch.Tensor:
+    """The last `n` columns of `x` `(B, C, N)` whose `keep` `(B, N)` is set, in order, `(B, C, n)`
+    (at least `n` must be kept in every row)."""
+    order = torch.argsort(keep.to(torch.int8), dim=-1, stable=True)[:, -n:]  # (B, n): kept columns last, in order
+    return x.gather(-1, order[:, None, :].expand(-1, x.shape[1], -1))
+
+
 @dataclass
 class AssociativeRun:
-    """The associative memory while the backbone reads one window: the states every token reads
-    `(B, L, H, K, K)`, which positions write `(B, T)` (None: none), which are not padding, the states
-    being written, and each
-    layer's convolution input so far (a window read in several calls convolves as if read at once)."""
+    """The associative memory while the backbone reads one window: the matrices every token reads
+    `(B, L, H, K, K)`, the convolution inputs of the last segment tokens before the window
+    `(B, L, C, kernel - 1)`, which positions write `(B, T)` (None: none) and which are not padding.
+    Filled in as the layers run: the matrices being written, each layer's convolution input so far
+    (a window read in several calls convolves as if read at once) and its last segment tokens'."""
 
     read: torch.Tensor
+    carried: torch.Tensor
     writes: torch.Tensor | None
     present: torch.Tensor | None = None  # (B, T) positions that are not padding (None: all)
     written: list[torch.Tensor] = field(default_factory=list)
-    before: list[torch.Tensor | None] = field(default_factory=list)
+    before: list[torch.Tensor] = field(default_factory=list)
+    tails: list[torch.Tensor] = field(default_factory=list)
 
     def __post_init__(self):
-        self.written = list(self.written or self.read.unbind(1))
-        self.before = list(self.before or [None] * len(self.written))
+        self.written = list(self.read.unbind(1))
+        self.before = list(self.carried.unbind(1))
+        self.tails = list(self.carried.unbind(1))
 
-    def state(self) -> torch.Tensor:
-        """The written states, `(B, L, H, K, K)`."""
-        return torch.stack(self.written, dim=1)
+    def state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The written matrices `(B, L, H, K, K)` and the new carried inputs `(B, L, C, kernel - 1)`."""
+        return torch.stack(self.written, dim=1), torch.stack(self.tails, dim=1)
 
 
 def decoder_layers(backbone: nn.Module) -> nn.ModuleList:

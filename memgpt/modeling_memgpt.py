@@ -148,44 +148,50 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         return self.config.num_mem_tokens
 
     @property
-    def associative_shape(self) -> tuple[int, ...]:
-        """Shape of one row's associative memory, `(L, H, K, K)`; `(0,)` without one."""
+    def associative_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Shapes of one row's associative memory: the matrices `(L, H, K, K)` and the convolution
+        inputs carried to the next segment `(L, 3*H*K, conv - 1)`; `((0,), (0,))` without one."""
         cfg = self.config
         if not cfg.associative_heads:
-            return (0,)
-        return (len(self.memory_associative), cfg.associative_heads, cfg.associative_size, cfg.associative_size)
+            return (0,), (0,)
+        layers, heads, size = len(self.memory_associative), cfg.associative_heads, cfg.associative_size
+        return (layers, heads, size, size), (layers, 3 * heads * size, cfg.associative_conv - 1)
 
     @property
     def memory_shape(self) -> tuple[int, int]:
         """Shape of one row's memory state: M vectors, then the associative memory packed into rows of d."""
         d = self.config.hidden_size
-        return self.num_mem_tokens + -(-math.prod(self.associative_shape) // d), d
+        return self.num_mem_tokens + -(-sum(map(math.prod, self.associative_shapes)) // d), d
 
     def init_memory(self, batch_size: int) -> torch.Tensor:
         """The initial memory, `[B, M + A, d]`: the learned vectors, then an empty associative memory."""
         tokens = self.memory_init.unsqueeze(0).expand(batch_size, -1, -1)
         if not self.config.associative_heads:
             return tokens
-        empty = torch.zeros(batch_size, *self.associative_shape, dtype=tokens.dtype, device=tokens.device)
-        return self.join_memory(tokens, empty)
+        empty = [tokens.new_zeros(batch_size, *shape) for shape in self.associative_shapes]
+        return self.join_memory(tokens, (empty[0], empty[1]))
 
-    def split_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`[B, M + A, d]` -> the M vectors `[B, M, d]` and the associative memory `[B, L, H, K, K]` (or None)."""
+    def split_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """`[B, M + A, d]` -> the M vectors `[B, M, d]` and the associative memory (matrices and carried
+        convolution inputs, see `associative_shapes`; None without one)."""
         m = self.num_mem_tokens
         if not self.config.associative_heads:
             return memory, None
-        size = math.prod(self.associative_shape)
-        packed = memory[:, m:].flatten(1)[:, :size]  # (B, L*H*K*K)
-        return memory[:, :m], packed.reshape(memory.shape[0], *self.associative_shape)
+        sizes = [math.prod(shape) for shape in self.associative_shapes]
+        packed = memory[:, m:].flatten(1)[:, : sum(sizes)]  # (B, sum of sizes)
+        matrices, carried = (part.reshape(memory.shape[0], *shape)
+                             for part, shape in zip(packed.split(sizes, dim=1), self.associative_shapes))
+        return memory[:, :m], (matrices, carried)
 
-    def join_memory(self, tokens: torch.Tensor, associative: torch.Tensor | None) -> torch.Tensor:
+    def join_memory(self, tokens: torch.Tensor, associative: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         """The inverse of `split_memory` (the last row is zero-padded to d)."""
         if associative is None:
             return tokens
         batch, d = tokens.shape[0], self.config.hidden_size
         rows = self.memory_shape[0] - self.num_mem_tokens
-        packed = nn.functional.pad(associative.flatten(1), (0, rows * d - math.prod(self.associative_shape)))
-        return torch.cat([tokens, packed.to(tokens.dtype).view(batch, rows, d)], dim=1)  # (B, M + A, d)
+        flat = torch.cat([part.flatten(1).to(tokens.dtype) for part in associative], dim=1)
+        packed = nn.functional.pad(flat, (0, rows * d - flat.shape[1]))
+        return torch.cat([tokens, packed.view(batch, rows, d)], dim=1)  # (B, M + A, d)
 
     def _run_backbone(self, associative: AssociativeRun | None, **kwargs):
         """The backbone's base model on `kwargs`, with `associative` read and written by its layers."""
@@ -252,7 +258,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         run = None
         if associative is not None:  # only the segment's real tokens write
             writes = torch.cat([torch.zeros_like(mem_mask), segment_mask, torch.zeros_like(mem_mask)], dim=1)  # (B, M+S+M)
-            run = AssociativeRun(associative, writes, present=attention_mask)
+            run = AssociativeRun(*associative, writes, present=attention_mask)
         out = self._run_backbone(
             run, inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         )
@@ -401,7 +407,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
             read = self.read_memory(tokens, embeds.dtype)
             if state.cache is None:
                 state.cache = DynamicCache(config=self.config.text_config)
-                state.associative = None if associative is None else AssociativeRun(associative, None)
+                state.associative = None if associative is None else AssociativeRun(*associative, None)
                 if m:
                     self._backbone_pass(read, 0, state.cache, state.associative)
                 state.segment_tokens = 0

@@ -37,16 +37,31 @@ def test_delta_rule_binds_keys_to_values_and_overwrites_a_key():
 
 def test_memory_state_packs_the_associative_memory_after_the_vectors(arch):
     model = memory_model("associative", arch, num_mem_tokens=3, segment_size=4)
-    layers, heads, size = 2, 2, 8
-    assert model.associative_shape == (layers, heads, size, size)
-    assert model.memory_shape == (3 + layers * heads * size * size // 32, 32)
+    layers, heads, size, conv = 2, 2, 8, 4
+    assert model.associative_shapes == ((layers, heads, size, size), (layers, 3 * heads * size, conv - 1))
+    assert model.memory_shape == (3 + (layers * heads * size * size + layers * 3 * heads * size * (conv - 1)) // 32, 32)
     memory = model(torch.randint(0, 99, (2, 12))).memory_state
-    tokens, associative = model.split_memory(memory)
-    assert tokens.shape == (2, 3, 32) and associative.shape == (2, layers, heads, size, size)
-    assert associative.abs().sum() > 0  # the segments wrote to it
-    torch.testing.assert_close(model.join_memory(tokens, associative), memory)
-    empty = model.split_memory(model.init_memory(2))[1]
-    assert torch.equal(empty, torch.zeros_like(empty))
+    tokens, (matrices, carried) = model.split_memory(memory)
+    assert tokens.shape == (2, 3, 32) and matrices.shape == (2, layers, heads, size, size)
+    assert matrices.abs().sum() > 0 and carried.abs().sum() > 0  # the segments wrote to both
+    torch.testing.assert_close(model.join_memory(tokens, (matrices, carried)), memory)
+    for empty in model.split_memory(model.init_memory(2))[1]:
+        assert torch.equal(empty, torch.zeros_like(empty))
+
+
+def test_the_convolution_continues_across_segments(arch):
+    """The first tokens of a segment are keyed by the last tokens of the previous one: what is carried
+    is the convolution input of exactly the last `conv - 1` tokens."""
+    model = memory_model("associative-only", arch, segment_size=6)
+    x = torch.randint(0, 99, (1, 12))
+    carried = model.split_memory(model(x[:, :6]).memory_state)[1][1]
+    earlier = x.clone()
+    earlier[:, :3] = (earlier[:, :3] + 1) % 99  # outside the last 3 tokens (layer 0 reads embeddings;
+    # deeper layers' inputs have attended to the earlier tokens)
+    torch.testing.assert_close(model.split_memory(model(earlier[:, :6]).memory_state)[1][1][:, 0], carried[:, 0])
+    last = x.clone()
+    last[:, 5] = (last[:, 5] + 1) % 99
+    assert not torch.allclose(model.split_memory(model(last[:, :6]).memory_state)[1][1], carried)
 
 
 def test_a_deep_copy_reads_its_own_associative_memory(arch):
