@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--work-dir", default="runs/memory_tasks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--note", default="", help="how the reused runs were made (saved with the results)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transformers.utils.logging.disable_progress_bar()
@@ -137,7 +138,8 @@ def main() -> None:
               f"{r['train_seconds']:>8.0f} {r['train_steps']:>6}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "transformers": transformers.__version__, "threads": args.threads,
-            "machine": platform.machine(), "cpus": torch.get_num_threads(), "budget_seconds": args.budget * args.budget_scale}
+            "machine": platform.machine(), "cpus": torch.get_num_threads(), "budget_seconds": args.budget * args.budget_scale,
+            **({"note": args.note} if args.note else {})}
     out = RESULTS / "memory_tasks.json"
     if out.exists():  # a partial run (--tasks copy) replaces its own rows and keeps the others
         ran = {(r["task"], r["variant"]) for r in results}
