@@ -56,7 +56,7 @@ class AssociativeMemory(nn.Module):
         if before is None:
             before = projected.new_zeros(batch, projected.shape[1], self.conv.kernel_size[0] - 1)
         extended = torch.cat([before.to(projected.dtype), projected], dim=-1)  # (B, C, kernel - 1 + T)
-        taps = self.conv.weight[:, 0]  # (C, kernel); as shifted sums: ~10x cheaper than a CPU depthwise conv backward
+        taps = self.conv.weight[:, 0]  # (C, kernel); shifted sums: a CPU depthwise conv's backward took 10% of a step
         mixed = sum(taps[:, j, None] * extended[..., j : j + length] for j in range(taps.shape[1]))  # (B, C, T)
         if order is not None:
             mixed = torch.empty_like(mixed).scatter(-1, order, mixed)
@@ -70,7 +70,6 @@ class AssociativeMemory(nn.Module):
         batch, _, length, _ = q.shape
         values = self.read_norm(q @ state)  # (B, H, T, K)
         return self.out(values.transpose(1, 2).reshape(batch, length, self.heads * self.key_size))
-
 
     def layer_hook(self, layer: nn.Module, args: tuple) -> tuple | None:
         """Forward pre-hook of decoder layer `index`: the positions marked as writers write the layer's
