@@ -66,6 +66,11 @@ class MemGPTConfig(PreTrainedConfig):
                 f"associative_heads must be 0 to 1024 and associative_size 1 to 4096, got "
                 f"{self.associative_heads} and {self.associative_size}"
             )
+        if self.associative_heads * self.associative_size**2 > 1 << 24:
+            raise MemGPTError(
+                f"an associative memory of {self.associative_heads} x {self.associative_size}^2 numbers per layer "
+                f"and sequence is too large (at most {1 << 24})"
+            )
         if not 0 < self.associative_conv <= 64:
             raise MemGPTError(f"associative_conv must be 1 to 64 positions, got {self.associative_conv}")
         if self.bptt_depth == 0 or self.bptt_depth < -1:

@@ -68,6 +68,7 @@ def test_tasks_refuse_what_does_not_fit():
         (dict(associative_heads=2, associative_size=0), "associative_size"),
         (dict(associative_heads=1.5), "associative_heads"),
         (dict(associative_heads=2, associative_conv=0), "associative_conv"),
+        (dict(associative_heads=1024, associative_size=4096), "too large"),
     ],
 )
 def test_config_that_does_not_fit_is_refused(kwargs, match):
