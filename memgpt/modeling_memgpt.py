@@ -108,21 +108,18 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         bptt_depth: int = -1,
         memory_update: str = "replace",
         dtype: torch.dtype = torch.float32,
-        associative_heads: int = 0,
-        associative_size: int = 32,
-        associative_conv: int = 4,
+        **memory_options,
     ) -> MemGPTForCausalLM:
         """Wrap a pretrained causal LM with a fresh memory: a loaded model, or a name ("default": the
-        packaged SmolLM2-135M-Instruct, offline; a local folder; a hub id). Tokenizer:
-        `memgpt.load_backbone`."""
+        packaged SmolLM2-135M-Instruct, offline; a local folder; a hub id). `memory_options`: other
+        `MemGPTConfig` fields (e.g. `associative_heads`). Tokenizer: `memgpt.load_backbone`."""
         if isinstance(backbone, str):
             from .pretrained import load_backbone
 
             backbone = load_backbone(backbone, dtype=dtype)[0]
         config = MemGPTConfig(
             text_config=backbone.config, num_mem_tokens=num_mem_tokens, segment_size=segment_size,
-            bptt_depth=bptt_depth, memory_update=memory_update, associative_heads=associative_heads,
-            associative_size=associative_size, associative_conv=associative_conv,
+            bptt_depth=bptt_depth, memory_update=memory_update, **memory_options,
         )
         with torch.random.fork_rng(devices=[]):  # an untrained memory must be the same every time it is built
             torch.manual_seed(0)
@@ -169,7 +166,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         if not self.config.associative_heads:
             return tokens
         empty = [tokens.new_zeros(batch_size, *shape) for shape in self.associative_shapes]
-        return self.join_memory(tokens, (empty[0], empty[1]))
+        return self.join_memory(tokens, (empty[0], empty[1]))  # (matrices, carried inputs)
 
     def split_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """`[B, M + A, d]` -> the M vectors `[B, M, d]` and the associative memory (matrices and carried

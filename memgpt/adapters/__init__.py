@@ -32,6 +32,7 @@ FORMAT = "memgpt-latent-adapter/1"
 HERE = Path(__file__).parent
 DEFAULT_ADAPTER = HERE / "smollm2-135m-instruct-latent.safetensors"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ASSOCIATIVE_OPTIONS = ("associative_heads", "associative_size", "associative_conv")  # older adapters lack them
 MEMORY_PREFIX = "memory_"  # memory_init, memory_gain, and memory_gate.* of a gated memory
 QUESTION_SYSTEM = "You are a careful assistant. Answer only from the text you are given."
 QUESTION_USER = "Question about the document you have read: {}\nAnswer with a few words."
@@ -81,8 +82,7 @@ def save_adapter(path: Path, model: MemGPTForCausalLM, lora_rank: int, lora_alph
         "format": FORMAT, "backbone": backbone_signature(model.config.text_config),
         "num_mem_tokens": model.config.num_mem_tokens, "segment_size": model.config.segment_size,
         "memory_update": model.config.memory_update, "memory_norm": model.config.memory_norm,
-        "associative_heads": model.config.associative_heads, "associative_size": model.config.associative_size,
-        "associative_conv": model.config.associative_conv,
+        **{name: getattr(model.config, name) for name in ASSOCIATIVE_OPTIONS},
         "lora_rank": lora_rank, "lora_alpha": lora_alpha, "info": info or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,9 +144,7 @@ def load_latent_model(backbone, path: Path | str | None = None) -> MemGPTForCaus
             layer.weight.copy_((layer.weight.float() + scale * b @ a).to(layer.weight.dtype))
     model = MemGPTForCausalLM.from_backbone(merged, meta["num_mem_tokens"], meta["segment_size"],
                                             memory_update=meta["memory_update"], dtype=dtype,
-                                            associative_heads=meta.get("associative_heads", 0),
-                                            associative_size=meta.get("associative_size", 32),
-                                            associative_conv=meta.get("associative_conv", 4))
+                                            **{name: meta[name] for name in ASSOCIATIVE_OPTIONS if name in meta})
     model.config.memory_norm = meta["memory_norm"]
     memory = {n: p for n, p in model.named_parameters() if n.startswith(MEMORY_PREFIX)}
     if not set(memory) <= set(tensors):
