@@ -8,6 +8,12 @@ Queries, keys and values pass a short causal convolution first (DeltaNet, Zoolog
 key its value by the tokens just before it without having to learn an attention head for that. The
 convolution's last inputs are carried to the next segment (like Mamba's conv state), so a token at
 the start of a segment is keyed by the end of the previous one, not by zeros.
+
+Optionally keys and queries pass ARMT's DPFP feature map (Schlag et al. 2021) first: products of
+pairs of rectified coordinates in 2 * order * K dimensions, a cheap stand-in for `k (x) k`. Random
+unit keys then overlap 2.4x less (mean squared cosine, K=16, order 3) and opposite keys not at all.
+Trained on 7 pairs, plain 32-d keys overlapped by |cos| 0.2-0.6, and of 31 pairs the oldest were
+overwritten by the newer ones.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ class AssociativeMemory(nn.Module):
     queries, keys, values and write strengths, and the read-out back into the residual stream.
     `run` is the memory being read and written while the backbone reads a window (else None)."""
 
-    def __init__(self, hidden_size: int, heads: int, key_size: int, index: int, kernel: int = 4):
+    def __init__(self, hidden_size: int, heads: int, key_size: int, index: int, kernel: int = 4, dpfp: int = 0):
         super().__init__()
-        self.heads, self.key_size, self.index = heads, key_size, index
+        self.heads, self.key_size, self.index, self.dpfp = heads, key_size, index, dpfp
+        self.features = key_size * 2 * dpfp if dpfp else key_size  # F: the size of a key after the feature map
         self.run: AssociativeRun | None = None
         channels = 3 * heads * key_size
         self.norm = nn.LayerNorm(hidden_size)
@@ -41,7 +48,7 @@ class AssociativeMemory(nn.Module):
     def project(
         self, hidden: torch.Tensor, before: torch.Tensor | None, present: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys, values `(B, H, T, K)` (queries and keys unit-norm), strengths `(B, H, T)`, the
+        """Queries and keys `(B, H, T, F)` (unit-norm), values `(B, H, T, K)`, strengths `(B, H, T)`, the
         convolution inputs of the last `kernel - 1` positions `(B, C, kernel - 1)`, which the next call
         continues from (`before`: those of the previous call or segment; None: zeros), and the
         convolution inputs of every position `(B, C, T)`. With `present` `(B, T)`, the convolution skips
@@ -61,12 +68,14 @@ class AssociativeMemory(nn.Module):
         if order is not None:
             mixed = torch.empty_like(mixed).scatter(-1, order, mixed)
         q, k, v = mixed.view(batch, 3, self.heads, self.key_size, length).permute(1, 0, 2, 4, 3).unbind(0)  # 3 x (B, H, T, K)
+        if self.dpfp:
+            q, k = dpfp(q, self.dpfp), dpfp(k, self.dpfp)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         beta = torch.sigmoid(self.strength(x)).transpose(1, 2)  # (B, H, T)
         return q, k, v, beta, extended[..., extended.shape[-1] - before.shape[-1] :], inputs
 
     def read(self, q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """What `state` `(B, H, K, K)` associates with queries `q` `(B, H, T, K)`, as `(B, T, d)`."""
+        """What `state` `(B, H, F, K)` associates with queries `q` `(B, H, T, F)`, as `(B, T, d)`."""
         batch, _, length, _ = q.shape
         values = self.read_norm(q @ state)  # (B, H, T, K)
         return self.out(values.transpose(1, 2).reshape(batch, length, self.heads * self.key_size))
@@ -92,12 +101,19 @@ class AssociativeMemory(nn.Module):
         return (hidden + self.read(q, run.read[:, i].to(q.dtype)), *args[1:])
 
 
+def dpfp(x: torch.Tensor, order: int) -> torch.Tensor:
+    """DPFP features of `x` `(..., K)`, `(..., 2 * order * K)`: `r = [relu(x), relu(-x)]` times itself
+    rolled by 1..order positions (Schlag et al. 2021, as in ARMT)."""
+    r = torch.cat([F.relu(x), F.relu(-x)], dim=-1)  # (..., 2K)
+    return torch.cat([r * r.roll(shift, dims=-1) for shift in range(1, order + 1)], dim=-1)
+
+
 def delta_write(state: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """`state` after the tokens' delta-rule writes, in order: `S <- S + beta_t k_t (v_t - S^T k_t)^T`.
 
     All T writes at once (DeltaNet's WY form): the written values `U` solve
     `(I + diag(beta) tril(K K^T, -1)) U = diag(beta) (V - K S)`, and the new state is `S + K^T U`.
-    state `(B, H, K, K)`, k/v `(B, H, T, K)`, beta `(B, H, T)` (0 writes nothing).
+    state `(B, H, F, K)`, k `(B, H, T, F)`, v `(B, H, T, K)`, beta `(B, H, T)` (0 writes nothing).
     """
     if k.shape[-2] == 0:
         return state
@@ -120,7 +136,7 @@ def last_columns(x: torch.Tensor, keep: torch.Tensor, n: int) -> torch.Tensor:
 @dataclass
 class AssociativeRun:
     """The associative memory while the backbone reads one window: the matrices every token reads
-    `(B, L, H, K, K)`, the convolution inputs of the last segment tokens before the window
+    `(B, L, H, F, K)`, the convolution inputs of the last segment tokens before the window
     `(B, L, C, kernel - 1)`, which positions write `(B, T)` (None: none) and which are not padding.
     Filled in as the layers run: the matrices being written, each layer's convolution input so far
     (a window read in several calls convolves as if read at once) and its last segment tokens'."""
@@ -139,7 +155,7 @@ class AssociativeRun:
         self.tails = list(self.carried.unbind(1))
 
     def state(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The written matrices `(B, L, H, K, K)` and the new carried inputs `(B, L, C, kernel - 1)`."""
+        """The written matrices `(B, L, H, F, K)` and the new carried inputs `(B, L, C, kernel - 1)`."""
         return torch.stack(self.written, dim=1), torch.stack(self.tails, dim=1)
 
 

@@ -52,11 +52,10 @@ def memgpt_config(
     bptt_depth: int = -1,
     memory_update: str = "replace",
     memory_norm: bool = True,
-    associative_heads: int = 0,
-    associative_size: int = 32,
-    associative_conv: int = 4,
+    **memory_options,
 ) -> MemGPTConfig:
-    """A `MemGPTConfig` around a named fresh backbone, sized so the memory window fits."""
+    """A `MemGPTConfig` around a named fresh backbone, sized so the memory window fits.
+    `memory_options`: other `MemGPTConfig` fields (e.g. `associative_heads`)."""
     window = segment_size + 2 * max(num_mem_tokens, 0)
     max_positions = max(64, 1 << max(window - 1, 1).bit_length())
     return MemGPTConfig(
@@ -66,7 +65,5 @@ def memgpt_config(
         bptt_depth=bptt_depth,
         memory_update=memory_update,
         memory_norm=memory_norm,
-        associative_heads=associative_heads,
-        associative_size=associative_size,
-        associative_conv=associative_conv,
+        **memory_options,
     )

@@ -9,6 +9,8 @@ from .errors import MemGPTError
 
 
 MEMORY_UPDATES = ("replace", "residual", "gated")
+# the associative memory's settings (the fields a checkpoint, adapter or memory file must agree on)
+ASSOCIATIVE_OPTIONS = ("associative_heads", "associative_size", "associative_conv", "associative_dpfp")
 
 
 class MemGPTConfig(PreTrainedConfig):
@@ -31,6 +33,9 @@ class MemGPTConfig(PreTrainedConfig):
         associative_size: the key (and value) size of each associative head.
         associative_conv: how many positions (the token and those just before it) the short causal
             convolution before the associative keys, values and queries spans.
+        associative_dpfp: > 0 maps keys and queries through ARMT's DPFP feature map of this order
+            (2 * order * associative_size non-negative features): keys that differ a little overlap
+            far less, so many more pairs fit before they overwrite each other. 0: unit keys.
     """
 
     model_type = "memgpt"
@@ -45,6 +50,7 @@ class MemGPTConfig(PreTrainedConfig):
     associative_heads: int = 0
     associative_size: int = 32
     associative_conv: int = 4
+    associative_dpfp: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -52,8 +58,7 @@ class MemGPTConfig(PreTrainedConfig):
 
     def validate_memory(self) -> None:
         """Raise a `MemGPTError` when the memory does not fit the backbone."""
-        for name in ("num_mem_tokens", "segment_size", "bptt_depth", "associative_heads", "associative_size",
-                     "associative_conv"):
+        for name in ("num_mem_tokens", "segment_size", "bptt_depth", *ASSOCIATIVE_OPTIONS):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise MemGPTError(f"{name} must be an integer, got {value!r}")
@@ -66,10 +71,13 @@ class MemGPTConfig(PreTrainedConfig):
                 f"associative_heads must be 0 to 1024 and associative_size 1 to 4096, got "
                 f"{self.associative_heads} and {self.associative_size}"
             )
-        if self.associative_heads * self.associative_size**2 > 1 << 24:
+        if not 0 <= self.associative_dpfp <= 8:
+            raise MemGPTError(f"associative_dpfp must be 0 (off) to 8, got {self.associative_dpfp}")
+        features = self.associative_size * max(1, 2 * self.associative_dpfp)
+        if self.associative_heads * features * self.associative_size > 1 << 24:
             raise MemGPTError(
-                f"an associative memory of {self.associative_heads} x {self.associative_size}^2 numbers per layer "
-                f"and sequence is too large (at most {1 << 24})"
+                f"an associative memory of {self.associative_heads} x {features} x {self.associative_size} numbers "
+                f"per layer and sequence is too large (at most {1 << 24})"
             )
         if not 0 < self.associative_conv <= 64:
             raise MemGPTError(f"associative_conv must be 1 to 64 positions, got {self.associative_conv}")

@@ -91,7 +91,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
             layers = decoder_layers(self.backbone)
             self.memory_associative = nn.ModuleList(
                 AssociativeMemory(
-                    config.hidden_size, config.associative_heads, config.associative_size, index, config.associative_conv
+                    config.hidden_size, config.associative_heads, config.associative_size, index,
+                    config.associative_conv, config.associative_dpfp,
                 )
                 for index in range(len(layers))
             )
@@ -146,13 +147,15 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
 
     @property
     def associative_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Shapes of one row's associative memory: the matrices `(L, H, K, K)` and the convolution
-        inputs carried to the next segment `(L, 3*H*K, conv - 1)`; `((0,), (0,))` without one."""
+        """Shapes of one row's associative memory: the matrices `(L, H, F, K)` (F key features: K, or
+        2 * dpfp * K) and the convolution inputs carried to the next segment `(L, 3*H*K, conv - 1)`;
+        `((0,), (0,))` without one."""
         cfg = self.config
         if not cfg.associative_heads:
             return (0,), (0,)
-        layers, heads, size = len(self.memory_associative), cfg.associative_heads, cfg.associative_size
-        return (layers, heads, size, size), (layers, 3 * heads * size, cfg.associative_conv - 1)
+        memory = self.memory_associative[0]
+        layers, heads, size = len(self.memory_associative), memory.heads, memory.key_size
+        return (layers, heads, memory.features, size), (layers, 3 * heads * size, cfg.associative_conv - 1)
 
     @property
     def memory_shape(self) -> tuple[int, int]:

@@ -4,7 +4,7 @@ import torch
 from conftest import memory_model
 from torch.nn import functional as F
 
-from memgpt.associative_memory import delta_write
+from memgpt.associative_memory import delta_write, dpfp
 
 
 def test_delta_write_equals_writing_token_by_token():
@@ -47,6 +47,27 @@ def test_memory_state_packs_the_associative_memory_after_the_vectors(arch):
     torch.testing.assert_close(model.join_memory(tokens, (matrices, carried)), memory)
     for empty in model.split_memory(model.init_memory(2))[1]:
         assert torch.equal(empty, torch.zeros_like(empty))
+
+
+def test_dpfp_features_are_non_negative_and_separate_keys_more():
+    torch.manual_seed(0)
+    x = F.normalize(torch.randn(100, 16, dtype=torch.float64), dim=-1)
+    phi = F.normalize(dpfp(x, 3), dim=-1)
+    assert phi.shape == (100, 2 * 3 * 16) and bool((phi >= 0).all())
+    assert float((phi * F.normalize(dpfp(-x, 3), dim=-1)).sum(-1).abs().max()) == 0  # opposite keys: orthogonal
+    near = F.normalize(x + 0.05 * torch.randn_like(x), dim=-1)  # the same key, a little perturbed
+    assert float((F.normalize(dpfp(near, 3), dim=-1) * phi).sum(-1).min()) > 0.8
+    plain, mapped = x @ x.T, phi @ phi.T  # distinct keys
+    off = ~torch.eye(100, dtype=torch.bool)
+    assert float(mapped[off].pow(2).mean()) < 0.5 * float(plain[off].pow(2).mean())
+
+
+def test_dpfp_memory_keys_its_matrices_by_the_features(arch):
+    model = memory_model("associative-dpfp", arch, segment_size=4)
+    layers, heads, size, order = 2, 2, 8, 2
+    assert model.associative_shapes[0] == (layers, heads, 2 * order * size, size)
+    matrices = model.split_memory(model(torch.randint(0, 99, (2, 12))).memory_state)[1][0]
+    assert matrices.shape == (2, layers, heads, 2 * order * size, size) and matrices.abs().sum() > 0
 
 
 def test_the_convolution_continues_across_segments(arch):

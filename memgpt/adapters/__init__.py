@@ -25,6 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..configuration_memgpt import ASSOCIATIVE_OPTIONS  # older adapters lack them
 from ..errors import MemGPTError
 from ..modeling_memgpt import MemGPTForCausalLM
 
@@ -32,7 +33,6 @@ FORMAT = "memgpt-latent-adapter/1"
 HERE = Path(__file__).parent
 DEFAULT_ADAPTER = HERE / "smollm2-135m-instruct-latent.safetensors"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-ASSOCIATIVE_OPTIONS = ("associative_heads", "associative_size", "associative_conv")  # older adapters lack them
 MEMORY_PREFIX = "memory_"  # memory_init, memory_gain, and memory_gate.* of a gated memory
 QUESTION_SYSTEM = "You are a careful assistant. Answer only from the text you are given."
 QUESTION_USER = "Question about the document you have read: {}\nAnswer with a few words."

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..backbones import memgpt_config
+from ..configuration_memgpt import ASSOCIATIVE_OPTIONS
 from ..errors import MemGPTError
 from ..modeling_memgpt import MemGPTForCausalLM
 from ..tasks import IGNORE, Task, get_task
@@ -51,6 +52,7 @@ class TrainArgs:
     associative_heads: int = 0  # > 0: a per-layer associative (delta-rule) memory besides the memory tokens
     associative_size: int = 32
     associative_conv: int = 4
+    associative_dpfp: int = 0
     curriculum: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9])
     advance_at: float = 0.95
     stage_steps: int = 0
@@ -126,14 +128,18 @@ class TrainArgs:
             )
 
 
+def associative_options(args: TrainArgs) -> dict[str, int]:
+    """The associative memory's settings in `args`, as `MemGPTConfig` fields."""
+    return {name: getattr(args, name) for name in ASSOCIATIVE_OPTIONS}
+
+
 def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) -> MemGPTForCausalLM:
     """A fresh model for `args`; full attention reads the longest input as one segment, no memory.
     With `backbone`, a pretrained LM with fresh memory (and LoRA when `lora_rank` > 0)."""
     if args.backbone:
         model = MemGPTForCausalLM.from_backbone(
             args.backbone, args.num_mem_tokens, args.segment_size, args.bptt_depth, args.memory_update,
-            associative_heads=args.associative_heads, associative_size=args.associative_size,
-            associative_conv=args.associative_conv,
+            **associative_options(args),
         )
         model.config.memory_norm = args.memory_norm
         if model.config.vocab_size < task.vocab_size:
@@ -150,7 +156,7 @@ def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) ->
     else:
         config = memgpt_config(
             args.size, args.arch, task.vocab_size, args.num_mem_tokens, args.segment_size, args.bptt_depth,
-            args.memory_update, args.memory_norm, args.associative_heads, args.associative_size, args.associative_conv,
+            args.memory_update, args.memory_norm, **associative_options(args),
         )
     torch.manual_seed(args.seed)
     return MemGPTForCausalLM(config)
@@ -315,7 +321,7 @@ class Trainer:
         opt_state, state, rng = load_training_state(ckpt)
         saved = state.get("args", {})
         fixed = ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "memory_norm",
-                 "associative_heads", "associative_size", "associative_conv", "full_attention", "backbone", "lora_rank", "lora_alpha")
+                 *ASSOCIATIVE_OPTIONS, "full_attention", "backbone", "lora_rank", "lora_alpha")
         for key in fixed:
             if key in saved and saved[key] != getattr(self.args, key):
                 raise MemGPTError(f"--resume: {key}={getattr(self.args, key)!r} but the checkpoint has {saved[key]!r}")
