@@ -9,11 +9,12 @@ key its value by the tokens just before it without having to learn an attention 
 convolution's last inputs are carried to the next segment (like Mamba's conv state), so a token at
 the start of a segment is keyed by the end of the previous one, not by zeros.
 
-Optionally keys and queries pass ARMT's DPFP feature map (Schlag et al. 2021) first: products of
-pairs of rectified coordinates in 2 * order * K dimensions, a cheap stand-in for `k (x) k`. Random
-unit keys then overlap 2.4x less (mean squared cosine, K=16, order 3) and opposite keys not at all.
-Trained on 7 pairs, plain 32-d keys overlapped by |cos| 0.2-0.6, and of 31 pairs the oldest were
-overwritten by the newer ones.
+Keys and queries can pass a feature map first (`FEATURES`), so that more pairs fit before their
+writes disturb each other: trained on 7 (key, value) pairs, plain 32-d keys of different pairs kept
+cosines of 0.15-0.8 and, given 31 pairs, the oldest were overwritten by the newer ones. "outer" is
+`k (x) k` (K^2 features): keys with cosine c then overlap by c^2 (the degree-2 polynomial kernel).
+"dpfp-N" is ARMT's DPFP (Schlag et al. 2021), products of rectified coordinates in 2 N K features:
+non-negative, so random keys still overlap 2.4x less (mean squared cosine, K=16, N=3), not c^2.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ class AssociativeMemory(nn.Module):
     queries, keys, values and write strengths, and the read-out back into the residual stream.
     `run` is the memory being read and written while the backbone reads a window (else None)."""
 
-    def __init__(self, hidden_size: int, heads: int, key_size: int, index: int, kernel: int = 4, dpfp: int = 0):
+    def __init__(self, hidden_size: int, heads: int, key_size: int, index: int, kernel: int = 4, features: str = "plain"):
         super().__init__()
-        self.heads, self.key_size, self.index, self.dpfp = heads, key_size, index, dpfp
-        self.features = key_size * 2 * dpfp if dpfp else key_size  # F: the size of a key after the feature map
+        self.heads, self.key_size, self.index, self.feature_map = heads, key_size, index, features
+        self.features = feature_size(features, key_size)  # F: the size of a key after the feature map
         self.run: AssociativeRun | None = None
         channels = 3 * heads * key_size
         self.norm = nn.LayerNorm(hidden_size)
@@ -68,9 +69,7 @@ class AssociativeMemory(nn.Module):
         if order is not None:
             mixed = torch.empty_like(mixed).scatter(-1, order, mixed)
         q, k, v = mixed.view(batch, 3, self.heads, self.key_size, length).permute(1, 0, 2, 4, 3).unbind(0)  # 3 x (B, H, T, K)
-        if self.dpfp:
-            q, k = dpfp(q, self.dpfp), dpfp(k, self.dpfp)
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        q, k = F.normalize(features(q, self.feature_map), dim=-1), F.normalize(features(k, self.feature_map), dim=-1)
         beta = torch.sigmoid(self.strength(x)).transpose(1, 2)  # (B, H, T)
         return q, k, v, beta, extended[..., extended.shape[-1] - before.shape[-1] :], inputs
 
@@ -99,6 +98,30 @@ class AssociativeMemory(nn.Module):
             kept = torch.cat([run.writes.new_ones(tail.shape[0], tail.shape[-1]), run.writes], dim=-1)  # (B, kernel-1+T)
             run.tails[i] = last_columns(torch.cat([tail, inputs.to(tail.dtype)], dim=-1), kept.bool(), tail.shape[-1])
         return (hidden + self.read(q, run.read[:, i].to(q.dtype)), *args[1:])
+
+
+FEATURES = ("plain", "outer", "dpfp-N")  # dpfp-1 .. dpfp-8
+
+
+def feature_size(name: str, key_size: int) -> int:
+    """How many features the map `name` (one of `FEATURES`) gives a key of `key_size`."""
+    if name == "plain":
+        return key_size
+    if name == "outer":
+        return key_size * key_size
+    order = name.removeprefix("dpfp-")
+    if name.startswith("dpfp-") and order.isdigit() and 1 <= int(order) <= 8:
+        return 2 * int(order) * key_size
+    raise ValueError(f"unknown feature map {name!r}: choose plain, outer or dpfp-1 .. dpfp-8")
+
+
+def features(x: torch.Tensor, name: str) -> torch.Tensor:
+    """The feature map `name` of keys or queries `x` `(..., K)`, `(..., F)` (not normalised)."""
+    if name == "plain":
+        return x
+    if name == "outer":
+        return (x[..., :, None] * x[..., None, :]).flatten(-2)  # (..., K * K)
+    return dpfp(x, int(name.removeprefix("dpfp-")))
 
 
 def dpfp(x: torch.Tensor, order: int) -> torch.Tensor:

@@ -69,8 +69,10 @@ def train(resume: bool, auto_resume: bool, **options: Any) -> None:
     trainer = Trainer(args, resume=resume)  # under torchrun: one process of a DDP/FSDP job
     try:
         summary = trainer.train()
-    finally:
-        trainer.close()
+    except BaseException:
+        trainer.close(finished=False)
+        raise
+    trainer.close()
     if trainer.dist.is_main:
         click.echo(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": summary["evals"][-1:]}))
 

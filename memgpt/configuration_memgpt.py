@@ -5,12 +5,13 @@ from __future__ import annotations
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .associative_memory import feature_size
 from .errors import MemGPTError
 
 
 MEMORY_UPDATES = ("replace", "residual", "gated")
 # the associative memory's settings (the fields a checkpoint, adapter or memory file must agree on)
-ASSOCIATIVE_OPTIONS = ("associative_heads", "associative_size", "associative_conv", "associative_dpfp")
+ASSOCIATIVE_OPTIONS = ("associative_heads", "associative_size", "associative_conv", "associative_features")
 
 
 class MemGPTConfig(PreTrainedConfig):
@@ -33,9 +34,9 @@ class MemGPTConfig(PreTrainedConfig):
         associative_size: the key (and value) size of each associative head.
         associative_conv: how many positions (the token and those just before it) the short causal
             convolution before the associative keys, values and queries spans.
-        associative_dpfp: > 0 maps keys and queries through ARMT's DPFP feature map of this order
-            (2 * order * associative_size non-negative features): keys that differ a little overlap
-            far less, so many more pairs fit before they overwrite each other. 0: unit keys.
+        associative_features: the feature map of the associative keys and queries: "plain" (unit
+            keys), "outer" (`k (x) k`: keys with cosine c overlap by c^2, so many more pairs fit
+            before they overwrite each other) or "dpfp-N" (ARMT's DPFP of order N, 1-8).
     """
 
     model_type = "memgpt"
@@ -50,7 +51,7 @@ class MemGPTConfig(PreTrainedConfig):
     associative_heads: int = 0
     associative_size: int = 32
     associative_conv: int = 4
-    associative_dpfp: int = 0
+    associative_features: str = "plain"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -58,7 +59,8 @@ class MemGPTConfig(PreTrainedConfig):
 
     def validate_memory(self) -> None:
         """Raise a `MemGPTError` when the memory does not fit the backbone."""
-        for name in ("num_mem_tokens", "segment_size", "bptt_depth", *ASSOCIATIVE_OPTIONS):
+        for name in ("num_mem_tokens", "segment_size", "bptt_depth", "associative_heads",
+                     "associative_size", "associative_conv"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise MemGPTError(f"{name} must be an integer, got {value!r}")
@@ -71,9 +73,12 @@ class MemGPTConfig(PreTrainedConfig):
                 f"associative_heads must be 0 to 1024 and associative_size 1 to 4096, got "
                 f"{self.associative_heads} and {self.associative_size}"
             )
-        if not 0 <= self.associative_dpfp <= 8:
-            raise MemGPTError(f"associative_dpfp must be 0 (off) to 8, got {self.associative_dpfp}")
-        features = self.associative_size * max(1, 2 * self.associative_dpfp)
+        try:
+            features = feature_size(self.associative_features, self.associative_size)
+        except (ValueError, AttributeError, TypeError):
+            raise MemGPTError(
+                f"associative_features must be plain, outer or dpfp-1 .. dpfp-8, got {self.associative_features!r}"
+            ) from None
         if self.associative_heads * features * self.associative_size > 1 << 24:
             raise MemGPTError(
                 f"an associative memory of {self.associative_heads} x {features} x {self.associative_size} numbers "

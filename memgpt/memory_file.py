@@ -28,8 +28,8 @@ def memory_fingerprint(model: MemGPTForCausalLM) -> str:
     layout = f"{backbone_id(model)}|{cfg.num_mem_tokens}|{cfg.segment_size}|{cfg.memory_update}|{cfg.memory_norm}"
     if cfg.associative_heads:  # (kept out of the layout string without one: older memory files stay valid)
         layout += f"|{cfg.associative_heads}x{cfg.associative_size}|{cfg.associative_conv}"
-        if cfg.associative_dpfp:
-            layout += f"|dpfp{cfg.associative_dpfp}"
+        if cfg.associative_features != "plain":
+            layout += f"|{cfg.associative_features}"
         for tensor in model.memory_associative.state_dict().values():
             h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     h.update(layout.encode())

@@ -92,7 +92,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
             self.memory_associative = nn.ModuleList(
                 AssociativeMemory(
                     config.hidden_size, config.associative_heads, config.associative_size, index,
-                    config.associative_conv, config.associative_dpfp,
+                    config.associative_conv, config.associative_features,
                 )
                 for index in range(len(layers))
             )
@@ -147,8 +147,8 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
 
     @property
     def associative_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Shapes of one row's associative memory: the matrices `(L, H, F, K)` (F key features: K, or
-        2 * dpfp * K) and the convolution inputs carried to the next segment `(L, 3*H*K, conv - 1)`;
+        """Shapes of one row's associative memory: the matrices `(L, H, F, K)` (F: the size of a key
+        after its feature map) and the convolution inputs carried to the next segment `(L, 3*H*K, conv - 1)`;
         `((0,), (0,))` without one."""
         cfg = self.config
         if not cfg.associative_heads:

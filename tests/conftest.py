@@ -29,7 +29,7 @@ MEMORIES = {
     "gated": dict(memory_update="gated"),
     "associative": dict(memory_update="residual", associative_heads=2),
     "associative-only": dict(num_mem_tokens=0, associative_heads=2),
-    "associative-dpfp": dict(num_mem_tokens=0, associative_heads=2, associative_dpfp=2),
+    "associative-outer": dict(num_mem_tokens=0, associative_heads=2, associative_features="outer"),
 }
 
 

@@ -4,7 +4,7 @@ import torch
 from conftest import memory_model
 from torch.nn import functional as F
 
-from memgpt.associative_memory import delta_write, dpfp
+from memgpt.associative_memory import delta_write, dpfp, features
 
 
 def test_delta_write_equals_writing_token_by_token():
@@ -62,12 +62,21 @@ def test_dpfp_features_are_non_negative_and_separate_keys_more():
     assert float(mapped[off].pow(2).mean()) < 0.5 * float(plain[off].pow(2).mean())
 
 
-def test_dpfp_memory_keys_its_matrices_by_the_features(arch):
-    model = memory_model("associative-dpfp", arch, segment_size=4)
-    layers, heads, size, order = 2, 2, 8, 2
-    assert model.associative_shapes[0] == (layers, heads, 2 * order * size, size)
+def test_outer_features_square_the_overlap_of_keys():
+    torch.manual_seed(0)
+    x = F.normalize(torch.randn(50, 16, dtype=torch.float64), dim=-1)
+    phi = features(x, "outer")
+    assert phi.shape == (50, 256)
+    torch.testing.assert_close(phi @ phi.T, (x @ x.T) ** 2)
+    assert features(x, "plain") is x and features(x, "dpfp-2").shape == (50, 64)
+
+
+def test_a_feature_map_keys_the_matrices_by_the_features(arch):
+    model = memory_model("associative-outer", arch, segment_size=4)
+    layers, heads, size = 2, 2, 8
+    assert model.associative_shapes[0] == (layers, heads, size * size, size)
     matrices = model.split_memory(model(torch.randint(0, 99, (2, 12))).memory_state)[1][0]
-    assert matrices.shape == (2, layers, heads, 2 * order * size, size) and matrices.abs().sum() > 0
+    assert matrices.shape == (2, layers, heads, size * size, size) and matrices.abs().sum() > 0
 
 
 def test_the_convolution_continues_across_segments(arch):

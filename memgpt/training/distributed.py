@@ -89,9 +89,13 @@ def init_distributed(device: str = "auto") -> DistContext:
     return ctx
 
 
-def shutdown(ctx: DistContext) -> None:
-    """Leave the process group (end of a distributed run)."""
+def shutdown(ctx: DistContext, synchronize: bool = True) -> None:
+    """Leave the process group (end of a distributed run). With `synchronize`, all ranks meet at a
+    barrier first: gloo's teardown hung now and then (about 1 CI run in 10) when one rank destroyed
+    the group while the other was still finishing (pytorch#75097)."""
     if ctx.enabled and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 

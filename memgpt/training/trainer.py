@@ -52,7 +52,7 @@ class TrainArgs:
     associative_heads: int = 0  # > 0: a per-layer associative (delta-rule) memory besides the memory tokens
     associative_size: int = 32
     associative_conv: int = 4
-    associative_dpfp: int = 0
+    associative_features: str = "plain"  # plain | outer | dpfp-N: the associative keys' feature map
     curriculum: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9])
     advance_at: float = 0.95
     stage_steps: int = 0
@@ -571,6 +571,7 @@ class Trainer:
                 self.save()
         return stop_reason
 
-    def close(self) -> None:
-        """Leave the process group of a distributed run."""
-        D.shutdown(self.dist)
+    def close(self, finished: bool = True) -> None:
+        """Leave the process group of a distributed run (`finished`: every rank got here, so they
+        wait for each other first; a rank that failed leaves at once)."""
+        D.shutdown(self.dist, synchronize=finished)
