@@ -11,7 +11,8 @@ from .errors import MemGPTError
 
 MEMORY_UPDATES = ("replace", "residual", "gated")
 # the associative memory's settings (the fields a checkpoint, adapter or memory file must agree on)
-ASSOCIATIVE_OPTIONS = ("associative_heads", "associative_size", "associative_conv", "associative_features")
+ASSOCIATIVE_OPTIONS = ("associative_heads", "associative_size", "associative_conv", "associative_features",
+                       "associative_layers")
 
 
 class MemGPTConfig(PreTrainedConfig):
@@ -37,6 +38,9 @@ class MemGPTConfig(PreTrainedConfig):
         associative_features: the feature map of the associative keys and queries: "plain" (unit
             keys), "outer" (`k (x) k`: keys with cosine c overlap by c^2, so many more pairs fit
             before they overwrite each other) or "dpfp-N" (ARMT's DPFP of order N, 1-8).
+        associative_layers: the associative memory is on the first this many decoder layers (0: on
+            every layer). Recall keys by the token embeddings at layer 0; what deeper layers wrote
+            only disturbed it when there were 4x more pairs than in training.
     """
 
     model_type = "memgpt"
@@ -52,6 +56,7 @@ class MemGPTConfig(PreTrainedConfig):
     associative_size: int = 32
     associative_conv: int = 4
     associative_features: str = "plain"
+    associative_layers: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -60,7 +65,7 @@ class MemGPTConfig(PreTrainedConfig):
     def validate_memory(self) -> None:
         """Raise a `MemGPTError` when the memory does not fit the backbone."""
         for name in ("num_mem_tokens", "segment_size", "bptt_depth", "associative_heads",
-                     "associative_size", "associative_conv"):
+                     "associative_size", "associative_conv", "associative_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise MemGPTError(f"{name} must be an integer, got {value!r}")
@@ -84,6 +89,9 @@ class MemGPTConfig(PreTrainedConfig):
                 f"an associative memory of {self.associative_heads} x {features} x {self.associative_size} numbers "
                 f"per layer and sequence is too large (at most {1 << 24})"
             )
+        layers = getattr(self.text_config, "num_hidden_layers", None)
+        if self.associative_layers < 0 or (layers is not None and self.associative_layers > layers):
+            raise MemGPTError(f"associative_layers must be 0 (every layer) to {layers}, got {self.associative_layers}")
         if not 0 < self.associative_conv <= 64:
             raise MemGPTError(f"associative_conv must be 1 to 64 positions, got {self.associative_conv}")
         if self.bptt_depth == 0 or self.bptt_depth < -1:

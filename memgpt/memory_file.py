@@ -30,6 +30,8 @@ def memory_fingerprint(model: MemGPTForCausalLM) -> str:
         layout += f"|{cfg.associative_heads}x{cfg.associative_size}|{cfg.associative_conv}"
         if cfg.associative_features != "plain":
             layout += f"|{cfg.associative_features}"
+        if cfg.associative_layers:
+            layout += f"|layers{cfg.associative_layers}"
         for tensor in model.memory_associative.state_dict().values():
             h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     h.update(layout.encode())

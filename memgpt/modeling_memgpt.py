@@ -88,7 +88,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         if config.memory_update == "gated":
             self.memory_gate = nn.Linear(2 * config.hidden_size, config.hidden_size)
         if config.associative_heads:
-            layers = decoder_layers(self.backbone)
+            layers = decoder_layers(self.backbone)[: config.associative_layers or None]
             self.memory_associative = nn.ModuleList(
                 AssociativeMemory(
                     config.hidden_size, config.associative_heads, config.associative_size, index,

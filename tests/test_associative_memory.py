@@ -79,6 +79,16 @@ def test_a_feature_map_keys_the_matrices_by_the_features(arch):
     assert matrices.shape == (2, layers, heads, size * size, size) and matrices.abs().sum() > 0
 
 
+def test_the_memory_can_sit_on_the_first_layers_only(arch):
+    model = memory_model("associative-only", arch, segment_size=4, associative_layers=1)
+    assert len(model.memory_associative) == 1 and model.associative_shapes[0][0] == 1
+    x = torch.randint(0, 99, (1, 8))
+    changed = x.clone()
+    changed[:, 0] = (changed[:, 0] + 1) % 99
+    with torch.no_grad():  # the first segment still reaches the second one through the memory
+        assert not torch.allclose(model(x).logits[:, 4:], model(changed).logits[:, 4:])
+
+
 def test_the_convolution_continues_across_segments(arch):
     """The first tokens of a segment are keyed by the last tokens of the previous one: what is carried
     is the convolution input of exactly the last `conv - 1` tokens."""

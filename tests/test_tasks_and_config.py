@@ -70,6 +70,8 @@ def test_tasks_refuse_what_does_not_fit():
         (dict(associative_heads=2, associative_conv=0), "associative_conv"),
         (dict(associative_heads=1024, associative_size=4096), "too large"),
         (dict(associative_heads=2, associative_features="square"), "associative_features"),
+        (dict(associative_heads=2, associative_layers=3), "associative_layers"),
+        (dict(associative_heads=2, associative_layers=-1), "associative_layers"),
         (dict(associative_heads=2, associative_features="dpfp-9"), "associative_features"),
         (dict(associative_heads=2, associative_features=3), "associative_features"),
         (dict(associative_heads=64, associative_size=256, associative_features="outer"), "too large"),

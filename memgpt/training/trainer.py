@@ -53,6 +53,7 @@ class TrainArgs:
     associative_size: int = 32
     associative_conv: int = 4
     associative_features: str = "plain"  # plain | outer | dpfp-N: the associative keys' feature map
+    associative_layers: int = 0  # the memory is on the first N decoder layers (0: all)
     curriculum: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9])
     advance_at: float = 0.95
     stage_steps: int = 0
