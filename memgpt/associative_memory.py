@@ -109,10 +109,10 @@ def feature_size(name: str, key_size: int) -> int:
         return key_size
     if name == "outer":
         return key_size * key_size
-    order = name.removeprefix("dpfp-")
-    if name.startswith("dpfp-") and order.isdigit() and 1 <= int(order) <= 8:
+    order = name.removeprefix("dpfp-") if isinstance(name, str) and name.startswith("dpfp-") else ""
+    if order.isdigit() and 1 <= int(order) <= 8:
         return 2 * int(order) * key_size
-    raise ValueError(f"unknown feature map {name!r}: choose plain, outer or dpfp-1 .. dpfp-8")
+    raise ValueError(f"must be one of {', '.join(FEATURES)} (N = 1 .. 8), got {name!r}")
 
 
 def features(x: torch.Tensor, name: str) -> torch.Tensor:

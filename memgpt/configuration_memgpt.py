@@ -39,8 +39,8 @@ class MemGPTConfig(PreTrainedConfig):
             keys), "outer" (`k (x) k`: keys with cosine c overlap by c^2, so many more pairs fit
             before they overwrite each other) or "dpfp-N" (ARMT's DPFP of order N, 1-8).
         associative_layers: the associative memory is on the first this many decoder layers (0: on
-            every layer). Recall keys by the token embeddings at layer 0; what deeper layers wrote
-            only disturbed it when there were 4x more pairs than in training.
+            every layer). Recall is keyed by the token embeddings at layer 0: on that layer alone a
+            step costs 2.5x less (4 layers) and recall held up better at 4x the trained length.
     """
 
     model_type = "memgpt"
@@ -80,10 +80,8 @@ class MemGPTConfig(PreTrainedConfig):
             )
         try:
             features = feature_size(self.associative_features, self.associative_size)
-        except (ValueError, AttributeError, TypeError):
-            raise MemGPTError(
-                f"associative_features must be plain, outer or dpfp-1 .. dpfp-8, got {self.associative_features!r}"
-            ) from None
+        except ValueError as e:
+            raise MemGPTError(f"associative_features {e}") from None
         if self.associative_heads * features * self.associative_size > 1 << 24:
             raise MemGPTError(
                 f"an associative memory of {self.associative_heads} x {features} x {self.associative_size} numbers "

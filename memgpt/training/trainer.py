@@ -129,7 +129,7 @@ class TrainArgs:
             )
 
 
-def associative_options(args: TrainArgs) -> dict[str, int]:
+def associative_options(args: TrainArgs) -> dict[str, Any]:
     """The associative memory's settings in `args`, as `MemGPTConfig` fields."""
     return {name: getattr(args, name) for name in ASSOCIATIVE_OPTIONS}
 
