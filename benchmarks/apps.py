@@ -1,14 +1,17 @@
 """Applications on long documents, side by side in one run, on the default model.
 
-- summarize: the longest Wikipedia articles of gensim's test data (body in, lead as reference),
-  ROUGE-1/2/L (rouge-score);
-- ask: questions made from those articles' infoboxes (answer found in the body), and bAbI-style
-  facts placed early / middle / late in long State of the Union speeches; exact match;
-- every memory kind against the same backbone given only the first window (truncation baseline)
-  or the last window; wall time and peak RSS per document.
+- summarize: Wikipedia articles of gensim's test data longer than two windows (body in, lead as
+  reference): ROUGE-1/2/L (rouge-score), and faithfulness against the document: the share of the
+  summary's names and numbers that the document does not contain, and the share of its sentences the
+  grounding check cannot support (memgpt.apps.grounding); State of the Union speeches (no reference:
+  faithfulness and time only);
+- methods: `grounded` (summarize's default) and `extractive`, against each memory kind's own summary
+  (`text`, `retrieval`, ...) and the backbone given only the first window (truncation) or the last;
+- ask (`--qa`): questions from the articles' infoboxes, and facts planted early / middle / late in speeches;
+- wall time (reading included) and peak RSS per document.
 
-    python benchmarks/apps.py                      # full run (~30-40 min on 2 cores)
-    python benchmarks/apps.py --articles 2 --speeches 1 --kinds retrieval,window-first
+    python benchmarks/apps.py                      # 20 articles + 5 speeches, 6 methods (~1-2 h on 2 cores)
+    python benchmarks/apps.py --articles 2 --speeches 1 --methods grounded,window-first
 
 Prints tables, writes benchmarks/results/apps.json.
 """
@@ -29,12 +32,17 @@ from rss import peak_rss_kb, reset_peak_rss  # noqa: E402
 
 from memgpt.apps import get_engine  # noqa: E402
 from memgpt.apps.ask import answer_reading  # noqa: E402
+from memgpt.apps.grounding import Vocabulary, check, unsupported_name_share  # noqa: E402
 from memgpt.apps.reading import _read  # noqa: E402
-from memgpt.apps.summarize import summarize_reading  # noqa: E402
+from memgpt.apps.retrieval_memory import encoder_of  # noqa: E402
+from memgpt.apps.summarize import sentence_vectors, summarize_reading  # noqa: E402
+from memgpt.atomic import write_text_atomic  # noqa: E402
 from memgpt.corpora import sotu_speeches, wiki_articles  # noqa: E402
+from memgpt.hardware import native_bf16  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-KINDS = ["text", "retrieval", "latent", "window-first", "window-last"]
+GROUNDED = ("grounded", "extractive")  # summarize's own methods; the rest are memory kinds
+METHODS = ["grounded", "extractive", "text", "retrieval", "window-first", "window-last"]
 # infobox field -> question template (answers must also occur in the article body)
 INFOBOX_QUESTIONS = {
     "capital": "What is the capital of {t}?",
@@ -93,19 +101,39 @@ def plant_facts(text: str, seed: int) -> tuple[str, list[dict]]:
 
 
 def run_kind(engine, kind: str, document: str, max_length: int | None, questions: list[dict]) -> dict:
+    """One method on one document: read (always into a memory: no direct shortcut), summarize, answer."""
     reset_peak_rss()
     start = time.perf_counter()
-    reading = _read(document, kind, engine, False, 1 << 30, direct=False)
+    grounded = kind in GROUNDED
+    reading = _read(document, "retrieval" if grounded else kind, engine, False, 1 << 30, direct=False)
     read_s = time.perf_counter() - start
     out: dict = {"kind": kind, "tokens": reading.state.tokens_read, "read_s": round(read_s, 2)}
     if max_length:
-        out["summary"] = summarize_reading(reading, max_length)
+        summary = summarize_reading(reading, max_length, grounded=grounded, extractive=kind == "extractive")
+        out["summary"] = summary.text
+        out["summary_sentences"] = [s.to_dict() for s in summary.sentences]
+        out["rejected"] = summary.rejected
     if questions:
         answers = [a.text for a in answer_reading(reading, [q["question"] for q in questions], 24)]
         out["answers"] = [{**q, "prediction": a, "correct": exact_match(a, q["answer"])} for q, a in zip(questions, answers)]
     out["seconds"] = round(time.perf_counter() - start, 2)
     out["peak_rss_mb"] = round(peak_rss_kb() / 1024, 1)
     return out
+
+
+def faithfulness(engine, document: str, summary_sentences: list[str]) -> dict:
+    """How much of a summary the document supports: names/numbers absent from the document (counted), and
+    sentences the grounding check cannot support (counted), whatever method wrote them."""
+    reading = _read(document, "retrieval", engine, False, 1 << 30, direct=False)
+    texts = reading.state.index.texts
+    vectors = sentence_vectors(reading.state, engine)
+    vocab = Vocabulary.of([document])
+    missing, names = unsupported_name_share(summary_sentences, vocab)
+    written = encoder_of(engine).encode(summary_sentences) if summary_sentences else []
+    verdicts = [check(s, v, texts, vectors, vocab) for s, v in zip(summary_sentences, written)]
+    return {"names_numbers": names, "names_numbers_missing": missing,
+            "missing": sorted({w for v in verdicts for w in v.unsupported_names}),
+            "sentences": len(verdicts), "sentences_unsupported": sum(not v.supported for v in verdicts)}
 
 
 STORY = ("Write a long adventure story about a young sailor named Ilsa Marrow who sails from the port of "
@@ -136,14 +164,16 @@ def run_story(engine, kind: str, tokens: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--articles", type=int, default=4, help="longest Wikipedia articles to use")
-    ap.add_argument("--speeches", type=int, default=2, help="long speeches with planted facts")
-    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--articles", type=int, default=20, help="Wikipedia articles (longer than two windows)")
+    ap.add_argument("--speeches", type=int, default=5, help="State of the Union speeches of the test split")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--qa", action="store_true", help="also ask infobox questions, and facts planted in the speeches")
     ap.add_argument("--max-doc-tokens", type=int, default=8_000, help="skip longer articles (time)")
-    ap.add_argument("--story-tokens", type=int, default=5000, help="long generation length (0: skip)")
+    ap.add_argument("--story-tokens", type=int, default=0, help="long generation length (0: skip)")
     ap.add_argument("--story-kinds", default="text,none")
     ap.add_argument("--max-length", type=int, default=120, help="summary length in tokens")
     ap.add_argument("--window", type=int, default=2048)
+    ap.add_argument("--dtype", default="auto")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS / "apps.json")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the rest")
@@ -151,9 +181,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from rouge_score import rouge_scorer
 
+    from memgpt.tasks.longcontext.haystack import split_of
+
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    engine = get_engine("default", "bf16", args.window)
-    kinds = args.kinds.split(",")
+    engine = get_engine("default", args.dtype, args.window)
+    kinds = args.methods.split(",")
     first_window = args.window - 192 - 24
     long_articles = [a for a in wiki_articles() if 2 * args.window < engine.count_tokens(a.body) <= args.max_doc_tokens]
     # the long articles with the most infobox questions, then the longest
@@ -166,39 +198,46 @@ def main() -> None:
     def save(stories: list[dict] | None = None) -> dict:
         table = summarize_rows(rows, kinds)
         payload = {"settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                                "model": "SmolLM2-135M-Instruct (bf16)", "torch_threads": torch.get_num_threads()},
+                                "model": f"SmolLM2-135M-Instruct ({engine.dtype_name})",
+                                "torch_threads": torch.get_num_threads(), "cpu_native_bf16": native_bf16()},
                    "table": table, "rows": rows, "stories": stories if stories is not None else previous.get("stories", [])}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
-        tmp.replace(args.out)
+        write_text_atomic(args.out, json.dumps(payload, indent=1, ensure_ascii=False))
         return table
 
+    def run(doc: str, section: str, kind: str, text: str, reference: str | None, questions: list[dict]) -> dict:
+        r = run_kind(engine, kind, text, args.max_length, questions)
+        sentences = [x["text"] for x in r["summary_sentences"]]
+        r["faithfulness"] = faithfulness(engine, text, sentences)
+        if reference is not None:
+            r["rouge"] = {k: round(v.fmeasure, 4) for k, v in scorer.score(reference, r["summary"]).items()}
+        rows.append({"doc": doc, "section": section, **r})
+        save()
+        f = r["faithfulness"]
+        print(f"{doc[:34]:34s} {kind:12s} {r['tokens']:6d} tok  "
+              + (f"RL {r['rouge']['rougeL']:.3f}  " if reference is not None else "")
+              + f"names missing {f['names_numbers_missing']}/{f['names_numbers']}  "
+              f"unsupported {f['sentences_unsupported']}/{f['sentences']}  "
+              + (f"QA {sum(a['correct'] for a in r['answers'])}/{len(questions)}  " if questions else "")
+              + f"{r['seconds']:6.1f}s  {r['peak_rss_mb']:.0f}MB", flush=True)
+        return r
+
     for art in articles:
-        qs = infobox_questions(art, engine, first_window)
+        qs = infobox_questions(art, engine, first_window) if args.qa else []
         for kind in kinds:
-            if (f"wiki:{art.title}", kind) in done:
-                continue
-            r = run_kind(engine, kind, art.body, args.max_length, qs)
-            r["rouge"] = {k: round(v.fmeasure, 4) for k, v in scorer.score(art.lead, r["summary"]).items()}
-            rows.append({"doc": f"wiki:{art.title}", "section": "wiki", **r})
-            save()
-            print(f"{art.title[:28]:28s} {kind:12s} {r['tokens']:6d} tok  RL {r['rouge']['rougeL']:.3f}  "
-                  f"QA {sum(a['correct'] for a in r.get('answers', []))}/{len(qs)}  {r['seconds']:6.1f}s  {r['peak_rss_mb']:.0f}MB",
-                  flush=True)
-    # speeches just over 20k tokens (the main job's size), longest first
-    speeches = [p for p in sotu_speeches() if 80_000 <= p.stat().st_size <= 110_000]
+            if (f"wiki:{art.title}", kind) not in done:
+                run(f"wiki:{art.title}", "wiki", kind, art.body, art.lead, qs)
+    # test-split speeches of about the main job's size (15k-30k tokens), longest first
+    speeches = [p for p in sotu_speeches() if split_of(p.name) == "test" and 60_000 <= p.stat().st_size <= 140_000]
     speeches = sorted(speeches, key=lambda p: -p.stat().st_size)[: args.speeches]
     for i, path in enumerate(speeches):
-        text, facts = plant_facts(path.read_text(encoding="utf-8"), seed=i)
+        text = path.read_text(encoding="utf-8")
+        facts: list[dict] = []
+        if args.qa:
+            text, facts = plant_facts(text, seed=i)
         for kind in kinds:
-            if (f"sotu:{path.stem}", kind) in done:
-                continue
-            r = run_kind(engine, kind, text, None, facts)
-            rows.append({"doc": f"sotu:{path.stem}", "section": "facts", **r})
-            save()
-            print(f"{path.stem:28s} {kind:12s} {r['tokens']:6d} tok  facts {[a['correct'] for a in r['answers']]}  "
-                  f"{r['seconds']:6.1f}s  {r['peak_rss_mb']:.0f}MB", flush=True)
+            if (f"sotu:{path.stem}", kind) not in done:
+                run(f"sotu:{path.stem}", "sotu", kind, text, None, facts)
     stories = []
     for kind in (args.story_kinds.split(",") if args.story_tokens else []):
         r = run_story(engine, kind, args.story_tokens)
@@ -211,28 +250,36 @@ def main() -> None:
 
 def summarize_rows(rows: list[dict], kinds: list[str]) -> dict:
     table = {}
+    mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
+    share = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
     for kind in kinds:
-        wiki = [r for r in rows if r["kind"] == kind and r["section"] == "wiki"]
-        facts = [a for r in rows if r["kind"] == kind and r["section"] == "facts" for a in r.get("answers", [])]
+        mine = [r for r in rows if r["kind"] == kind]
+        wiki = [r for r in mine if r["section"] == "wiki"]
+        facts = [a for r in mine if r["section"] in ("facts", "sotu") for a in r.get("answers", [])]
         qa = [a for r in wiki for a in r.get("answers", [])]
-        mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
+        faith = [r["faithfulness"] for r in mine if "faithfulness" in r]
         table[kind] = {
             "rouge1": mean([r["rouge"]["rouge1"] for r in wiki]), "rouge2": mean([r["rouge"]["rouge2"] for r in wiki]),
             "rougeL": mean([r["rouge"]["rougeL"] for r in wiki]),
+            "names_numbers_missing": sum(f["names_numbers_missing"] for f in faith),
+            "names_numbers": sum(f["names_numbers"] for f in faith),
+            "names_numbers_missing_share": share(sum(f["names_numbers_missing"] for f in faith), sum(f["names_numbers"] for f in faith)),
+            "sentences_unsupported_share": share(sum(f["sentences_unsupported"] for f in faith), sum(f["sentences"] for f in faith)),
+            "documents": len(mine), "articles": len(wiki),
             "infobox_em": mean([a["correct"] for a in qa]),
-            "infobox_em_outside_first_window": mean([a["correct"] for a in qa if not a["in_first_window"]]),
             "infobox_questions": len(qa),
             **{f"facts_{p}": mean([a["correct"] for a in facts if a["position"] == p]) for p in ("early", "middle", "late")},
-            "seconds_per_doc": mean([r["seconds"] for r in rows if r["kind"] == kind]),
-            "peak_rss_mb": max((r["peak_rss_mb"] for r in rows if r["kind"] == kind), default=None),
+            "seconds_per_doc": mean([r["seconds"] for r in mine]),
+            "seconds_per_speech": mean([r["seconds"] for r in mine if r["section"] == "sotu"]),
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in mine), default=None),
         }
     return table
 
 
 def print_table(table: dict) -> None:
-    cols = ["rouge1", "rouge2", "rougeL", "infobox_em", "infobox_em_outside_first_window", "facts_early",
-            "facts_middle", "facts_late", "seconds_per_doc", "peak_rss_mb"]
-    print("\n| kind | " + " | ".join(cols) + " |")
+    cols = ["rouge1", "rouge2", "rougeL", "names_numbers_missing", "names_numbers", "names_numbers_missing_share",
+            "sentences_unsupported_share", "seconds_per_doc", "seconds_per_speech", "peak_rss_mb"]
+    print("\n| method | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for kind, row in table.items():
         print(f"| {kind} | " + " | ".join("-" if row[c] is None else f"{row[c]:.3f}" if isinstance(row[c], float)

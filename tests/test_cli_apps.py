@@ -97,3 +97,30 @@ def test_bad_arguments(tmp_path, capsys, doc):
     for args, needle in cases:
         assert_one_line_error(run_in_process(capsys, *args), needle)
     assert doc.read_text(encoding="utf-8").startswith("Day 0")
+
+
+def test_summary_citations_point_at_the_document_also_through_a_memory_file(doc, tmp_path, capsys):
+    original = open(doc, encoding="utf-8", newline="").read()
+    mem = tmp_path / "cite.mem"
+    assert run_in_process(capsys, "read", str(doc), "-o", str(mem), *SMALL).returncode == 0
+    for source in (str(doc), str(mem)):
+        for method in ([], ["--extractive"]):
+            proc = run_in_process(capsys, "summarize", source, "--max-length", "40", "--json", *method, *SMALL)
+            assert proc.returncode == 0, proc.stderr
+            out = json.loads(proc.stdout)
+            assert out["sentences"] and out["dtype"] in ("fp32", "bf16")
+            for sentence in out["sentences"]:
+                assert sentence["citations"]
+                for c in sentence["citations"]:
+                    assert original[c["start"] : c["end"]] == c["text"]
+    cited = run_in_process(capsys, "summarize", str(mem), "--extractive", "--cite", *SMALL)
+    assert cited.returncode == 0 and "\n    [" in cited.stdout
+
+
+@pytest.mark.parametrize("content", ["x" * 100_000, "id,name,value\n" + "".join(f"{i},item {i},{i * 7}\n" for i in range(3000))])
+def test_documents_without_sentences_still_get_a_summary(tmp_path, capsys, content):
+    path = tmp_path / "flat.txt"
+    path.write_text(content, encoding="utf-8")
+    proc = run_in_process(capsys, "summarize", str(path), "--extractive", "--json", *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["summary"]

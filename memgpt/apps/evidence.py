@@ -8,7 +8,6 @@ choice is returned in document order. No language model runs, so this costs seco
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 
@@ -16,11 +15,14 @@ import torch
 
 from .spans import plain
 
-MIN_WORDS = 6  # shorter sentences are headings, dates, fragments
+MIN_WORDS = 8  # shorter sentences are headings, dates, fragments
 REDUNDANT = 0.8  # cosine above which a sentence repeats one already chosen
-LEAD_SENTENCES = 2  # documents tend to state their subject first: the opening sentences get a small boost
-LEAD_BONUS = 0.05
+LEAD_BONUS = 0.1  # documents state their subject first: the opening sentence gets a boost
 _LETTERS = re.compile(r"[^\W\d_]")
+# a sentence opening on a reference to an earlier one means nothing alone ("They powerfully affect ...")
+_DEPENDENT = frozenset("""it its they them their this these those that such he she his her him there here where
+which but and or so yet nor then also however nevertheless moreover furthermore thus hence therefore
+instead otherwise meanwhile accordingly besides""".split())
 
 
 def prose(text: str) -> bool:
@@ -29,29 +31,35 @@ def prose(text: str) -> bool:
     return len(words) >= MIN_WORDS and len(_LETTERS.findall(text)) >= 0.6 * len(text.replace(" ", ""))
 
 
+def stands_alone(text: str) -> bool:
+    """A sentence a reader understands without the one before it."""
+    first = re.sub(r"[^\w]", "", text.split()[0].lower()) if text.split() else ""
+    return first not in _DEPENDENT
+
+
 def select(texts: list[str], vectors: torch.Tensor, budget: int, count_tokens: Callable[[str], int],
            parts: int | None = None) -> list[int]:
     """Indices (ascending) of sentences to quote, at most `budget` tokens in all.
 
     `vectors`: (N, D) unit sentence embeddings, one per text. `parts`: how many stretches of the document
-    must each contribute (default: one per ~4 sentences that fit the budget)."""
+    must each contribute (default: as many as sentences fit the budget, so each stretch gives one)."""
     n = len(texts)
     if n == 0:
         return []
-    candidates = [i for i in range(n) if prose(texts[i])] or list(range(n))
+    candidates = ([i for i in range(n) if prose(texts[i]) and stands_alone(texts[i])]
+                  or [i for i in range(n) if prose(texts[i])] or list(range(n)))
     lengths = {i: count_tokens(plain(texts[i])) for i in candidates}
     if sum(lengths.values()) <= budget:
         return candidates
     fit = max(1, int(budget / (sum(lengths.values()) / len(lengths))))  # ~ how many sentences fit
-    parts = max(1, min(parts or math.ceil(fit / 4), len(candidates)))
+    parts = max(1, min(parts or fit, len(candidates)))
     centroid = torch.nn.functional.normalize(vectors[candidates].mean(0), dim=0)
     part_of = {i: min(parts - 1, k * parts // len(candidates)) for k, i in enumerate(candidates)}
     part_centroids = torch.stack([
         torch.nn.functional.normalize(vectors[[i for i in candidates if part_of[i] == p]].mean(0), dim=0)
         for p in range(parts)])  # (P, D)
     score = {i: float(vectors[i] @ centroid + vectors[i] @ part_centroids[part_of[i]]) / 2 for i in candidates}
-    for i in candidates[:LEAD_SENTENCES]:
-        score[i] += LEAD_BONUS
+    score[candidates[0]] += LEAD_BONUS
     # each part in turn takes its best remaining sentence: coverage first, then centrality
     queues = [sorted((i for i in candidates if part_of[i] == p), key=lambda i: -score[i]) for p in range(parts)]
     order = sorted(range(parts), key=lambda p: -max((score[i] for i in queues[p]), default=-1.0))
@@ -69,4 +77,4 @@ def select(texts: list[str], vectors: torch.Tensor, budget: int, count_tokens: C
                 chosen.append(i)
                 used += lengths[i]
                 break
-    return sorted(chosen)
+    return sorted(chosen) or [max(candidates, key=lambda i: score[i])]  # one sentence, even over the budget

@@ -2,12 +2,17 @@
 the document spans it rests on.
 
 The default is *grounded*: the document's most central sentences, spread over all of it, are chosen
-as evidence (one sentence-encoder pass; `evidence.py`), the model writes the summary from the evidence
-only (from partial summaries when the evidence is longer than a window), and every sentence it writes
-is checked against the document (`grounding.py`): one with a name, number or content the document does
-not support is replaced by the evidence sentence closest to it, or dropped. `extractive=True` returns
-the evidence sentences themselves (no generation). `memory=KIND` instead summarizes that memory kind's
-state as it is, unchecked (the baselines of benchmarks/apps.py).
+as evidence (one sentence-encoder pass; `evidence.py`); the model rewrites each evidence sentence shorter,
+and every sentence it writes is checked against the document and against the sentence it rewrote
+(`grounding.py`): one with a name, number or content they do not support is replaced by the evidence
+sentence itself. `extractive=True` returns the evidence sentences as they are (no generation).
+`memory=KIND` instead summarizes that memory kind's state as it is, unchecked (the baselines of
+benchmarks/apps.py).
+
+Why sentence by sentence: asked to summarize ~1,500 tokens of evidence at once, SmolLM2-135M wrote
+0 supported sentences out of 21 on the 1904 State of the Union (4 prompt forms: "The text highlights the
+need for a strong federal government ...", an invented "USFCC"); rewriting one sentence at a time, it
+keeps the sentence's facts more often, and the check catches the rest.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ from ..errors import MemGPTError
 from .documents import DEFAULT_MAX_BYTES, Source
 from .engine import Engine
 from .evidence import select
-from .grounding import Vocabulary, check
-from .memories import ANSWER_RESERVE, MemoryState, summarize_text
+from .grounding import Vocabulary, check, rewrites
+from .memories import MemoryState, clean, summarize_text
 from .reading import Reading, open_document
 from .retrieval_memory import encoder_of
 from .spans import SentenceSplitter, Span, plain
 
-MAX_PARTS = 4  # evidence of up to this many windows is summarized in parts, then the parts together
-EVIDENCE_SHARE = 20  # evidence grows with the document: 1 token in 20, from one window up to MAX_PARTS
+REWRITE = "Shorten this sentence, keeping its meaning: {sentence}"  # the better of two forms tried (module doc)
+CONCISE = 24  # words: a sentence this short is quoted as it is
+REWRITE_ROOM = 1.5  # evidence chosen for rewriting: this many times the summary length (rewrites are shorter)
 
 
 @dataclass
@@ -97,39 +103,33 @@ def grounded_summary(reading: Reading, max_length: int, extractive: bool = False
         ids = select(texts, vectors, max_length, engine.count_tokens)
         return Summary(fit([SummarySentence(plain(texts[i]), [state.index.span(i)], "document") for i in ids],
                            max_length, engine), "extractive")
-    window = engine.window - ANSWER_RESERVE - max_length
-    budget = min(MAX_PARTS * window, max(window, state.tokens_read // EVIDENCE_SHARE))
-    ids = select(texts, vectors, budget, engine.count_tokens)
-    drafts = [summarize_text(engine, "\n".join(plain(texts[i]) for i in part), max_length)
-              for part in parts_of(ids, texts, window, engine)]
-    draft = drafts[0] if len(drafts) == 1 else summarize_text(engine, "\n".join(drafts), max_length)
-    kept, rejected = checked(sentences_of(draft), ids, state, vectors, engine, max_length)
-    return Summary(kept, "grounded", rejected)
+    ids = select(texts, vectors, int(max_length * REWRITE_ROOM), engine.count_tokens)
+    kept, rejected = rewritten(ids, state, vectors, engine)
+    return Summary(fit(kept, max_length, engine), "grounded", rejected)
 
 
-def checked(written: list[str], evidence: list[int], state: MemoryState, vectors: torch.Tensor, engine: Engine,
-            max_length: int) -> tuple[list[SummarySentence], list[str]]:
-    """Keep the written sentences the document supports (with their citations); replace each other one
-    by the unused evidence sentence closest to it, or drop it when none is left."""
+def rewritten(evidence: list[int], state: MemoryState, vectors: torch.Tensor, engine: Engine
+              ) -> tuple[list[SummarySentence], list[str]]:
+    """Each evidence sentence rewritten shorter by the model when the rewrite passes the check (cited: the
+    document sentences it rests on), else the evidence sentence itself (cited: itself)."""
     texts, index = state.index.texts, state.index
     vocab = Vocabulary.of(texts)
-    written_vectors = encoder_of(engine).encode(written) if written else torch.zeros(0, vectors.shape[1])
+    sources = [plain(texts[i]) for i in evidence]
+    drafts = [first_sentence(clean(engine.chat(REWRITE.format(sentence=s), engine.count_tokens(s),
+                                               repetition_penalty=1.1))) if len(s.split()) > CONCISE else ""
+              for s in sources]
+    draft_vectors = encoder_of(engine).encode([d or "-" for d in drafts])  # (n, 384)
     out: list[SummarySentence] = []
     rejected: list[str] = []
-    used: set[int] = set()
-    for sentence, vector in zip(written, written_vectors):
-        verdict = check(sentence, vector, texts, vectors, vocab)
-        if verdict.supported:
-            out.append(SummarySentence(sentence, index.spans(verdict.citations), "model"))
-            used.update(verdict.citations)
+    for i, source, draft, vector in zip(evidence, sources, drafts, draft_vectors):
+        verdict = check(draft, vector, texts, vectors, vocab) if draft else None
+        if verdict is not None and verdict.supported and rewrites(draft, source, float(vector @ vectors[i])):
+            out.append(SummarySentence(draft, index.spans(sorted(set(verdict.citations) | {i})), "model"))
             continue
-        rejected.append(sentence)
-        spare = [i for i in evidence if i not in used]
-        if spare:
-            best = spare[int(torch.argmax(vectors[spare] @ vector))]
-            used.add(best)
-            out.append(SummarySentence(plain(texts[best]), [index.span(best)], "document"))
-    return fit(out, max_length, engine), rejected
+        if draft:
+            rejected.append(draft)
+        out.append(SummarySentence(source, [index.span(i)], "document"))
+    return out, rejected
 
 
 def fit(sentences: list[SummarySentence], max_length: int, engine: Engine) -> list[SummarySentence]:
@@ -144,26 +144,18 @@ def fit(sentences: list[SummarySentence], max_length: int, engine: Engine) -> li
     return kept
 
 
-def parts_of(ids: list[int], texts: list[str], window: int, engine: Engine) -> list[list[int]]:
-    """Consecutive runs of the evidence, each within one window."""
-    parts: list[list[int]] = [[]]
-    used = 0
-    for i in ids:
-        n = engine.count_tokens(plain(texts[i])) + 1
-        if parts[-1] and used + n > window:
-            parts.append([])
-            used = 0
-        parts[-1].append(i)
-        used += n
-    return parts
-
-
 def sentence_vectors(state: MemoryState, engine: Engine) -> torch.Tensor:
     """(N, 384) embeddings of the document's sentences: kept by the retrieval memory, else computed."""
     stored = state.tensors.get("sentence_embeddings")
     if stored is not None and len(stored) == len(state.index):
         return stored
     return encoder_of(engine).encode([plain(t) for t in state.index.texts])
+
+
+def first_sentence(text: str) -> str:
+    """The first whole sentence of a generation ("" when it has none: a cut-off fragment is no sentence)."""
+    found = sentences_of(text)
+    return found[0] if found and found[0][-1:] in ".!?。！？" else ""
 
 
 def sentences_of(text: str) -> list[str]:
