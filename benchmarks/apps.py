@@ -102,6 +102,7 @@ def plant_facts(text: str, seed: int) -> tuple[str, list[dict]]:
 
 def run_kind(engine, kind: str, document: str, max_length: int | None, questions: list[dict]) -> dict:
     """One method on one document: read (always into a memory: no direct shortcut), summarize, answer."""
+    encoder_of(engine).cache.clear()  # each method pays for its own reading
     reset_peak_rss()
     start = time.perf_counter()
     grounded = kind in GROUNDED

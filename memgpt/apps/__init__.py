@@ -7,11 +7,12 @@ from .compress import decode, encode
 from .documents import Source
 from .engine import Engine, get_engine
 from .longform import generate
-from .memories import KINDS, MemoryState, load_state, make_memory, save_state
+from .memories import KINDS, Answer, MemoryState, load_state, make_memory, save_state
 from .reading import DEFAULT_KIND, read, write_memory_file
-from .summarize import summarize
+from .spans import Span
+from .summarize import Summary, summarize
 
 __all__ = [
-    "DEFAULT_KIND", "KINDS", "Engine", "MemoryState", "Source", "ask", "decode", "encode", "generate", "get_engine", "load_state",
+    "DEFAULT_KIND", "KINDS", "Answer", "Engine", "MemoryState", "Source", "Span", "Summary", "ask", "decode", "encode", "generate", "get_engine", "load_state",
     "make_memory", "read", "save_state", "summarize", "write_memory_file",
 ]
