@@ -17,8 +17,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 from starlette.datastructures import UploadFile
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..apps.engine import Engine, get_engine
 from ..apps.memories import backbone_name
@@ -56,6 +57,34 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class BodyLimit:
+    """413 for a body over `limit` bytes: at once when Content-Length says so, else as it arrives."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            message = "the request body is over the server's size limit" if length.isdigit() else "bad Content-Length"
+            await error_response(413 if length.isdigit() else 400, message, "request_too_large" if length.isdigit() else None)(
+                scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413)  # FastAPI passes HTTPException through body parsing; errors.py words it
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI:
     settings.validate()
     engine = engine or get_engine(settings.model, settings.dtype, settings.window)
@@ -69,10 +98,10 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         yield
         worker.close()
 
-    app = FastAPI(title="memgpt", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
-                  max_body_size=settings.max_body_bytes)
+    app = FastAPI(title="memgpt", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     errors.install(app)
-    if settings.api_key:
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.api_key:  # added last: runs first
         app.add_middleware(BearerAuth, key=settings.api_key)
     app.state.store, app.state.worker, app.state.engine = store, worker, engine
     store.resume()
