@@ -76,12 +76,12 @@ class Server:
                 self.process.wait(30)
 
 
-def start_server(tmp: Path, *args: str, key: str | None = KEY, timeout: float = 300) -> Server:
+def start_server(tmp: Path, *args: str, key: str | None = KEY, timeout: float = 300, threads: int = 1) -> Server:
     """`memgpt serve --port 0 ...` in a subprocess; returns once it answers /health."""
     log = tmp / f"server-{uuid.uuid4().hex[:8]}.log"
-    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     env.pop("MEMGPT_API_KEY", None)
-    argv = [sys.executable, "-m", "memgpt.cli", "serve", "--port", "0", "--threads", "1", *args]
+    argv = [sys.executable, "-m", "memgpt.cli", "serve", "--port", "0", "--threads", str(threads), *args]
     if key:
         argv += ["--api-key", key]
     with open(log, "wb") as out:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -155,6 +158,25 @@ def test_unknown_fields_are_ignored_and_the_client_sees_openai_errors(server, cl
     assert e.value.body["code"] == "memory_not_found"
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=server.base_url, api_key="wrong", max_retries=0).models.list()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--port", "{port}"], "cannot listen on 127.0.0.1:{port}"),
+    (["--host", "no such host!"], "cannot resolve --host"),
+    (["--port", "70000"], "--port"),
+    (["--data-dir", "{file}"], "is not a directory"),
+    (["--api-key", "two words"], "--api-key"),
+])
+def test_serve_refuses_bad_options_in_one_line(server, tmp_path, argv, message):
+    """Before any model loads: one `error:` line and exit code 2."""
+    (tmp_path / "file").write_text("x")
+    values = {"port": str(server.port), "file": str(tmp_path / "file")}
+    argv = [a.format(**values) for a in argv]
+    out = subprocess.run([sys.executable, "-m", "memgpt.cli", "serve", *argv], capture_output=True, text=True, timeout=120,
+                         env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), out.stderr
+    assert message.format(**values) in lines[0], lines
 
 
 def test_kill_9_while_reading_leaves_no_half_memory(tmp_path):

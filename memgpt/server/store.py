@@ -153,6 +153,9 @@ class MemoryStore:
                 self._finish(job, None)
                 return
             if self._advance(job):
+                if self.worker.closed:  # shutting down: left unfinished, to be read again at the next start
+                    self._finish(job, None)
+                    return
                 self.worker.submit(self._step, job)  # to the back of the queue: requests go first
         except Exception as e:  # noqa: BLE001 - a failed reading is reported on the memory, never raised
             if not isinstance(e, MemGPTError):

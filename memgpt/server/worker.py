@@ -10,8 +10,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import torch
-
 from .errors import APIError
 
 T = TypeVar("T")
@@ -20,12 +18,12 @@ T = TypeVar("T")
 class ModelWorker:
     """A FIFO of model jobs on one thread; at most `max_queue` client jobs wait at once."""
 
-    def __init__(self, max_queue: int, threads: int | None = None):
+    def __init__(self, max_queue: int):
         self.max_queue = max_queue
         self._pending = 0
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memgpt-model",
-                                            initializer=(lambda: torch.set_num_threads(threads)) if threads else None)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memgpt-model")
+        self.closed = False
 
     @property
     def pending(self) -> int:
@@ -56,4 +54,6 @@ class ModelWorker:
             self._pending -= 1
 
     def close(self) -> None:
+        """Stop taking work; queued jobs are dropped (an unfinished reading resumes at the next start)."""
+        self.closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
