@@ -90,7 +90,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     engine = engine or get_engine(settings.model, settings.dtype, settings.window)
     worker = ModelWorker(settings.max_queue)
     store = MemoryStore(settings.data_dir, engine, worker, settings.max_body_bytes)
-    model_id = settings.model if settings.model != "default" else backbone_name(engine).lower()
+    model_id = backbone_name(engine).lower()  # a name, never a local path
     names = {model_id, settings.model, "default"}
 
     @contextlib.asynccontextmanager
