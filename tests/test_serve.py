@@ -211,3 +211,17 @@ def test_kill_9_while_reading_leaves_no_half_memory(tmp_path):
     finally:
         server.stop()
     assert "Traceback" not in server.log.read_text()
+
+
+def test_citations_pass_through_when_the_apps_give_them():
+    """The one function memory answers go through: a plain answer has no citations field; an answer or
+    summary with document spans has them as JSON."""
+    from types import SimpleNamespace
+
+    from memgpt.server.answers import citations_of
+
+    span = SimpleNamespace(to_dict=lambda: {"start": 3, "end": 9, "text": "cellar"})
+    assert citations_of("The cellar.") is None
+    assert citations_of(SimpleNamespace(citations=[span])) == [{"start": 3, "end": 9, "text": "cellar"}]
+    summary = SimpleNamespace(sentences=[SimpleNamespace(citations=[span, span]), SimpleNamespace(citations=[])])
+    assert citations_of(summary) == [span.to_dict()] * 2
