@@ -117,8 +117,8 @@ class MemoryStore:
         if kind not in KINDS:
             raise APIError(422, f"kind: unknown memory kind {kind!r}; choose from {', '.join(sorted(KINDS))}",
                            code="invalid_value", param="kind")
-        if name is not None and not name.isprintable():
-            raise APIError(422, "name: must be printable text", code="invalid_value", param="name")
+        if name is not None and (not name.isprintable() or len(name) > 256):
+            raise APIError(422, "name: must be printable text of at most 256 characters", code="invalid_value", param="name")
         memory_id = f"mem_{uuid.uuid4().hex[:24]}"
         lock_fd = self._try_lock(memory_id)
         assert lock_fd is not None  # a fresh id
