@@ -97,6 +97,9 @@ def evaluate(checkpoint: Path, task: str | None, segments: str, eval_size: int, 
 
 
 from . import cli_apps  # noqa: E402,F401 - registers summarize, ask, read, generate
+from .server.command import serve  # noqa: E402
+
+cli.add_command(serve)
 
 
 def _one_line(text: str) -> str:

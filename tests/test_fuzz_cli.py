@@ -176,7 +176,7 @@ def base_args(name: str, cmd: click.Command, w) -> dict[str, list[str]]:
     if "model_name" in options or "model" in options:
         key = "model_name" if "model_name" in options else "model"
         base[key] = [options[key].opts[0], str(w["tiny"])]
-    cheap = {"segment_size": "64", "num_mem_tokens": "2", "max_new_tokens": "3", "eval_size": "8", "batch_size": "4",
+    cheap = {"port": "0", "segment_size": "64", "num_mem_tokens": "2", "max_new_tokens": "3", "eval_size": "8", "batch_size": "4",
              "max_steps": "2", "eval_every": "2", "curriculum": "1,2", "size": "tiny", "threads": "1", "device": "cpu", "steps": "5",
              "vectors": "1", "max_length": "8"}
     for key, value in cheap.items():
@@ -184,6 +184,8 @@ def base_args(name: str, cmd: click.Command, w) -> dict[str, list[str]]:
             base[key] = [options[key].opts[0], value]
     if "progress" in options:
         base["progress"] = ["--no-progress"]
+    if "data_dir" in options:
+        base["data_dir"] = [options["data_dir"].opts[0], str(w["root"] / f"data-{next(COUNTER)}")]
     if "out_dir" in options:
         base["out_dir"] = [options["out_dir"].opts[0], str(w["root"] / f"out-{next(COUNTER)}")]
     if "output" in options:
@@ -243,7 +245,12 @@ def sandbox(world):
     offline = huggingface_hub.constants.HF_HUB_OFFLINE
     huggingface_hub.constants.HF_HUB_OFFLINE = True
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    yield world
+    import uvicorn
+
+    serve_forever = uvicorn.Server.run
+    uvicorn.Server.run = lambda self, sockets=None: None  # `serve` sets up (model, folder, port) and returns;
+    yield world                                           # its HTTP side is fuzzed in test_fuzz_http.py
+    uvicorn.Server.run = serve_forever
     growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0
     huggingface_hub.constants.HF_HUB_OFFLINE = offline
     os.chdir(old_cwd)

@@ -59,27 +59,37 @@ class Engine:
         return self.tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
 
     @torch.inference_mode()
-    def complete(self, ids: list[int], max_new_tokens: int, **sampling: Any) -> str:
-        """Continue token ids (greedy unless `temperature` > 0); returns the new text only."""
+    def generate_ids(self, ids: list[int], max_new_tokens: int, *, streamer: Any = None, stopping_criteria: Any = None,
+                     logits_processor: Any = None, stop_strings: list[str] | None = None, **sampling: Any) -> list[int]:
+        """New token ids continuing `ids` (greedy unless `temperature` > 0). `streamer`, `stopping_criteria`,
+        `logits_processor` and `stop_strings` go to `generate` as they are (the server streams and cancels
+        through them)."""
         if len(ids) + max_new_tokens > self.max_positions:
             raise MemGPTError(f"prompt of {len(ids)} tokens + {max_new_tokens} new exceeds the model's {self.max_positions}")
         temperature = float(sampling.pop("temperature", 0.0) or 0.0)
+        top_k, top_p = sampling.pop("top_k", 0), sampling.pop("top_p", 1.0)
         sample = temperature > 0
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=sample,
             temperature=temperature if sample else None,
-            top_k=(sampling.pop("top_k", 0) or None) if sample else None,
-            top_p=sampling.pop("top_p", 1.0) if sample else None,
+            top_k=(top_k or None) if sample else None,
+            top_p=top_p if sample else None,
             repetition_penalty=sampling.pop("repetition_penalty", 1.0),
-            pad_token_id=self.pad_id, eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.pad_id, eos_token_id=self.tokenizer.eos_token_id, stop_strings=stop_strings or None,
         )
         seed = sampling.pop("seed", 0)
         if sampling:
             raise MemGPTError(f"unknown generation options: {', '.join(sorted(sampling))}")
         torch.manual_seed(seed)
         input_ids = torch.tensor([ids])
-        out = self.backbone.generate(input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config)
-        return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+        out = self.backbone.generate(input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
+                                     streamer=streamer, stopping_criteria=stopping_criteria,
+                                     logits_processor=logits_processor, tokenizer=self.tokenizer if stop_strings else None)
+        return out[0, len(ids) :].tolist()
+
+    def complete(self, ids: list[int], max_new_tokens: int, **sampling: Any) -> str:
+        """Continue token ids (greedy unless `temperature` > 0); returns the new text only."""
+        return self.tokenizer.decode(self.generate_ids(ids, max_new_tokens, **sampling), skip_special_tokens=True).strip()
 
     def chat(self, user: str, max_new_tokens: int, system: str = SYSTEM, prefix: str = "", **sampling: Any) -> str:
         return self.complete(self.chat_ids(user, system, prefix), max_new_tokens, **sampling)

@@ -1,0 +1,75 @@
+"""The `memgpt serve` command (FastAPI and uvicorn are imported only when it runs)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import click
+
+from ..errors import MemGPTError
+from .settings import DEFAULT_DATA_DIR, ServeSettings
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--model", "model_name", default="default", show_default=True,
+              help="'default' (packaged SmolLM2-135M-Instruct), a local folder, or a hub id.")
+@click.option("--dtype", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
+@click.option("--window", type=click.IntRange(256, 1 << 20), default=2048, show_default=True,
+              help="Most tokens a memory answer puts in front of the model.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA_DIR, show_default=True,
+              help="Where memories live (may be shared by several servers).")
+@click.option("--api-key", envvar="MEMGPT_API_KEY", default=None, help="Require 'Authorization: Bearer KEY' (env: MEMGPT_API_KEY).")
+@click.option("--max-body-mb", type=click.FloatRange(0.001, 1 << 16), default=16, show_default=True,
+              help="Largest request body (a document upload included).")
+@click.option("--max-queue", type=click.IntRange(1, 1 << 20), default=64, show_default=True,
+              help="Requests that may wait for the model; more get 503.")
+@click.option("--max-tokens", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
+              help="Most tokens one request may generate.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for the model (default: torch's).")
+def serve(host: str, port: int, model_name: str, dtype: str, window: int, data_dir: Path, api_key: str | None,
+          max_body_mb: float, max_queue: int, max_tokens: int, threads: int | None) -> None:
+    """Serve the model over HTTP, OpenAI-compatible (/v1/chat/completions, /v1/completions, /v1/models),
+    with document memories (/v1/memories) read once and asked by many clients."""
+    import torch
+
+    settings = ServeSettings(host=host, port=port, model=model_name, dtype=dtype, window=window, data_dir=data_dir,
+                             api_key=api_key or None, max_body_bytes=int(max_body_mb * (1 << 20)),
+                             max_queue=max_queue, max_tokens=max_tokens)
+    settings.validate()
+    if threads:
+        torch.set_num_threads(threads)
+    listener = bind(host, port)  # before the model loads: a busy port fails in a second
+    try:
+        import uvicorn
+
+        from . import create_app
+
+        app = create_app(settings)
+        where = f"http://{host if ':' not in host else f'[{host}]'}:{listener.getsockname()[1]}/v1"
+        click.echo(f"memgpt serve: {app.state.engine.name} on {where} (memories in {data_dir})", err=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5))
+        server.run(sockets=[listener])
+    finally:
+        listener.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or one clear error."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise MemGPTError(f"cannot resolve --host {host!r}: {e}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        raise MemGPTError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock

@@ -1,0 +1,83 @@
+"""Errors in OpenAI's JSON shape, `{"error": {"message", "type", "param", "code"}}`, with the status
+codes OpenAI uses; nothing else (no traceback, no framework default page) ever reaches a client."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ..errors import MemGPTError
+
+log = logging.getLogger("memgpt.server")
+
+TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
+         404: "invalid_request_error", 405: "invalid_request_error", 409: "invalid_request_error",
+         413: "invalid_request_error", 415: "invalid_request_error", 422: "invalid_request_error",
+         429: "rate_limit_error", 503: "server_error", 500: "server_error"}
+
+
+class APIError(Exception):
+    """An error for the client: status code, message and OpenAI's `code` / `param`."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param, self.headers = status, message, code, param, headers
+
+
+def error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": TYPES.get(status, "invalid_request_error" if status < 500 else "server_error"),
+                      "param": param, "code": code}}
+
+
+def error_response(status: int, message: str, code: str | None = None, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, code, param), status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str, str | None]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, "the request body is not valid JSON", None
+    first = errors[0] if errors else {}
+    where = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(where) or None
+    message = str(first.get("msg", "invalid request"))
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return 422, f"{param}: {message}" if param else message, param
+
+
+def install(app: FastAPI) -> None:
+    """Route every failure to OpenAI's error shape."""
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError):
+        return error_response(exc.status, exc.message, exc.code, exc.param, exc.headers)
+
+    @app.exception_handler(MemGPTError)
+    async def user_error(request: Request, exc: MemGPTError):
+        return error_response(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        status, message, param = _validation_message(exc)
+        return error_response(status, message, "invalid_value" if status == 422 else None, param)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        messages = {404: f"no route {request.method} {request.url.path}", 405: f"method {request.method} is not allowed here",
+                    413: "the request body is over the server's size limit"}
+        message = messages.get(exc.status_code) or (exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail))
+        return error_response(exc.status_code, message, "request_too_large" if exc.status_code == 413 else None,
+                              headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return error_response(500, f"internal server error ({type(exc).__name__}); the server log has the details")

@@ -1,0 +1,338 @@
+"""Document memories on disk, read in the background on the model worker.
+
+    DATA_DIR/memories/<id>.json   the record: kind, status (queued|reading|ready|failed), progress
+    DATA_DIR/memories/<id>.mem    the memory file, written once the reading is complete
+    DATA_DIR/documents/<id>.txt   the document as uploaded (the reading restarts from it after a crash)
+    DATA_DIR/locks/<id>.lock      flock()ed by the server reading the memory
+
+Every file is written atomically, so a `kill -9` leaves the old version or the new one, never part
+of one; a memory is "ready" only once its memory file is complete. An unfinished memory whose lock
+is free (its server died) is taken over and read again by the next server that sees it, which
+makes several servers on one shared folder safe. Ids are made here (`mem_` + 24 hex digits);
+a client's text never becomes a path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..apps.documents import text_chunks, token_segments
+from ..apps.engine import Engine
+from ..apps.memories import KINDS, Memory, MemoryState, load_state, make_memory
+from ..apps.reading import DEFAULT_KIND, write_memory_file
+from ..atomic import temp_beside, write_text_atomic
+from ..errors import MemGPTError
+from ..generation import check_text
+from .errors import APIError
+from .worker import ModelWorker
+
+log = logging.getLogger("memgpt.server")
+
+ID_PATTERN = re.compile(r"^mem_[0-9a-f]{24}$")
+UNFINISHED = ("queued", "reading")
+COUNT_SEGMENTS_PER_STEP = 64  # tokenizing ahead to know the total: ~0.5M tokens per worker turn
+SAVE_EVERY_S = 1.0  # progress reaches the disk (and other servers) at most this often
+CACHED_STATES = 8
+
+
+@dataclass
+class Job:
+    """A memory being read here: its record (live), lock, and where the reading stands."""
+
+    record: dict[str, Any]
+    lock_fd: int
+    cancelled: bool = False
+    counting: Iterator[list[int]] | None = None
+    segments: Iterator[list[int]] | None = None
+    reader: Memory | None = None
+    state: MemoryState | None = None
+    saved_at: float = field(default=0.0)
+
+
+class MemoryStore:
+    def __init__(self, root: Path, engine: Engine, worker: ModelWorker, max_bytes: int):
+        self.root, self.engine, self.worker, self.max_bytes = root, engine, worker, max_bytes
+        self.records, self.documents, self.locks = root / "memories", root / "documents", root / "locks"
+        for folder in (self.records, self.documents, self.locks):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise MemGPTError(f"cannot use data folder {folder}: {e.strerror}") from None
+        self.jobs: dict[str, Job] = {}
+        self._guard = threading.Lock()  # jobs and adoption, across HTTP threads and the worker
+        self._states: OrderedDict[tuple[str, int], MemoryState] = OrderedDict()
+
+    # -- paths -------------------------------------------------------------------------------
+    def record_path(self, memory_id: str) -> Path:
+        return self.records / f"{memory_id}.json"
+
+    def memory_path(self, memory_id: str) -> Path:
+        return self.records / f"{memory_id}.mem"
+
+    def document_path(self, memory_id: str) -> Path:
+        return self.documents / f"{memory_id}.txt"
+
+    def lock_path(self, memory_id: str) -> Path:
+        return self.locks / f"{memory_id}.lock"
+
+    # -- creating ------------------------------------------------------------------------------
+    def create_from_text(self, text: str, kind: str | None, name: str | None) -> dict[str, Any]:
+        try:
+            check_text(text, "the text")
+        except MemGPTError as e:
+            raise APIError(400, str(e), param="text") from None
+        return self._create(kind, name, lambda path: write_text_atomic(path, text))
+
+    def create_from_file(self, upload: IO[bytes], kind: str | None, name: str | None) -> dict[str, Any]:
+        def save(path: Path) -> None:
+            fd, tmp = temp_beside(path)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(upload, out, 1 << 20)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+        return self._create(kind, name, save)
+
+    def _create(self, kind: str | None, name: str | None, save) -> dict[str, Any]:
+        kind = kind or DEFAULT_KIND["read"]
+        if kind not in KINDS:
+            raise APIError(422, f"kind: unknown memory kind {kind!r}; choose from {', '.join(sorted(KINDS))}",
+                           code="invalid_value", param="kind")
+        if name is not None and (not name.isprintable() or len(name) > 256):
+            raise APIError(422, "name: must be printable text of at most 256 characters", code="invalid_value", param="name")
+        memory_id = f"mem_{uuid.uuid4().hex[:24]}"
+        lock_fd = self._try_lock(memory_id)
+        assert lock_fd is not None  # a fresh id
+        document = self.document_path(memory_id)
+        try:
+            save(document)
+            for _ in text_chunks(document, self.max_bytes):  # refuse empty, binary, invalid UTF-8 now
+                pass
+        except MemGPTError as e:
+            self._discard(memory_id, lock_fd)
+            raise APIError(400, str(e).replace(str(document), "the document"), param="file") from None
+        except BaseException:
+            self._discard(memory_id, lock_fd)
+            raise
+        record = {"id": memory_id, "object": "memory", "name": name, "kind": kind, "status": "queued", "progress": 0.0,
+                  "bytes": document.stat().st_size, "tokens_total": None, "tokens_read": 0, "segments": 0,
+                  "created_at": int(time.time()), "finished_at": None, "error": None}
+        self._start(Job(record, lock_fd))
+        return dict(record)
+
+    def _start(self, job: Job) -> None:
+        write_text_atomic(self.record_path(job.record["id"]), json.dumps(job.record))
+        with self._guard:
+            self.jobs[job.record["id"]] = job
+        self.worker.submit(self._step, job)
+
+    # -- reading (on the model worker, one step per turn) -----------------------------------------
+    def _step(self, job: Job) -> None:
+        memory_id = job.record["id"]
+        try:
+            if job.cancelled or not self.record_path(memory_id).exists():  # deleted meanwhile
+                self._finish(job, None)
+                return
+            if self._advance(job):
+                if self.worker.closed:  # shutting down: left unfinished, to be read again at the next start
+                    self._finish(job, None)
+                    return
+                self.worker.submit(self._step, job)  # to the back of the queue: requests go first
+        except Exception as e:  # noqa: BLE001 - a failed reading is reported on the memory, never raised
+            if not isinstance(e, MemGPTError):
+                log.exception("reading memory %s failed", memory_id)
+            message = str(e) if isinstance(e, MemGPTError) else f"internal error while reading ({type(e).__name__})"
+            job.record.update(status="failed", error={"message": message.replace(str(self.document_path(memory_id)), "the document")},
+                              finished_at=int(time.time()))
+            self._finish(job, job.record)
+
+    def _advance(self, job: Job) -> bool:
+        """One turn of work; False when the memory is finished."""
+        record, document = job.record, self.document_path(job.record["id"])
+        if job.reader is None:  # first turn
+            job.reader = make_memory(record["kind"], self.engine)
+            job.counting = token_segments(self.engine.tokenizer, document, 8192, self.max_bytes)
+            record.update(status="reading", tokens_total=0)
+        if job.counting is not None:  # know the total first, so progress means something
+            counted = 0
+            for segment in itertools.islice(job.counting, COUNT_SEGMENTS_PER_STEP):
+                record["tokens_total"] += len(segment)
+                counted += 1
+            if counted < COUNT_SEGMENTS_PER_STEP:
+                job.counting = None
+                job.state = job.reader.new_state()
+                job.segments = token_segments(self.engine.tokenizer, document, job.reader.segment_tokens, self.max_bytes)
+            self._save_progress(job)
+            return True
+        segment = next(job.segments, None)
+        if segment is not None:
+            job.reader.update(job.state, segment)
+            record.update(tokens_read=job.state.tokens_read, segments=job.state.segments,
+                          progress=round(min(job.state.tokens_read / max(record["tokens_total"], 1), 0.999), 4))
+            self._save_progress(job)
+            return True
+        state = job.reader.finish(job.state)
+        write_memory_file(self.memory_path(record["id"]), state)  # complete before the record says so
+        record.update(status="ready", progress=1.0, tokens_read=state.tokens_read, segments=state.segments,
+                      finished_at=int(time.time()))
+        self._finish(job, record)
+        return False
+
+    def _save_progress(self, job: Job) -> None:
+        if time.monotonic() - job.saved_at >= SAVE_EVERY_S:
+            self._write_record(job)
+            job.saved_at = time.monotonic()
+
+    def _write_record(self, job: Job) -> None:
+        """Write a job's record unless the memory was deleted meanwhile (here or by another server)."""
+        with self._guard:
+            if not job.cancelled and self.record_path(job.record["id"]).exists():
+                write_text_atomic(self.record_path(job.record["id"]), json.dumps(job.record))
+
+    def _finish(self, job: Job, record: dict[str, Any] | None) -> None:
+        memory_id = job.record["id"]
+        if record is not None:
+            self._write_record(job)
+        with self._guard:
+            self.jobs.pop(memory_id, None)
+        self.lock_path(memory_id).unlink(missing_ok=True)
+        os.close(job.lock_fd)
+
+    # -- reading them back -----------------------------------------------------------------------
+    def get(self, memory_id: str) -> dict[str, Any]:
+        if not ID_PATTERN.match(memory_id):
+            raise APIError(404, f"no memory {memory_id!r}", code="memory_not_found", param="memory")
+        job = self.jobs.get(memory_id)
+        if job is not None:
+            return dict(job.record)
+        record = self._read_record(memory_id)
+        if record is None:
+            raise APIError(404, f"no memory {memory_id!r}", code="memory_not_found", param="memory")
+        if record["status"] in UNFINISHED:
+            record = self._adopt(memory_id) or record
+        return record
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.records.glob("mem_*.json")):
+            try:
+                out.append(self.get(path.stem))
+            except APIError:
+                continue  # deleted meanwhile
+        return sorted(out, key=lambda r: (r.get("created_at") or 0, r["id"]))
+
+    def ready(self, memory_id: str) -> dict[str, Any]:
+        """The record of a memory that can answer: 404 if there is none, 409 if it is not read yet."""
+        record = self.get(memory_id)
+        if record["status"] != "ready":
+            why = record["error"]["message"] if record.get("error") else f"{record['progress']:.0%} read"
+            raise APIError(409, f"memory {memory_id} is {record['status']} ({why})", code="memory_not_ready", param="memory")
+        return record
+
+    def state(self, memory_id: str) -> tuple[dict[str, Any], MemoryState]:
+        """A ready memory's record and state (loaded once, then cached). Runs on the model worker."""
+        record = self.ready(memory_id)
+        path = self.memory_path(memory_id)
+        try:
+            key = (memory_id, path.stat().st_mtime_ns)
+        except OSError:
+            raise APIError(404, f"no memory {memory_id!r}", code="memory_not_found", param="memory") from None
+        if key not in self._states:
+            self._states[key] = load_state(path, self.engine)
+            while len(self._states) > CACHED_STATES:
+                self._states.popitem(last=False)
+        self._states.move_to_end(key)
+        return record, self._states[key]
+
+    def delete(self, memory_id: str) -> None:
+        self.get(memory_id)  # 404 when there is none
+        with self._guard:
+            job = self.jobs.get(memory_id)
+            if job is not None:
+                job.cancelled = True  # the worker stops at its next turn and releases the lock
+            self.record_path(memory_id).unlink(missing_ok=True)  # invisible first, then the rest
+        self.memory_path(memory_id).unlink(missing_ok=True)
+        self.document_path(memory_id).unlink(missing_ok=True)
+        self._states = OrderedDict((k, v) for k, v in self._states.items() if k[0] != memory_id)
+
+    # -- restarts and shared folders ----------------------------------------------------------------
+    def resume(self) -> int:
+        """Take over every unfinished memory whose server is gone; drop leftovers of crashed writes.
+        Returns how many readings were restarted."""
+        adopted = 0
+        for path in self.records.glob("mem_*.json"):
+            record = self._read_record(path.stem)
+            if record is not None and record["status"] in UNFINISHED:
+                adopted += self._adopt(path.stem) is not None
+        for document in self.documents.glob("mem_*.txt"):  # a crash between document and record
+            if not self.record_path(document.stem).exists() and (fd := self._try_lock(document.stem)) is not None:
+                self._discard(document.stem, fd)
+        for folder in (self.records, self.documents):  # temporary files of writes a crash interrupted
+            for tmp in folder.glob(".mem_*"):
+                memory_id = tmp.name[1:].split(".")[0]
+                if ID_PATTERN.match(memory_id) and (fd := self._try_lock(memory_id)) is not None:
+                    tmp.unlink(missing_ok=True)  # its writer is gone (it would hold the lock)
+                    if not self.record_path(memory_id).exists():
+                        self.lock_path(memory_id).unlink(missing_ok=True)
+                    os.close(fd)
+        return adopted
+
+    def _adopt(self, memory_id: str) -> dict[str, Any] | None:
+        with self._guard:
+            if memory_id in self.jobs:
+                return None
+            fd = self._try_lock(memory_id)
+            if fd is None:
+                return None  # another live server is reading it
+            record = self._read_record(memory_id)
+            if record is None or record["status"] not in UNFINISHED or not self.document_path(memory_id).exists():
+                if record is not None and record["status"] in UNFINISHED:  # its document is gone: cannot resume
+                    record.update(status="failed", error={"message": "the document was lost before it was read"})
+                    write_text_atomic(self.record_path(memory_id), json.dumps(record))
+                self.lock_path(memory_id).unlink(missing_ok=True)
+                os.close(fd)
+                return None
+            record.update(status="queued", progress=0.0, tokens_read=0, segments=0, tokens_total=None)
+        log.warning("memory %s was left unfinished; reading it again", memory_id)
+        self._start(Job(record, fd))
+        return dict(record)
+
+    def _try_lock(self, memory_id: str) -> int | None:
+        fd = os.open(self.lock_path(memory_id), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    def _discard(self, memory_id: str, lock_fd: int) -> None:
+        self.document_path(memory_id).unlink(missing_ok=True)
+        self.lock_path(memory_id).unlink(missing_ok=True)
+        os.close(lock_fd)
+
+    def _read_record(self, memory_id: str) -> dict[str, Any] | None:
+        try:
+            record = json.loads(self.record_path(memory_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and record.get("id") == memory_id and "status" in record else None
