@@ -16,7 +16,8 @@ from .settings import DEFAULT_DATA_DIR, ServeSettings
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--model", "model_name", default="default", show_default=True,
               help="'default' (packaged SmolLM2-135M-Instruct), a local folder, or a hub id.")
-@click.option("--dtype", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="auto: bf16 where the hardware runs it natively (CUDA, AVX512-BF16, AMX), else fp32.")
 @click.option("--window", type=click.IntRange(256, 1 << 20), default=2048, show_default=True,
               help="Most tokens a memory answer puts in front of the model.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA_DIR, show_default=True,

@@ -18,7 +18,7 @@ class ServeSettings:
     host: str = "127.0.0.1"  # loopback only unless told otherwise
     port: int = 8000
     model: str = "default"
-    dtype: str = "bf16"
+    dtype: str = "auto"
     window: int = 2048
     data_dir: Path = DEFAULT_DATA_DIR
     api_key: str | None = None  # when set, every request needs "Authorization: Bearer <key>"
