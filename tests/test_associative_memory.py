@@ -51,6 +51,21 @@ def test_memory_state_holds_the_associative_memory_as_its_own_tensors(arch):
         assert torch.equal(part, torch.zeros_like(part))
 
 
+def test_what_is_read_is_normalised_per_head():
+    """The matrices start near zero: without the read norm what is read (and every gradient through
+    it) would start near zero too. The read-out sees unit-RMS values whatever the matrix's scale."""
+    from memgpt.associative_memory import AssociativeMemory
+
+    torch.manual_seed(0)
+    memory = AssociativeMemory(32, heads=2, key_size=8, index=0)
+    q = F.normalize(torch.randn(1, 2, 5, 8), dim=-1)  # (B, H, T, F)
+    state = torch.randn(1, 2, 8, 8)  # (B, H, F, K)
+    with torch.no_grad():
+        torch.testing.assert_close(memory.read(q, 1e-3 * state), memory.read(q, state), atol=1e-4, rtol=1e-3)
+        values = memory.read_norm(q @ state)
+        torch.testing.assert_close(values.pow(2).mean(-1), torch.ones(1, 2, 5), atol=1e-4, rtol=1e-4)
+
+
 def test_dpfp_features_are_non_negative_and_separate_keys_more():
     torch.manual_seed(0)
     x = F.normalize(torch.randn(100, 16, dtype=torch.float64), dim=-1)

@@ -142,6 +142,15 @@ def test_wrapping_a_pretrained_backbone_keeps_its_weights(arch):
     torch.testing.assert_close(model.memory_gain.detach(), torch.full_like(model.memory_gain, float(embed_rms.detach())))
 
 
+def test_residual_update_adds_the_write_slots_states_to_the_memory(arch):
+    x = torch.randint(0, 99, (2, 8))  # one segment
+    replace = tiny_model(arch, num_mem_tokens=2, memory_update="replace")
+    residual = tiny_model(arch, num_mem_tokens=2, memory_update="residual")  # the same seed: the same weights
+    written = replace(x).memory_state.tokens  # replace: the write slots' states are the memory
+    assert not torch.allclose(written, replace.memory_init.expand_as(written), atol=0.1)
+    torch.testing.assert_close(residual(x).memory_state.tokens, residual.memory_init + written)
+
+
 def test_gated_update_interpolates_between_keeping_and_replacing():
     model = tiny_model("llama", num_mem_tokens=2, segment_size=4, memory_update="gated")
     old, written = torch.randn(1, 2, 32), torch.randn(1, 2, 32)
@@ -152,6 +161,11 @@ def test_gated_update_interpolates_between_keeping_and_replacing():
             torch.testing.assert_close(model.update_memory(old, written), expected)
         model.memory_gate.bias.zero_()
         torch.testing.assert_close(model.update_memory(old, written), (old + written) / 2)
+        # the gate reads [written, old] in that order: a gate on the written half opens for what is written
+        model.memory_gate.weight[:, :32] = 100 * torch.eye(32)
+        ones = torch.ones(1, 2, 32)
+        torch.testing.assert_close(model.update_memory(-ones, ones), ones)  # written +1: open
+        torch.testing.assert_close(model.update_memory(ones, -ones), ones)  # written -1: shut, keeps the old
 
 
 def test_memory_state_shape_is_checked():

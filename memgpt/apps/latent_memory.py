@@ -43,7 +43,7 @@ class LatentMemory(Memory):
     def new_state(self) -> MemoryState:
         state = super().new_state()
         model = latent_model(self.engine)
-        state.tensors = model.init_memory(1).float().tensors()
+        state.tensors = model.init_memory(1).to(torch.float32).tensors()
         state.info["fingerprint"] = memory_fingerprint(model)
         return state
 
@@ -53,7 +53,7 @@ class LatentMemory(Memory):
         ids = torch.tensor([segment])
         memory = LatentState.from_tensors(state.tensors).to(model.dtype)
         _, memory = model.memory_step(model.get_input_embeddings()(ids), torch.ones_like(ids), memory)
-        state.tensors = memory.float().tensors()
+        state.tensors = memory.to(torch.float32).tensors()
 
     def context(self, state: MemoryState, query: str | None, budget: int) -> str:
         return ""  # the document lives in the vectors, not in the prompt
