@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig
 
 from ..errors import MemGPTError
+from ..generation import sampling_config
 from ..memory_file import memory_fingerprint
 from ..modeling_memgpt import MemGPTForCausalLM
 from ..modeling_memgpt import MemoryState as LatentState  # the model's memory; MemoryState: an app's
@@ -62,8 +62,7 @@ class LatentMemory(Memory):
     def _generate(self, state: MemoryState, user: str, max_new_tokens: int, **options) -> str:
         model = latent_model(self.engine)
         ids = torch.tensor([self.engine.chat_ids(user)[-model.config.segment_size :]])
-        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.engine.pad_id,
-                                  eos_token_id=self.engine.tokenizer.eos_token_id, **options)
+        config = sampling_config(max_new_tokens, self.engine.pad_id, self.engine.tokenizer.eos_token_id, **options)
         memory = LatentState.from_tensors(state.tensors).to(model.dtype)
         out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config, memory_state=memory)
         return clean(self.engine.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
