@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import GPT2Config, LlamaConfig, PreTrainedConfig
 
-from .configuration_memgpt import MEMORY_DEFAULTS, MemGPTConfig, check_memory_options, check_memory_settings
+from .configuration_memgpt import MEMORY_DEFAULTS, MemGPTConfig, check_memory_settings
 from .errors import MemGPTError
 
 # name -> (layers, hidden, heads, ffn)
@@ -46,9 +46,8 @@ def backbone_config(
 def memgpt_config(size: str = "tiny", arch: str = "gpt2", vocab_size: int = 99, **memory_options) -> MemGPTConfig:
     """A `MemGPTConfig` around a named fresh backbone, sized so the memory window fits.
     `memory_options`: any memory settings of `MemGPTConfig` (`MEMORY_FIELDS`)."""
-    check_memory_options(memory_options)
+    check_memory_settings(memory_options)
     settings = MEMORY_DEFAULTS | memory_options
-    check_memory_settings(settings)
     window = settings["segment_size"] + 2 * settings["num_mem_tokens"]
     max_positions = max(64, 1 << max(window - 1, 1).bit_length())
     return MemGPTConfig(text_config=backbone_config(size, arch, vocab_size, max_positions), **settings)

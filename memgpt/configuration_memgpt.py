@@ -83,15 +83,12 @@ def memory_settings(source: object) -> dict[str, Any]:
     return {name: getattr(source, name) for name in MEMORY_FIELDS}
 
 
-def check_memory_options(options: dict[str, Any]) -> None:
-    """Refuse keyword options that are not memory settings (a config would silently keep a typo)."""
-    unknown = sorted(set(options) - set(MEMORY_FIELDS))
+def check_memory_settings(settings: dict[str, Any], text_config: PreTrainedConfig | None = None) -> None:
+    """Raise a `MemGPTError` when memory `settings` (some or all of `MEMORY_FIELDS`) are unknown or cannot
+    work, or, given `text_config`, do not fit that backbone (a config would silently keep a misspelt one)."""
+    unknown = sorted(set(settings) - set(MEMORY_FIELDS))
     if unknown:
         raise MemGPTError(f"unknown memory settings: {', '.join(unknown)} (known: {', '.join(MEMORY_FIELDS)})")
-
-
-def check_memory_settings(settings: dict[str, Any], text_config: PreTrainedConfig | None = None) -> None:
-    """Raise a `MemGPTError` when memory `settings` cannot work (or, given `text_config`, do not fit it)."""
     s = MEMORY_DEFAULTS | settings
     for name, default in MEMORY_DEFAULTS.items():
         if type(s[name]) is not type(default):  # (a bool is not an integer here)

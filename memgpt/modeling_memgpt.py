@@ -20,7 +20,7 @@ from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 
 from .associative_memory import ASSOCIATIVE_KWARG, AssociativeMemory, AssociativeRun, decoder_layers
-from .configuration_memgpt import MemGPTConfig, check_memory_options
+from .configuration_memgpt import MemGPTConfig, check_memory_settings
 from .errors import MemGPTError
 
 
@@ -162,7 +162,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         """Wrap a pretrained causal LM with a fresh memory: a loaded model, or a name ("default": the
         packaged SmolLM2-135M-Instruct, offline; a local folder; a hub id). `memory_options`: any
         memory settings of `MemGPTConfig` (`MEMORY_FIELDS`). Tokenizer: `memgpt.load_backbone`."""
-        check_memory_options(memory_options)
+        check_memory_settings(memory_options)
         if isinstance(backbone, str):
             from .pretrained import load_backbone
 
@@ -192,13 +192,13 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         return self.config.num_mem_tokens
 
     @property
-    def associative_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def associative_shapes(self) -> tuple[tuple[int, ...], ...]:
         """Shapes of one row's associative memory: the matrices `(L, H, F, K)` (F: the size of a key
         after its feature map) and the convolution inputs carried to the next segment `(L, 3*H*K, conv - 1)`;
-        `((0,), (0,))` without one."""
+        `()` without one."""
         cfg = self.config
         if not cfg.associative_heads:
-            return (0,), (0,)
+            return ()
         memory = self.memory_associative[0]
         layers, heads, size = len(self.memory_associative), memory.heads, memory.key_size
         return (layers, heads, memory.features, size), (layers, 3 * heads * size, cfg.associative_conv - 1)
@@ -206,16 +206,14 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
     def init_memory(self, batch_size: int) -> MemoryState:
         """The initial memory: the learned vectors and an empty associative memory."""
         tokens = self.memory_init.unsqueeze(0).expand(batch_size, -1, -1)  # (B, M, d)
-        if not self.config.associative_heads:
-            return MemoryState(tokens)
         return MemoryState(tokens, *(tokens.new_zeros(batch_size, *shape) for shape in self.associative_shapes))
 
     def check_memory(self, memory: MemoryState, batch_size: int) -> None:
         """Raise a `MemGPTError` unless `memory` is a state of this model's shapes for `batch_size` rows."""
         if not isinstance(memory, MemoryState):
             raise MemGPTError(f"memory_state must be a MemoryState, got {type(memory).__name__}")
-        expected = [(batch_size, self.num_mem_tokens, self.config.hidden_size)]
-        expected += [(batch_size, *shape) for shape in self.associative_shapes] if self.config.associative_heads else [None, None]
+        shapes = ((self.num_mem_tokens, self.config.hidden_size), *self.associative_shapes)
+        expected = [(batch_size, *shape) for shape in shapes] + [None] * (3 - len(shapes))
         got = [None if t is None else tuple(t.shape) for t in memory.parts()]
         if got != expected:
             raise MemGPTError(f"memory_state has shapes {got}, expected {expected} (tokens, associative, carry)")
