@@ -397,6 +397,14 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
             inputs["attention_mask"] = attention_mask
         return inputs
 
+    def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None,
+                                      **model_kwargs):
+        """As transformers' (beams, `num_return_sequences`), and the memory state row by row too."""
+        memory = model_kwargs.get("memory_state")
+        if expand_size > 1 and memory is not None:
+            model_kwargs["memory_state"] = memory.map(lambda t: t.repeat_interleave(expand_size, dim=0))
+        return super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)
+
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
         model_kwargs = super()._update_model_kwargs_for_generation(
             outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens

@@ -40,6 +40,10 @@ def test_generate_continues_from_a_saved_memory(arch):
     with_mem = model.generate(prompt, memory_state=memory, max_new_tokens=8, do_sample=False, pad_token_id=0)
     again = model.generate(prompt, memory_state=memory, max_new_tokens=8, do_sample=False, pad_token_id=0, use_cache=False)
     assert torch.equal(with_mem, again)
+    torch.manual_seed(0)  # the memory is expanded with the prompt's rows
+    several = model.generate(prompt, memory_state=memory, max_new_tokens=8, do_sample=True, pad_token_id=0,
+                             num_return_sequences=3)
+    assert several.shape == (3, 12)
     logits_mem = model(prompt, memory_state=memory).logits
     assert not torch.allclose(logits_mem, model(prompt).logits)  # the memory is really read
 
