@@ -60,8 +60,8 @@ def main() -> None:
     trained = load_latent_model(backbone, args.adapter)
     if trained is None:
         raise SystemExit(f"error: no adapter for the default backbone at {args.adapter}")
-    fresh = MemGPTForCausalLM.from_backbone(backbone, trained.num_mem_tokens, trained.config.segment_size,
-                                            dtype=torch.bfloat16)
+    fresh = MemGPTForCausalLM.from_backbone(backbone, torch.bfloat16, num_mem_tokens=trained.num_mem_tokens,
+                                            segment_size=trained.config.segment_size)
     rows = []
     for name in args.tasks.split(","):
         task = LatentMemoryTask(LONG_TRAIN_TASKS[name], name, split="test")

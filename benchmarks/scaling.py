@@ -70,7 +70,7 @@ def worker(kind: str, length: int, dtype_name: str, segment_size: int, mem: int,
     backbone, tokenizer = load_backbone("default", dtype=dtype)
     if kind != "ingest":
         ids = tokenizer(corpus_text(min(length, 8192) * 8), return_tensors="pt").input_ids[:, :length]
-    model = MemGPTForCausalLM.from_backbone(backbone, mem, segment_size, dtype=dtype) if kind in MEMGPT_KINDS else None
+    model = MemGPTForCausalLM.from_backbone(backbone, dtype, num_mem_tokens=mem, segment_size=segment_size) if kind in MEMGPT_KINDS else None
     load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reset_peak_rss()  # measure this run's peak, not the model loading's
     out: dict = {"kind": kind, "dtype": dtype_name, "tokens": length}

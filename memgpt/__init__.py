@@ -5,7 +5,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from .backbones import backbone_config, memgpt_config
 from .configuration_memgpt import MemGPTConfig
 from .errors import MemGPTError
-from .modeling_memgpt import MemGPTForCausalLM, MemGPTOutput
+from .modeling_memgpt import MemGPTForCausalLM, MemGPTOutput, MemoryState
 from .pretrained import DEFAULT_MODEL, load_backbone
 
 AutoConfig.register("memgpt", MemGPTConfig, exist_ok=True)
@@ -19,6 +19,7 @@ __all__ = [
     "MemGPTError",
     "MemGPTForCausalLM",
     "MemGPTOutput",
+    "MemoryState",
     "backbone_config",
     "memgpt_config",
 ]

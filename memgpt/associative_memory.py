@@ -29,13 +29,12 @@ from torch.nn import functional as F
 class AssociativeMemory(nn.Module):
     """Layer `index`'s associative memory: projections from the layer's input hidden states to
     queries, keys, values and write strengths, and the read-out back into the residual stream.
-    `run` is the memory being read and written while the backbone reads a window (else None)."""
+    The memory itself reaches the layer as an argument of the backbone's call (`layer_hook`)."""
 
     def __init__(self, hidden_size: int, heads: int, key_size: int, index: int, kernel: int = 4, features: str = "plain"):
         super().__init__()
         self.heads, self.key_size, self.index, self.feature_map = heads, key_size, index, features
         self.features = feature_size(features, key_size)  # F: the size of a key after the feature map
-        self.run: AssociativeRun | None = None
         channels = 3 * heads * key_size
         self.norm = nn.LayerNorm(hidden_size)
         self.qkv = nn.Linear(hidden_size, channels, bias=False)
@@ -79,16 +78,19 @@ class AssociativeMemory(nn.Module):
         values = self.read_norm(q @ state)  # (B, H, T, K)
         return self.out(values.transpose(1, 2).reshape(batch, length, self.heads * self.key_size))
 
-    def layer_hook(self, layer: nn.Module, args: tuple) -> tuple | None:
-        """Forward pre-hook of decoder layer `index`: the positions marked as writers write the layer's
-        input hidden states, and every position adds what it reads from the memory of earlier segments.
+    def layer_hook(self, layer: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """Forward pre-hook (with kwargs) of decoder layer `index`. The backbone passes its keyword
+        arguments on to every layer: `ASSOCIATIVE_KWARG` carries the `AssociativeRun` of the window being
+        read (the caller passes it explicitly; the hook takes it out before the layer runs). The
+        positions marked as writers write the layer's input hidden states, and every position adds what
+        it reads from the memory of earlier segments.
 
         On the layer's input, not its output: at layer 0 the keys then come from the token embeddings
         themselves. Keyed on layer outputs (after attention had averaged the segment into every
         position), recall never learned which value belongs to which key (0.5 on two pairs)."""
-        run, i = self.run, self.index
+        run, i = kwargs.pop(ASSOCIATIVE_KWARG, None), self.index
         if run is None:
-            return None
+            return args, kwargs
         hidden = args[0]  # (B, T, d)
         q, k, v, beta, run.before[i], inputs = self.project(hidden, run.before[i], run.present)
         if run.writes is not None:
@@ -97,9 +99,10 @@ class AssociativeMemory(nn.Module):
             tail = run.tails[i]  # the segment tokens seen so far, then this call's writers
             kept = torch.cat([run.writes.new_ones(tail.shape[0], tail.shape[-1]), run.writes], dim=-1)  # (B, kernel-1+T)
             run.tails[i] = last_columns(torch.cat([tail, inputs.to(tail.dtype)], dim=-1), kept.bool(), tail.shape[-1])
-        return (hidden + self.read(q, run.read[:, i].to(q.dtype)), *args[1:])
+        return (hidden + self.read(q, run.read[:, i].to(q.dtype)), *args[1:]), kwargs
 
 
+ASSOCIATIVE_KWARG = "associative"  # the backbone call's keyword argument that carries an `AssociativeRun`
 FEATURES = ("plain", "outer", "dpfp-N")  # dpfp-1 .. dpfp-8
 
 
@@ -160,13 +163,13 @@ def last_columns(x: torch.Tensor, keep: torch.Tensor, n: int) -> torch.Tensor:
 class AssociativeRun:
     """The associative memory while the backbone reads one window: the matrices every token reads
     `(B, L, H, F, K)`, the convolution inputs of the last segment tokens before the window
-    `(B, L, C, kernel - 1)`, which positions write `(B, T)` (None: none) and which are not padding.
-    Filled in as the layers run: the matrices being written, each layer's convolution input so far
+    `(B, L, C, kernel - 1)`, and, for the current call, which positions write `(B, T)` (None: none)
+    and which are not padding. Filled in as the layers run: the matrices being written, each layer's convolution input so far
     (a window read in several calls convolves as if read at once) and its last segment tokens'."""
 
     read: torch.Tensor
     carried: torch.Tensor
-    writes: torch.Tensor | None
+    writes: torch.Tensor | None = None
     present: torch.Tensor | None = None  # (B, T) positions that are not padding (None: all)
     written: list[torch.Tensor] = field(default_factory=list)
     before: list[torch.Tensor] = field(default_factory=list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import GPT2Config, LlamaConfig, PreTrainedConfig
 
-from .configuration_memgpt import MemGPTConfig
+from .configuration_memgpt import MEMORY_DEFAULTS, MemGPTConfig, check_memory_settings
 from .errors import MemGPTError
 
 # name -> (layers, hidden, heads, ffn)
@@ -43,27 +43,11 @@ def backbone_config(
     raise MemGPTError(f"unknown backbone architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
-def memgpt_config(
-    size: str = "tiny",
-    arch: str = "gpt2",
-    vocab_size: int = 99,
-    num_mem_tokens: int = 8,
-    segment_size: int = 64,
-    bptt_depth: int = -1,
-    memory_update: str = "replace",
-    memory_norm: bool = True,
-    **memory_options,
-) -> MemGPTConfig:
+def memgpt_config(size: str = "tiny", arch: str = "gpt2", vocab_size: int = 99, **memory_options) -> MemGPTConfig:
     """A `MemGPTConfig` around a named fresh backbone, sized so the memory window fits.
-    `memory_options`: other `MemGPTConfig` fields (e.g. `associative_heads`)."""
-    window = segment_size + 2 * max(num_mem_tokens, 0)
+    `memory_options`: any memory settings of `MemGPTConfig` (`MEMORY_FIELDS`)."""
+    check_memory_settings(memory_options)
+    settings = MEMORY_DEFAULTS | memory_options
+    window = settings["segment_size"] + 2 * settings["num_mem_tokens"]
     max_positions = max(64, 1 << max(window - 1, 1).bit_length())
-    return MemGPTConfig(
-        text_config=backbone_config(size, arch, vocab_size, max_positions),
-        num_mem_tokens=num_mem_tokens,
-        segment_size=segment_size,
-        bptt_depth=bptt_depth,
-        memory_update=memory_update,
-        memory_norm=memory_norm,
-        **memory_options,
-    )
+    return MemGPTConfig(text_config=backbone_config(size, arch, vocab_size, max_positions), **settings)

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from .cli_apps import commands as app_commands
+from .server.command import serve
 from .errors import MemGPTError
 
 EXIT_USER_ERROR = 2
@@ -96,9 +98,8 @@ def evaluate(checkpoint: Path, task: str | None, segments: str, eval_size: int, 
         click.echo(f"{r['task']:<8} {r['segments']:>8} {r['tokens']:>7} {r['accuracy']:>8.3f}")
 
 
-from . import cli_apps  # noqa: E402,F401 - registers summarize, ask, read, generate
-from .server.command import serve  # noqa: E402
-
+for _command in app_commands.commands.values():  # summarize, ask, read, generate, encode, decode
+    cli.add_command(_command)
 cli.add_command(serve)
 
 
@@ -174,7 +175,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # `python -m memgpt.cli`: run the imported module, where app commands registered
-    from memgpt.cli import main as _main
-
-    sys.exit(_main())
+if __name__ == "__main__":  # `python -m memgpt.cli`
+    sys.exit(main())

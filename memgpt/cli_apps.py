@@ -1,4 +1,5 @@
-"""The application commands: `memgpt summarize | ask | read | generate | encode | decode`."""
+"""The application commands: `memgpt summarize | ask | read | generate | encode | decode` (`cli.py` adds
+`commands` to the `memgpt` group)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 
 import click
 
-from .cli import cli
+from .apps import KINDS as REGISTRY
+from .apps.longform import KINDS as GENERATE_KINDS
 from .corpora import SOTU_SCHEME, sotu_path
 from .errors import MemGPTError
 
-KINDS = ["text", "retrieval", "latent", "window-first", "window-last", "none"]
+KINDS = list(REGISTRY)  # the registered memory kinds
+commands = click.Group()  # collects the commands below
 
 
 def _engine_options(func):
@@ -70,7 +73,7 @@ def _emit(as_json: bool, text: str, info: dict[str, Any]) -> None:
     click.echo(json.dumps(info, ensure_ascii=False) if as_json else text)
 
 
-@cli.command()
+@commands.command()
 @click.argument("source", required=False)
 @click.option("--max-length", type=click.IntRange(8, 1024), default=120, show_default=True, help="Summary length in tokens.")
 @click.option("--extractive", is_flag=True, help="Quote the document's most central sentences; no generation (seconds).")
@@ -103,7 +106,7 @@ def summarize(source: str | None, max_length: int, extractive: bool, memory: str
                            "dtype": engine.dtype_name, "seconds": round(time.perf_counter() - start, 2)})
 
 
-@cli.command()
+@commands.command()
 @click.argument("source", required=False)
 @click.argument("questions", nargs=-1)
 @click.option("--memory", type=click.Choice(KINDS), default=None, help="Memory kind (default: measured best).")
@@ -129,7 +132,7 @@ def ask(source: str | None, questions: tuple[str, ...], memory: str | None, max_
                                       "dtype": engine.dtype_name})
 
 
-@cli.command()
+@commands.command()
 @click.argument("source", required=False)
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Memory file to write (.mem).")
 @click.option("--memory", type=click.Choice(KINDS), default=None, help="Memory kind (default: ask's default).")
@@ -152,9 +155,9 @@ def read(source: str | None, output: Path, memory: str | None, text: str | None,
     _emit(as_json, json.dumps(info), info)
 
 
-@cli.command()
+@commands.command()
 @click.argument("prompt")
-@click.option("--memory", type=click.Choice(["text", "none", "latent"]), default="text", show_default=True)
+@click.option("--memory", type=click.Choice(GENERATE_KINDS), default="text", show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(1, 1_000_000), default=200, show_default=True)
 @click.option("--temperature", type=click.FloatRange(0.0, 100.0), default=0.8, show_default=True, help="0: greedy.")
 @click.option("--top-k", type=click.IntRange(0, 1_000_000), default=0, show_default=True)
@@ -183,7 +186,7 @@ def generate(prompt: str, memory: str, max_new_tokens: int, temperature: float, 
         click.echo()
 
 
-@cli.command()
+@commands.command()
 @click.argument("source", required=False)
 @click.option("--text", default=None, help="Encode this string instead of SOURCE.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Memory file to write (.mem).")
@@ -217,7 +220,7 @@ def encode(source: str | None, text: str | None, output: Path, vectors: int | No
                    f"greedy decoding {'exact' if result.exact else 'NOT exact'} after {result.steps} steps, {result.seconds:.1f} s")
 
 
-@cli.command()
+@commands.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--model", "model_name", default="default", show_default=True, help="The backbone the file was made with.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON with the text and its sizes.")

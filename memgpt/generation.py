@@ -40,6 +40,26 @@ def check_generation_options(
         raise MemGPTError(f"seed must be in 0..2^63-1, got {seed}")
 
 
+def sampling_config(
+    max_new_tokens: int,
+    pad_token_id: int | None,
+    eos_token_id: int | None,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    **options,
+) -> GenerationConfig:
+    """The generation settings every memgpt generation uses: greedy when `temperature` is 0, else
+    sampling with `top_k` (0: off) and `top_p`; `options`: other `GenerationConfig` fields."""
+    sample = temperature > 0
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else None,
+        top_k=top_k if sample and top_k else None, top_p=top_p if sample else None,
+        repetition_penalty=repetition_penalty, pad_token_id=pad_token_id, eos_token_id=eos_token_id, **options,
+    )
+
+
 def generate_text(
     model: MemGPTForCausalLM,
     tokenizer,
@@ -63,14 +83,9 @@ def generate_text(
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     if ids.shape[1] == 0:
         raise MemGPTError("the prompt is empty")
-    sample = temperature > 0
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else None,
-        top_k=top_k if sample and top_k else None, top_p=top_p if sample else None,
-        repetition_penalty=repetition_penalty, stop_strings=stop or None,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config = sampling_config(max_new_tokens, pad, tokenizer.eos_token_id, temperature, top_k, top_p, repetition_penalty,
+                             stop_strings=stop or None)
     torch.manual_seed(seed)
     with torch.inference_mode():
         out = model.generate(ids, generation_config=config, memory_state=memory_state, tokenizer=tokenizer)

@@ -1,5 +1,6 @@
-"""Memory files: a memory state saved as `.safetensors` with metadata, to read a document once
-and query it later. Written atomically; refused clearly when made for another model."""
+"""Memory files: a memory state of any kind saved as `.safetensors` (named tensors + string metadata),
+to read a document once and query it later. Written atomically; refused clearly when truncated,
+foreign or of another kind. `apps.memories` saves and loads the states of every memory kind."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from .errors import MemGPTError
 from .modeling_memgpt import MemGPTForCausalLM
 
 FORMAT_VERSION = "1"
-KIND = "latent"
 
 
 def memory_fingerprint(model: MemGPTForCausalLM) -> str:
@@ -89,33 +89,3 @@ def read_state_file(path: str | Path, kind: str | None = None) -> tuple[dict[str
     if kind is not None and meta.get("kind") != kind:
         raise MemGPTError(f"{path} holds a {meta.get('kind')!r} memory, not a {kind!r} one")
     return tensors, meta
-
-
-def file_kind(path: str | Path) -> str:
-    """The memory kind stored in a memory file (validates the file)."""
-    return read_state_file(path)[1].get("kind", "")
-
-
-def save_memory(path: str | Path, model: MemGPTForCausalLM, memory: torch.Tensor, tokens_read: int) -> Path:
-    """Write a latent `memory` (`[1, M, d]`) to `path` atomically, with metadata."""
-    metadata = {"backbone": backbone_id(model), "fingerprint": memory_fingerprint(model), "tokens_read": str(tokens_read)}
-    return write_state_file(path, KIND, {"memory": memory.float()}, metadata)
-
-
-def load_memory(path: str | Path, model: MemGPTForCausalLM) -> tuple[torch.Tensor, dict[str, str]]:
-    """Read a latent memory file made for `model`; refuse truncated, foreign or mismatched files."""
-    tensors, meta = read_state_file(path, KIND)
-    if "memory" not in tensors:
-        raise MemGPTError(f"{path} is not a memgpt memory file")
-    memory = tensors["memory"]
-    if not memory.is_floating_point() or not bool(torch.isfinite(memory).all()):
-        raise MemGPTError(f"{path} is corrupt: its memory is not finite floating-point numbers")
-    if meta.get("backbone") != backbone_id(model) or meta.get("fingerprint") != memory_fingerprint(model):
-        raise MemGPTError(
-            f"{path} was made for backbone {meta.get('backbone')!r} (memory {meta.get('fingerprint')}), "
-            f"not this model ({backbone_id(model)!r}, memory {memory_fingerprint(model)})"
-        )
-    expected = (1, *model.memory_shape)
-    if tuple(memory.shape) != expected:
-        raise MemGPTError(f"{path} holds memory of shape {tuple(memory.shape)}, expected {expected}")
-    return memory.to(model.memory_init.dtype), meta

@@ -3,15 +3,15 @@
 Each segment of S tokens is framed as ``[read memory (M) | segment (S) | write slots (M)]``. The
 backbone's last hidden states at the write slots become the memory for the next segment; nothing
 else crosses a segment boundary (RMT). Positions restart in every window and are passed explicitly,
-so learned (GPT-2) and rotary (Llama) position schemes see the same layout. Optionally every layer
-also carries an associative key -> value memory (`associative_memory.py`), packed into the same
-memory state after the M vectors.
+so learned (GPT-2) and rotary (Llama) position schemes see the same layout. Optionally the first
+layers also carry an associative key -> value memory (`associative_memory.py`): the backbone call
+passes it to them as a keyword argument. What crosses a boundary is one `MemoryState`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Callable
 
 import torch
 from torch import nn
@@ -19,9 +19,53 @@ from transformers import AutoModelForCausalLM, DynamicCache, GenerationMixin, Pr
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 
-from .associative_memory import AssociativeMemory, AssociativeRun, decoder_layers
-from .configuration_memgpt import MemGPTConfig
+from .associative_memory import ASSOCIATIVE_KWARG, AssociativeMemory, AssociativeRun, decoder_layers
+from .configuration_memgpt import MemGPTConfig, check_memory_settings
 from .errors import MemGPTError
+
+
+@dataclass
+class MemoryState:
+    """The memory carried from one segment to the next (a value: save it, load it, pass it back in).
+
+    tokens: `(B, M, d)`, the memory vectors.
+    associative: `(B, L, H, F, K)`, each associative layer's key -> value matrices (None without them).
+    carry: `(B, L, 3*H*K, conv - 1)`, the associative convolution's inputs of the last segment tokens.
+    """
+
+    tokens: torch.Tensor
+    associative: torch.Tensor | None = None
+    carry: torch.Tensor | None = None
+
+    FILE_NAMES = {"tokens": "memory", "associative": "associative", "carry": "associative_carry"}
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> MemoryState:
+        """A state with `fn` applied to each tensor."""
+        return MemoryState(*(None if t is None else fn(t) for t in self.parts()))
+
+    def parts(self) -> tuple[torch.Tensor | None, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def detach(self) -> MemoryState:
+        return self.map(torch.Tensor.detach)
+
+    def to(self, *args, **kwargs) -> MemoryState:
+        return self.map(lambda t: t.to(*args, **kwargs))
+
+    def where(self, keep: torch.Tensor, other: MemoryState) -> MemoryState:
+        """Per row: this state where `keep` `(B,)` is set, else `other`."""
+        picked = (torch.where(keep.view(-1, *[1] * (t.dim() - 1)), t, o.to(t.dtype))
+                  for t, o in zip(self.parts(), other.parts()) if t is not None)
+        return MemoryState(*picked)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The named tensors of a memory file."""
+        return {self.FILE_NAMES[f.name]: t for f, t in zip(fields(self), self.parts()) if t is not None}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> MemoryState:
+        """The inverse of `tensors`."""
+        return cls(**{field: tensors.get(name) for field, name in cls.FILE_NAMES.items()})
 
 
 @dataclass
@@ -30,27 +74,38 @@ class MemGPTOutput(ModelOutput):
 
     loss: mean cross-entropy over labelled positions (or sum / `num_items_in_batch`).
     logits: `[B, T, V]` (or the last `logits_to_keep` positions).
-    memory_state: `[B, M, d]`, the memory after the last segment.
+    memory_state: the memory after the last segment.
     memory_states: memory after every segment, when `output_memory_states=True`.
     """
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
-    memory_state: torch.Tensor | None = None
-    memory_states: tuple[torch.Tensor, ...] | None = None
+    memory_state: MemoryState | None = None
+    memory_states: tuple[MemoryState, ...] | None = None
     generation_state: GenerationState | None = None
 
 
 @dataclass
-class GenerationState:
-    """Decoding state carried by `generate()`: the memory read by the current segment, the
-    backbone's KV cache over `[read memory | tokens of this segment]`, and token counts."""
+class SegmentWindow:
+    """A segment being read, framed as `[read memory | segment tokens | write slots]`: in one call
+    (`forward`) or in several that share a KV cache (decoding)."""
 
-    memory: torch.Tensor | None = None
-    cache: Cache | None = None
-    segment_tokens: int = 0
+    memory: MemoryState  # what this window reads
+    read: torch.Tensor  # (B, M, d): the memory vectors as the backbone reads them
+    associative: AssociativeRun | None  # the associative memory being read and written
+    cache: Cache | None = None  # the backbone's KV cache over the window so far (several calls)
+    tokens: int = 0  # segment tokens read so far
+    started: bool = False  # the read memory has been read
+
+
+@dataclass
+class GenerationState:
+    """Decoding state carried by `generate()`: the memory after the last full segment, the window of
+    the segment being read (None between segments), and how many input tokens were consumed."""
+
+    memory: MemoryState | None = None
+    window: SegmentWindow | None = None
     consumed: int = 0
-    associative: AssociativeRun | None = None  # the associative memory this segment reads and writes
 
 
 class MemGPTPreTrainedModel(PreTrainedModel):
@@ -97,31 +152,22 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
                 for index in range(len(layers))
             )
             for layer, memory in zip(layers, self.memory_associative):
-                layer.register_forward_pre_hook(memory.layer_hook)  # a bound method: deepcopy re-binds it
+                layer.register_forward_pre_hook(memory.layer_hook, with_kwargs=True)  # bound: deepcopy re-binds it
         self.post_init()
 
     @classmethod
     def from_backbone(
-        cls,
-        backbone: str | PreTrainedModel = "default",
-        num_mem_tokens: int = 8,
-        segment_size: int = 512,
-        bptt_depth: int = -1,
-        memory_update: str = "replace",
-        dtype: torch.dtype = torch.float32,
-        **memory_options,
+        cls, backbone: str | PreTrainedModel = "default", dtype: torch.dtype = torch.float32, **memory_options
     ) -> MemGPTForCausalLM:
         """Wrap a pretrained causal LM with a fresh memory: a loaded model, or a name ("default": the
-        packaged SmolLM2-135M-Instruct, offline; a local folder; a hub id). `memory_options`: other
-        `MemGPTConfig` fields (e.g. `associative_heads`). Tokenizer: `memgpt.load_backbone`."""
+        packaged SmolLM2-135M-Instruct, offline; a local folder; a hub id). `memory_options`: any
+        memory settings of `MemGPTConfig` (`MEMORY_FIELDS`). Tokenizer: `memgpt.load_backbone`."""
+        check_memory_settings(memory_options)
         if isinstance(backbone, str):
             from .pretrained import load_backbone
 
             backbone = load_backbone(backbone, dtype=dtype)[0]
-        config = MemGPTConfig(
-            text_config=backbone.config, num_mem_tokens=num_mem_tokens, segment_size=segment_size,
-            bptt_depth=bptt_depth, memory_update=memory_update, **memory_options,
-        )
+        config = MemGPTConfig(text_config=backbone.config, **memory_options)
         with torch.random.fork_rng(devices=[]):  # an untrained memory must be the same every time it is built
             torch.manual_seed(0)
             model = cls(config, backbone=backbone)
@@ -146,63 +192,31 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         return self.config.num_mem_tokens
 
     @property
-    def associative_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def associative_shapes(self) -> tuple[tuple[int, ...], ...]:
         """Shapes of one row's associative memory: the matrices `(L, H, F, K)` (F: the size of a key
         after its feature map) and the convolution inputs carried to the next segment `(L, 3*H*K, conv - 1)`;
-        `((0,), (0,))` without one."""
+        `()` without one."""
         cfg = self.config
         if not cfg.associative_heads:
-            return (0,), (0,)
+            return ()
         memory = self.memory_associative[0]
         layers, heads, size = len(self.memory_associative), memory.heads, memory.key_size
         return (layers, heads, memory.features, size), (layers, 3 * heads * size, cfg.associative_conv - 1)
 
-    @property
-    def memory_shape(self) -> tuple[int, int]:
-        """Shape of one row's memory state: M vectors, then the associative memory packed into rows of d."""
-        d = self.config.hidden_size
-        return self.num_mem_tokens + -(-sum(map(math.prod, self.associative_shapes)) // d), d
+    def init_memory(self, batch_size: int) -> MemoryState:
+        """The initial memory: the learned vectors and an empty associative memory."""
+        tokens = self.memory_init.unsqueeze(0).expand(batch_size, -1, -1)  # (B, M, d)
+        return MemoryState(tokens, *(tokens.new_zeros(batch_size, *shape) for shape in self.associative_shapes))
 
-    def init_memory(self, batch_size: int) -> torch.Tensor:
-        """The initial memory, `[B, M + A, d]`: the learned vectors, then an empty associative memory."""
-        tokens = self.memory_init.unsqueeze(0).expand(batch_size, -1, -1)
-        if not self.config.associative_heads:
-            return tokens
-        empty = [tokens.new_zeros(batch_size, *shape) for shape in self.associative_shapes]
-        return self.join_memory(tokens, (empty[0], empty[1]))  # (matrices, carried inputs)
-
-    def split_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        """`[B, M + A, d]` -> the M vectors `[B, M, d]` and the associative memory (matrices and carried
-        convolution inputs, see `associative_shapes`; None without one)."""
-        m = self.num_mem_tokens
-        if not self.config.associative_heads:
-            return memory, None
-        sizes = [math.prod(shape) for shape in self.associative_shapes]
-        packed = memory[:, m:].flatten(1)[:, : sum(sizes)]  # (B, sum of sizes)
-        matrices, carried = (part.reshape(memory.shape[0], *shape)
-                             for part, shape in zip(packed.split(sizes, dim=1), self.associative_shapes))
-        return memory[:, :m], (matrices, carried)
-
-    def join_memory(self, tokens: torch.Tensor, associative: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        """The inverse of `split_memory` (the last row is zero-padded to d)."""
-        if associative is None:
-            return tokens
-        batch, d = tokens.shape[0], self.config.hidden_size
-        rows = self.memory_shape[0] - self.num_mem_tokens
-        flat = torch.cat([part.flatten(1).to(tokens.dtype) for part in associative], dim=1)
-        packed = nn.functional.pad(flat, (0, rows * d - flat.shape[1]))
-        return torch.cat([tokens, packed.view(batch, rows, d)], dim=1)  # (B, M + A, d)
-
-    def _run_backbone(self, associative: AssociativeRun | None, **kwargs):
-        """The backbone's base model on `kwargs`, with `associative` read and written by its layers."""
-        memories = self.memory_associative if associative is not None else []
-        for memory in memories:
-            memory.run = associative
-        try:
-            return self.backbone.base_model(**kwargs)
-        finally:
-            for memory in memories:
-                memory.run = None
+    def check_memory(self, memory: MemoryState, batch_size: int) -> None:
+        """Raise a `MemGPTError` unless `memory` is a state of this model's shapes for `batch_size` rows."""
+        if not isinstance(memory, MemoryState):
+            raise MemGPTError(f"memory_state must be a MemoryState, got {type(memory).__name__}")
+        shapes = ((self.num_mem_tokens, self.config.hidden_size), *self.associative_shapes)
+        expected = [(batch_size, *shape) for shape in shapes] + [None] * (3 - len(shapes))
+        got = [None if t is None else tuple(t.shape) for t in memory.parts()]
+        if got != expected:
+            raise MemGPTError(f"memory_state has shapes {got}, expected {expected} (tokens, associative, carry)")
 
     def read_memory(self, memory: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """RMS-normalise memory to the token embeddings' scale before it enters the backbone.
@@ -228,48 +242,65 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         return written
 
     # -- one segment ---------------------------------------------------------------------------
-    def memory_step(
-        self,
-        segment_embeds: torch.Tensor,
-        segment_mask: torch.Tensor,
-        memory: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Read one segment with `memory`; return its hidden states `[B, S, d]` and the new memory.
+    def open_window(self, memory: MemoryState, dtype: torch.dtype, cached: bool = False) -> SegmentWindow:
+        """A window that reads `memory`; `cached`: read in several calls that share a KV cache."""
+        associative = None if memory.associative is None else AssociativeRun(memory.associative, memory.carry)
+        cache = DynamicCache(config=self.config.text_config) if cached else None
+        return SegmentWindow(memory, self.read_memory(memory.tokens, dtype), associative, cache)
 
-        A row whose segment is all padding keeps its memory unchanged.
-        """
-        batch, seg_len, _ = segment_embeds.shape
-        m = self.num_mem_tokens
-        tokens, associative = self.split_memory(memory)
-        read = self.read_memory(tokens, segment_embeds.dtype)
-        embeds = torch.cat([read, segment_embeds, read], dim=1)  # (B, M+S+M, d)
-        mem_mask = segment_mask.new_ones(batch, m)
-        mask = torch.cat([mem_mask, segment_mask, mem_mask], dim=1)  # (B, M+S+M)
-
+    def run_window(
+        self, window: SegmentWindow, embeds: torch.Tensor, mask: torch.Tensor | None = None, write: bool = False
+    ) -> tuple[torch.Tensor, MemoryState | None]:
+        """The segment runner: read the next segment tokens `embeds` `(B, T, d)` of `window` (`mask`
+        `(B, T)`: 0 at padding), after its read memory on the first call and, with `write`, followed by
+        the write slots. Returns the tokens' last hidden states `(B, T, d)` and, with `write`, the next
+        memory. `forward` reads a window in one call; cached decoding token by token."""
+        batch, length, _ = embeds.shape
+        m, device = self.num_mem_tokens, embeds.device
+        if mask is None:
+            mask = torch.ones(batch, length, dtype=torch.long, device=device)
+        ones, slots = mask.new_ones(batch, m), torch.arange(m, device=device).expand(batch, m)
         # Positions: read memory 0..M-1, then the segment's real tokens, then the write slots
         # right after the last real token, whichever side the padding is on.
-        seg_pos = (segment_mask.long().cumsum(-1) - 1).clamp(min=0) + m  # (B, S)
-        n_real = segment_mask.long().sum(-1, keepdim=True)  # (B, 1)
-        read_pos = torch.arange(m, device=embeds.device).expand(batch, m)
-        write_pos = m + n_real + torch.arange(m, device=embeds.device)  # (B, M)
-        position_ids = torch.cat([read_pos, seg_pos, write_pos], dim=1)  # (B, M+S+M)
-
-        attention_mask = None if bool(mask.all()) else mask
-        run = None
-        if associative is not None:  # only the segment's real tokens write
-            writes = torch.cat([torch.zeros_like(mem_mask), segment_mask, torch.zeros_like(mem_mask)], dim=1)  # (B, M+S+M)
-            run = AssociativeRun(*associative, writes, present=attention_mask)
-        out = self._run_backbone(
-            run, inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        pieces = [(embeds, mask, m + window.tokens + (mask.long().cumsum(-1) - 1).clamp(min=0), mask)]  # (x, mask, position, writes)
+        read_first = not window.started and m > 0
+        if read_first:
+            pieces.insert(0, (window.read, ones, slots, ones * 0))
+        if write and m:
+            n_real = window.tokens + mask.long().sum(-1, keepdim=True)  # (B, 1)
+            pieces.append((window.read, ones, m + n_real + slots, ones * 0))
+        x, full_mask, position_ids, writes = (torch.cat(part, dim=1) for part in zip(*pieces))  # (B, [M+]T[+M], ...)
+        attention_mask = None if bool(full_mask.all()) else full_mask
+        extra = {}
+        if window.associative is not None:  # only the segment's real tokens write
+            window.associative.writes = writes if length else None
+            window.associative.present = attention_mask
+            extra[ASSOCIATIVE_KWARG] = window.associative
+        out = self.backbone.base_model(
+            inputs_embeds=x, attention_mask=attention_mask, position_ids=position_ids,
+            cache=window.cache, use_cache=window.cache is not None, **extra,
         )
-        hidden = out.last_hidden_state  # (B, M+S+M, d)
-        segment_hidden = hidden[:, m : m + seg_len]
-        new_memory = self.join_memory(self.update_memory(tokens, hidden[:, m + seg_len :]), run and run.state())
-        has_tokens = segment_mask.bool().any(-1)[:, None, None]  # (B, 1, 1)
-        new_memory = torch.where(has_tokens, new_memory, memory.to(new_memory.dtype))
+        hidden = out.last_hidden_state  # (B, [M+]T[+M], d)
+        start = m if read_first else 0
+        window.started, window.tokens = True, window.tokens + length
+        if not write:
+            return hidden[:, start : start + length], None
+        tokens = window.memory.tokens
+        if m:
+            tokens = self.update_memory(tokens, hidden[:, start + length :])
+        associative = window.associative.state() if window.associative is not None else ()
+        return hidden[:, start : start + length], MemoryState(tokens, *associative)
+
+    def memory_step(
+        self, segment_embeds: torch.Tensor, segment_mask: torch.Tensor, memory: MemoryState
+    ) -> tuple[torch.Tensor, MemoryState]:
+        """Read one segment `(B, S, d)` with `memory`; return its hidden states `(B, S, d)` and the new
+        memory. A row whose segment is all padding keeps its memory unchanged."""
+        window = self.open_window(memory, segment_embeds.dtype)
+        hidden, new_memory = self.run_window(window, segment_embeds, segment_mask, write=True)
+        new_memory = new_memory.where(segment_mask.bool().any(-1), memory)
         # Padded rows with no memory to attend to can produce NaN in SDPA; they carry no loss.
-        segment_hidden = torch.where(segment_mask.bool()[..., None], segment_hidden, 0.0)
-        return segment_hidden, new_memory
+        return torch.where(segment_mask.bool()[..., None], hidden, 0.0), new_memory
 
     # -- the whole sequence --------------------------------------------------------------------
     def forward(
@@ -277,7 +308,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        memory_state: torch.Tensor | None = None,
+        memory_state: MemoryState | None = None,
         inputs_embeds: torch.Tensor | None = None,
         shift_labels: torch.LongTensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
@@ -307,8 +338,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         if shift_labels is None and labels is not None:
             shift_labels = nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T)
         memory = self.init_memory(batch) if memory_state is None else memory_state
-        if memory.shape[0] != batch or tuple(memory.shape[1:]) != self.memory_shape:
-            raise MemGPTError(f"memory_state has shape {tuple(memory.shape)}, expected ({batch}, {', '.join(map(str, self.memory_shape))})")
+        self.check_memory(memory, batch)
         depth = self.config.bptt_depth if bptt_depth is None else bptt_depth
         seg = self.config.segment_size
         keep_from = 0 if logits_to_keep <= 0 else max(0, total_len - logits_to_keep)
@@ -354,7 +384,7 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         self,
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
-        memory_state: torch.Tensor | None = None,
+        memory_state: MemoryState | None = None,
         generation_state: GenerationState | None = None,
         use_cache: bool = True,
         logits_to_keep: int = 1,
@@ -367,6 +397,14 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
             inputs["attention_mask"] = attention_mask
         return inputs
 
+    def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None,
+                                      **model_kwargs):
+        """As transformers' (beams, `num_return_sequences`), and the memory state row by row too."""
+        memory = model_kwargs.get("memory_state")
+        if expand_size > 1 and memory is not None:
+            model_kwargs["memory_state"] = memory.map(lambda t: t.repeat_interleave(expand_size, dim=0))
+        return super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)
+
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
         model_kwargs = super()._update_model_kwargs_for_generation(
             outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
@@ -374,54 +412,33 @@ class MemGPTForCausalLM(MemGPTPreTrainedModel, GenerationMixin):
         model_kwargs["generation_state"] = outputs.generation_state
         return model_kwargs
 
-    def _backbone_pass(
-        self, embeds: torch.Tensor, start: int, cache: Cache, associative: AssociativeRun | None, writes: bool = False
-    ) -> torch.Tensor:
-        """Run `embeds` at positions `start..` against `cache` (updated in place); last hidden states.
-        They read `associative` and, with `writes`, write to it."""
-        batch, length, _ = embeds.shape
-        position_ids = torch.arange(start, start + length, device=embeds.device).expand(batch, length)
-        if associative is not None:
-            associative.writes = embeds.new_ones(batch, length, dtype=torch.bool) if writes else None
-        out = self._run_backbone(associative, inputs_embeds=embeds, position_ids=position_ids, cache=cache, use_cache=True)
-        return out.last_hidden_state
-
     def _decode_step(
         self,
         input_ids: torch.LongTensor,
-        memory_state: torch.Tensor | None,
+        memory_state: MemoryState | None,
         state: GenerationState,
         logits_to_keep: int,
     ) -> MemGPTOutput:
         """Read the tokens of `input_ids` not yet consumed, with a KV cache inside the current segment;
-        when a segment fills, write memory and start the next window. Same maths as `forward`."""
-        m, seg = self.num_mem_tokens, self.config.segment_size
+        when a segment fills, write memory and open the next window (`run_window`, as `forward`)."""
+        seg = self.config.segment_size
         new = input_ids[:, state.consumed :]
         if state.memory is None:
             state.memory = self.init_memory(input_ids.shape[0]) if memory_state is None else memory_state
+            self.check_memory(state.memory, input_ids.shape[0])
         embeds = self.get_input_embeddings()(new)
         hidden_parts = []
         pos = 0
         while pos < new.shape[1]:
-            tokens, associative = self.split_memory(state.memory)
-            read = self.read_memory(tokens, embeds.dtype)
-            if state.cache is None:
-                state.cache = DynamicCache(config=self.config.text_config)
-                state.associative = None if associative is None else AssociativeRun(*associative, None)
-                if m:
-                    self._backbone_pass(read, 0, state.cache, state.associative)
-                state.segment_tokens = 0
-            take = min(seg - state.segment_tokens, new.shape[1] - pos)
-            hidden_parts.append(self._backbone_pass(
-                embeds[:, pos : pos + take], m + state.segment_tokens, state.cache, state.associative, writes=True
-            ))
-            state.segment_tokens += take
+            if state.window is None:
+                state.window = self.open_window(state.memory, embeds.dtype, cached=True)
+            take = min(seg - state.window.tokens, new.shape[1] - pos)
+            full = state.window.tokens + take == seg  # the segment fills: write memory, drop the window
+            hidden, memory = self.run_window(state.window, embeds[:, pos : pos + take], write=full)
+            hidden_parts.append(hidden)
             pos += take
-            if state.segment_tokens == seg:  # the segment is full: write memory, drop the window
-                if m:
-                    tokens = self.update_memory(tokens, self._backbone_pass(read, m + seg, state.cache, state.associative))
-                state.memory = self.join_memory(tokens, state.associative and state.associative.state())
-                state.cache = None
+            if full:
+                state.memory, state.window = memory, None
         state.consumed = input_ids.shape[1]
         hidden = torch.cat(hidden_parts, dim=1)
         if logits_to_keep > 0:

@@ -1,8 +1,8 @@
-"""Streaming ingestion: text of any length -> tokens -> segments -> memory, in bounded space.
+"""Streaming ingestion: text of any length -> tokens -> segments, in bounded space.
 
 Text is read in chunks, checked as UTF-8 incrementally, tokenized piece by piece (cut at
-whitespace so no token straddles a cut), and fed to the model one segment at a time; only one
-chunk of text, one segment of tokens and one window of activations are ever held.
+whitespace so no token straddles a cut) and regrouped into segments; only one chunk of text and
+one segment of tokens are ever held. `apps.reading` feeds the segments to a memory.
 """
 
 from __future__ import annotations
@@ -11,14 +11,9 @@ import codecs
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
-
 from .errors import MemGPTError
-from .modeling_memgpt import MemGPTForCausalLM
 
 CHUNK_BYTES = 1 << 16
 
@@ -101,52 +96,3 @@ def iter_segments(token_pieces: Iterator[list[int]], segment_size: int) -> Itera
             buffer = buffer[segment_size:]
     if buffer:
         yield buffer
-
-
-@dataclass
-class ReadResult:
-    memory_state: torch.Tensor  # [1, M, d]
-    tokens_read: int
-    segments: int
-
-
-@torch.inference_mode()
-def read_text(
-    model: MemGPTForCausalLM,
-    tokenizer,
-    source: str | Path,
-    memory_state: torch.Tensor | None = None,
-    progress: bool = False,
-    is_text: bool = False,
-) -> ReadResult:
-    """Read a file, `-` or (with `is_text`) a string into memory, segment by segment."""
-    if is_text:
-        try:
-            str(source).encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise MemGPTError(f"the text is not valid Unicode (character {e.start})") from None
-    elif str(source) != "-":
-        check_path(Path(source))
-    chunks = iter([str(source)]) if is_text else iter_text(source)
-    memory = model.init_memory(1) if memory_state is None else memory_state
-    embed = model.get_input_embeddings()
-    total = segments = 0
-    size = None if is_text or not os.path.isfile(source) else Path(source).stat().st_size
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc="reading", disable=not progress, leave=False)
-    try:
-        for seg in iter_segments(iter_tokens(tokenizer, _counting(chunks, bar)), model.config.segment_size):
-            ids = torch.tensor([seg], device=memory.device)
-            _, memory = model.memory_step(embed(ids), torch.ones_like(ids), memory)
-            total += len(seg)
-            segments += 1
-    finally:
-        bar.close()
-    if total == 0:
-        raise MemGPTError("the input is empty")
-    return ReadResult(memory_state=memory, tokens_read=total, segments=segments)
-
-
-def _counting(chunks: Iterator[str], bar) -> Iterator[str]:
-    for chunk in chunks:
-        bar.update(len(chunk.encode("utf-8")))
-        yield chunk

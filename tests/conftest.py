@@ -3,6 +3,7 @@ import torch
 import transformers
 
 from memgpt import MemGPTForCausalLM, memgpt_config
+from memgpt.modeling_memgpt import MemoryState
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
@@ -11,15 +12,22 @@ torch.set_num_threads(1)
 ARCHS = ["gpt2", "llama"]
 
 
-def tiny_model(arch: str = "gpt2", num_mem_tokens: int = 4, segment_size: int = 8, bptt_depth: int = -1,
-               dtype: torch.dtype = torch.float32, seed: int = 0, memory_update: str = "replace",
-               memory_norm: bool = True, associative_heads: int = 0, **memory_options) -> MemGPTForCausalLM:
-    """A tiny random model (vocab 99, hidden 32, 2 layers); `associative_heads` of size 8;
-    `memory_options`: other `MemGPTConfig` fields."""
+def tiny_model(arch: str = "gpt2", dtype: torch.dtype = torch.float32, seed: int = 0, **memory) -> MemGPTForCausalLM:
+    """A tiny random model (vocab 99, hidden 32, 2 layers); `memory`: `MemGPTConfig`'s memory settings
+    (here 4 memory tokens, segments of 8 and associative heads of size 8 unless given)."""
     torch.manual_seed(seed)
-    config = memgpt_config("tiny", arch, 99, num_mem_tokens, segment_size, bptt_depth, memory_update, memory_norm,
-                           associative_heads=associative_heads, associative_size=8, **memory_options)
+    config = memgpt_config("tiny", arch, 99, **(dict(num_mem_tokens=4, segment_size=8, associative_size=8) | memory))
     return MemGPTForCausalLM(config).to(dtype).eval()
+
+
+def flat(memory: MemoryState) -> torch.Tensor:
+    """All of a memory state's numbers, `(B, N)`."""
+    return torch.cat([t.flatten(1) for t in memory.tensors().values()], dim=1)
+
+
+def assert_same_memory(a: MemoryState, b: MemoryState, **tolerance) -> None:
+    """Two memory states hold the same tensors (`torch.testing.assert_close`)."""
+    torch.testing.assert_close(a.tensors(), b.tensors(), **tolerance)
 
 
 # every kind of memory: how memory tokens are updated, and the associative memory with and without them

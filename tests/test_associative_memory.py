@@ -5,6 +5,7 @@ from conftest import memory_model
 from torch.nn import functional as F
 
 from memgpt.associative_memory import delta_write, dpfp, features
+from memgpt.modeling_memgpt import MemoryState
 
 
 def test_delta_write_equals_writing_token_by_token():
@@ -35,18 +36,34 @@ def test_delta_rule_binds_keys_to_values_and_overwrites_a_key():
     torch.testing.assert_close(nothing, state)  # strength 0 writes nothing
 
 
-def test_memory_state_packs_the_associative_memory_after_the_vectors(arch):
+def test_memory_state_holds_the_associative_memory_as_its_own_tensors(arch):
     model = memory_model("associative", arch, num_mem_tokens=3, segment_size=4)
     layers, heads, size, conv = 2, 2, 8, 4
     assert model.associative_shapes == ((layers, heads, size, size), (layers, 3 * heads * size, conv - 1))
-    assert model.memory_shape == (3 + (layers * heads * size * size + layers * 3 * heads * size * (conv - 1)) // 32, 32)
     memory = model(torch.randint(0, 99, (2, 12))).memory_state
-    tokens, (matrices, carried) = model.split_memory(memory)
-    assert tokens.shape == (2, 3, 32) and matrices.shape == (2, layers, heads, size, size)
-    assert matrices.abs().sum() > 0 and carried.abs().sum() > 0  # the segments wrote to both
-    torch.testing.assert_close(model.join_memory(tokens, (matrices, carried)), memory)
-    for empty in model.split_memory(model.init_memory(2))[1]:
-        assert torch.equal(empty, torch.zeros_like(empty))
+    assert memory.tokens.shape == (2, 3, 32) and memory.associative.shape == (2, layers, heads, size, size)
+    assert memory.carry.shape == (2, layers, 3 * heads * size, conv - 1)
+    assert memory.associative.abs().sum() > 0 and memory.carry.abs().sum() > 0  # the segments wrote to both
+    assert set(memory.tensors()) == {"memory", "associative", "associative_carry"}
+    assert MemoryState.from_tensors(memory.tensors()) == memory
+    empty = model.init_memory(2)
+    for part in (empty.associative, empty.carry):
+        assert torch.equal(part, torch.zeros_like(part))
+
+
+def test_what_is_read_is_normalised_per_head():
+    """The matrices start near zero: without the read norm what is read (and every gradient through
+    it) would start near zero too. The read-out sees unit-RMS values whatever the matrix's scale."""
+    from memgpt.associative_memory import AssociativeMemory
+
+    torch.manual_seed(0)
+    memory = AssociativeMemory(32, heads=2, key_size=8, index=0)
+    q = F.normalize(torch.randn(1, 2, 5, 8), dim=-1)  # (B, H, T, F)
+    state = torch.randn(1, 2, 8, 8)  # (B, H, F, K)
+    with torch.no_grad():
+        torch.testing.assert_close(memory.read(q, 0.05 * state), memory.read(q, state), atol=1e-4, rtol=1e-3)
+        values = memory.read_norm(q @ state)
+        torch.testing.assert_close(values.pow(2).mean(-1), torch.ones(1, 2, 5), atol=1e-4, rtol=1e-4)
 
 
 def test_dpfp_features_are_non_negative_and_separate_keys_more():
@@ -75,7 +92,7 @@ def test_a_feature_map_keys_the_matrices_by_the_features(arch):
     model = memory_model("associative-outer", arch, segment_size=4)
     layers, heads, size = 2, 2, 8
     assert model.associative_shapes[0] == (layers, heads, size * size, size)
-    matrices = model.split_memory(model(torch.randint(0, 99, (2, 12))).memory_state)[1][0]
+    matrices = model(torch.randint(0, 99, (2, 12))).memory_state.associative
     assert matrices.shape == (2, layers, heads, size * size, size) and matrices.abs().sum() > 0
 
 
@@ -94,14 +111,14 @@ def test_the_convolution_continues_across_segments(arch):
     is the convolution input of exactly the last `conv - 1` tokens."""
     model = memory_model("associative-only", arch, segment_size=6)
     x = torch.randint(0, 99, (1, 12))
-    carried = model.split_memory(model(x[:, :6]).memory_state)[1][1]
+    carried = model(x[:, :6]).memory_state.carry
     earlier = x.clone()
     earlier[:, :3] = (earlier[:, :3] + 1) % 99  # outside the last 3 tokens (layer 0 reads embeddings;
     # deeper layers' inputs have attended to the earlier tokens)
-    torch.testing.assert_close(model.split_memory(model(earlier[:, :6]).memory_state)[1][1][:, 0], carried[:, 0])
+    torch.testing.assert_close(model(earlier[:, :6]).memory_state.carry[:, 0], carried[:, 0])
     last = x.clone()
     last[:, 5] = (last[:, 5] + 1) % 99
-    assert not torch.allclose(model.split_memory(model(last[:, :6]).memory_state)[1][1], carried)
+    assert not torch.allclose(model(last[:, :6]).memory_state.carry, carried)
 
 
 def test_a_deep_copy_reads_its_own_associative_memory(arch):

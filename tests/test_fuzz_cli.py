@@ -24,7 +24,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memgpt import MemGPTError, MemGPTForCausalLM, memgpt_config
+from memgpt import MemGPTError, MemGPTForCausalLM, MemoryState, memgpt_config
 from memgpt.cli import cli, main
 
 COMMANDS = sorted(cli.commands)
@@ -77,7 +77,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("fuzz")
     tokenizer = tiny_tokenizer()
-    backbone = MemGPTForCausalLM(memgpt_config("tiny", "llama", len(tokenizer), 2, 64)).backbone
+    backbone = MemGPTForCausalLM(memgpt_config("tiny", "llama", len(tokenizer), num_mem_tokens=2, segment_size=64)).backbone
     backbone.config.eos_token_id = tokenizer.eos_token_id
     backbone.save_pretrained(root / "tiny-backbone")
     tokenizer.save_pretrained(root / "tiny-backbone")
@@ -99,10 +99,12 @@ def world(tmp_path_factory) -> dict[str, Path]:
     w["control"].write_text("".join(chr(c) for c in range(1, 32)) + "\x1b[2J\x1b[31mred\x7f\u202e\ufeff" * 20)
     w["nul"].write_bytes(b"text\x00more")
     w["weird_name"].write_text("hello")
-    from memgpt.memory_file import save_memory
+    from memgpt.apps import make_memory, write_memory_file
+    from memgpt.apps.engine import Engine
 
     model = MemGPTForCausalLM.from_backbone(str(w["tiny"]), num_mem_tokens=2, segment_size=64)
-    save_memory(w["mem"], model, model.init_memory(1).detach(), tokens_read=3)
+    engine = Engine(name="tiny", backbone=model.backbone, tokenizer=tokenizer, extras={"latent": model})
+    write_memory_file(w["mem"], make_memory("latent", engine).new_state())
     return w
 
 
@@ -302,9 +304,9 @@ def public_calls(w):
     """(name, strategy of a zero-argument call) for the public functions, with hostile arguments."""
     from memgpt.backbones import backbone_config
     from memgpt.evaluation import evaluate_checkpoint
-    from memgpt.memory_file import file_kind, load_memory, read_state_file, save_memory
+    from memgpt.memory_file import read_state_file
     from memgpt.pretrained import load_backbone
-    from memgpt.streaming import iter_text, read_text
+    from memgpt.streaming import iter_text
     from memgpt.generation import generate_text
     from memgpt.tasks import get_task
     from memgpt.training import TrainArgs
@@ -325,17 +327,16 @@ def public_calls(w):
                "curriculum": st.lists(ints, max_size=3)}
     train_args = st.fixed_dictionaries({}, optional=fields).map(lambda kw: (lambda: TrainArgs(**kw).validate()))
     ids = st.tuples(st.sampled_from([0, 1, 2]), st.sampled_from([0, 1, 5, 70])).map(lambda s: torch.randint(0, 300, s))
-    memories = st.sampled_from([None, torch.zeros(1, 2, 32), torch.zeros(2, 3, 32), torch.zeros(1, 2, 7)])
+    memories = st.sampled_from([None, MemoryState(torch.zeros(1, 2, 32)), MemoryState(torch.zeros(2, 3, 32)),
+                                MemoryState(torch.zeros(1, 2, 7)), torch.zeros(1, 2, 32)])
     return {
         "TrainArgs.validate": train_args,
-        "memgpt_config": st.builds(lambda *a: lambda: memgpt_config(*a), strings, strings, ints, ints, ints, ints),
+        "memgpt_config": st.builds(lambda s, a, v, m, n, d: lambda: memgpt_config(s, a, v, num_mem_tokens=m, segment_size=n, bptt_depth=d),
+                                   strings, strings, ints, ints, ints, ints),
         "backbone_config": st.builds(lambda *a: lambda: backbone_config(*a), strings, strings, ints, ints),
         "get_task().batch": st.builds(lambda n, *a: lambda: get_task(n).batch(*a),
                                       st.sampled_from(["copy", "recall", "facts", "", "x"]), st.sampled_from([0, 1, 2]), small, small, ints),
         "read_state_file": st.builds(lambda p, k: lambda: read_state_file(p, k), ro_paths, st.sampled_from([None, "latent", ""])),
-        "file_kind": st.builds(lambda p: lambda: file_kind(p), ro_paths),
-        "load_memory": st.builds(lambda p: lambda: load_memory(p, model), ro_paths),
-        "save_memory": st.builds(lambda p, m: lambda: save_memory(p, model, m if m is not None else torch.zeros(1, 2, 32), 3), rw_paths, memories),
         "load_model": st.builds(lambda p: lambda: load_model(Path(p)), ro_paths),
         "latest_checkpoint": st.builds(lambda p: lambda: latest_checkpoint(Path(p)), ro_paths),
         "load_training_state": st.builds(lambda p: lambda: load_training_state(Path(p)), ro_paths),
@@ -343,7 +344,6 @@ def public_calls(w):
                                          st.sampled_from([None, "copy", "", "nope"]), st.sampled_from([None, [1], [0], [-3], []]), small),
         "iter_text": st.builds(lambda p: lambda: sum(map(len, iter_text(p))), ro_paths.filter(lambda p: p != "-")),
         "load_backbone": st.builds(lambda n: lambda: load_backbone(n), st.one_of(strings, ro_paths).filter(lambda n: n not in ("default", "smollm2-135m-instruct"))),
-        "read_text": st.builds(lambda s, t: lambda: read_text(model, tokenizer, s, is_text=t), st.one_of(strings, ro_paths).filter(lambda p: p != "-"), st.booleans()),
         "generate_text": st.builds(lambda p, n, t, k, tp, rp, stop, seed: lambda: generate_text(model, tokenizer, p, None, n, t, k, tp, rp, stop, seed),
                                    strings, small, floats, small, floats, floats, st.lists(strings, max_size=2), ints),
         "model.forward": st.builds(lambda x, m: lambda: model(input_ids=x, memory_state=m), ids, memories),

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import MEMORIES, memory_model, tiny_model
+from conftest import MEMORIES, assert_same_memory, memory_model, tiny_model
 
 
 @pytest.mark.parametrize("kind", MEMORIES)
@@ -29,7 +29,7 @@ def test_cached_logits_match_forward(arch, kind):
         step_logits.append(model(x[:, : t + 1], generation_state=state, logits_to_keep=1).logits)
     torch.testing.assert_close(torch.cat(step_logits, 1), full.logits)
     # 15 tokens = 3 full segments + 3: memory after segment 3 equals forward's state after 12 tokens
-    torch.testing.assert_close(state.memory, model(x[:, :12]).memory_state)
+    assert_same_memory(state.memory, model(x[:, :12]).memory_state)
 
 
 def test_generate_continues_from_a_saved_memory(arch):
@@ -40,6 +40,10 @@ def test_generate_continues_from_a_saved_memory(arch):
     with_mem = model.generate(prompt, memory_state=memory, max_new_tokens=8, do_sample=False, pad_token_id=0)
     again = model.generate(prompt, memory_state=memory, max_new_tokens=8, do_sample=False, pad_token_id=0, use_cache=False)
     assert torch.equal(with_mem, again)
+    torch.manual_seed(0)  # the memory is expanded with the prompt's rows
+    several = model.generate(prompt, memory_state=memory, max_new_tokens=8, do_sample=True, pad_token_id=0,
+                             num_return_sequences=3)
+    assert several.shape == (3, 12)
     logits_mem = model(prompt, memory_state=memory).logits
     assert not torch.allclose(logits_mem, model(prompt).logits)  # the memory is really read
 

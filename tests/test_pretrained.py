@@ -34,7 +34,7 @@ def test_memgpt_over_the_default_model(default_model):
     torch.testing.assert_close(plain(ids).logits, reference, atol=1e-4, rtol=1e-4)
     model = MemGPTForCausalLM(MemGPTConfig(text_config=backbone.config, num_mem_tokens=4, segment_size=32), backbone=backbone)
     out = model(ids, labels=ids)
-    assert out.memory_state.shape == (1, 4, 576) and torch.isfinite(out.loss) and out.loss < 8
+    assert out.memory_state.tokens.shape == (1, 4, 576) and torch.isfinite(out.loss) and out.loss < 8
     prompt = tokenizer("The capital of France is", return_tensors="pt").input_ids
     wrapped = MemGPTForCausalLM(MemGPTConfig(text_config=backbone.config, num_mem_tokens=0, segment_size=64), backbone=backbone)
     new = wrapped.generate(prompt, max_new_tokens=6, do_sample=False)[0, prompt.shape[1] :]

@@ -20,8 +20,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from memgpt import MemGPTError
+from memgpt.apps import make_memory, write_memory_file
+from memgpt.apps.engine import Engine
+from memgpt.apps.reading import open_document
 from memgpt.evaluation import evaluate_checkpoint
-from memgpt.memory_file import load_memory, read_state_file, save_memory
+from memgpt.memory_file import read_state_file
 from memgpt.pretrained import load_backbone
 from memgpt.training import TrainArgs, Trainer
 from memgpt.training.checkpoint import latest_checkpoint, load_model, load_training_state
@@ -49,7 +52,7 @@ def valid(tmp_path_factory) -> dict[str, Path]:
     trainer = Trainer(args)
     trainer.train()
     model = trainer.model.eval()
-    save_memory(base / "doc.mem", model, model.init_memory(1).detach(), tokens_read=5)
+    write_memory_file(base / "doc.mem", make_memory("latent", checkpoint_engine(model)).new_state())
     model.backbone.save_pretrained(base / "backbone")
     return {"run": base / "run", "ckpt": base / "run" / "checkpoint-000002", "mem": base / "doc.mem",
             "backbone": base / "backbone"}
@@ -79,8 +82,13 @@ def load_latest(d):
     return latest_checkpoint(d["run"])
 
 
+def checkpoint_engine(model) -> Engine:
+    """An engine whose latent memory is a trained checkpoint's model."""
+    return Engine(name="checkpoint", backbone=model.backbone, tokenizer=None, extras={"latent": model})
+
+
 def load_mem(d):
-    return load_memory(d["mem"], load_model(d["ckpt"]))
+    return open_document(d["mem"], "ask", "latent", checkpoint_engine(load_model(d["ckpt"])), False, 0)
 
 
 def load_eval(d):
@@ -312,7 +320,7 @@ CASES = [
     ("memory: a pickle", pickle_payload("mem"), load_mem, "not a readable memory file"),
     ("memory: truncated", truncate("mem", 0.6), load_mem, "not a readable memory file"),
     ("memory: plain safetensors, no memgpt metadata", lambda d: save_file({"memory": torch.zeros(1)}, str(d["mem"])), load_mem, "not a memgpt memory file"),
-    ("memory: another kind", _rekind, load_mem, "not a 'latent' one"),
+    ("memory: another kind", _rekind, load_mem, "corrupt text memory file"),
     ("memory: wrong shape", edit_tensors("mem", mem_shape), load_mem, "shape"),
     ("memory: integer dtype", edit_tensors("mem", mem_int), load_mem, "not finite floating-point"),
     ("memory: NaN", edit_tensors("mem", mem_nan), load_mem, "not finite floating-point"),
@@ -367,7 +375,7 @@ def test_valid_files_still_load(valid, trap):
     model = load_model(valid["ckpt"])
     load_training_state(valid["ckpt"])
     assert latest_checkpoint(valid["run"]) == valid["ckpt"]
-    load_memory(valid["mem"], model)
+    assert open_document(valid["mem"], "ask", "latent", checkpoint_engine(model), False, 0).state.kind == "latent"
     read_state_file(valid["mem"], "latent")
     assert evaluate_checkpoint(valid["ckpt"], eval_size=4)
 

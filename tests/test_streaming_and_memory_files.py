@@ -1,12 +1,12 @@
-"""Streaming ingestion in bounded space, and memory files that refuse what is not theirs."""
+"""Streaming ingestion in bounded space, reading into latent memory as `forward` does, and memory files
+that refuse what is not theirs."""
 
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import assert_same_memory
 
-from memgpt import MemGPTError
-from memgpt.memory_file import load_memory, save_memory
-from memgpt.streaming import iter_segments, iter_text, iter_tokens, read_text
+from memgpt import MemGPTError, MemGPTForCausalLM, MemoryState
+from memgpt.streaming import iter_segments, iter_text, iter_tokens
 
 
 class ByteTokenizer:
@@ -26,26 +26,63 @@ def test_streamed_tokens_equal_one_shot_tokens(tmp_path):
     assert all(len(s) == 64 for s in segs[:-1]) and sum(map(len, segs)) == len(streamed)
 
 
-def test_reading_a_file_equals_forward_on_its_tokens(tmp_path, arch):
-    model = tiny_model(arch, num_mem_tokens=3, segment_size=16)
-    text = "one two three four five six seven " * 40
+@pytest.fixture(scope="module")
+def engine():
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from memgpt.apps.engine import Engine
+    from memgpt.pretrained import resolve_backbone
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("default"))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
+    backbone = LlamaForCausalLM(config).eval()
+    backbone.config.name_or_path = "tiny-llama"
+    return Engine(name="tiny-llama", backbone=backbone, tokenizer=tokenizer, window=512)
+
+
+def associative_engine(engine, seed: int = 0):
+    """`engine` with an associative latent memory (the latent kind builds its model once per engine)."""
+    from dataclasses import replace
+
+    torch.manual_seed(seed)
+    model = MemGPTForCausalLM.from_backbone(engine.backbone, num_mem_tokens=2, segment_size=512, associative_heads=2,
+                                            associative_size=8)
+    with torch.no_grad():  # from_backbone's memory is the same every time: vary it with the seed
+        model.memory_init.add_(seed)
+    return replace(engine, extras={"latent": model})
+
+
+def test_reading_a_file_equals_forward_on_its_tokens(tmp_path, engine):
+    from memgpt.apps import read
+    from memgpt.apps.documents import token_segments
+    from memgpt.apps.latent_memory import latent_model
+
+    text = "one two three four five six seven " * 200
     f = tmp_path / "doc.txt"
     f.write_text(text)
-    result = read_text(model, ByteTokenizer(), f)
-    ids = torch.tensor([ByteTokenizer()(text)["input_ids"]])
-    assert result.tokens_read == ids.shape[1]
-    torch.testing.assert_close(result.memory_state, model(ids).memory_state)
+    for reader in (engine, associative_engine(engine)):
+        model = latent_model(reader)
+        state = read(f, "latent", reader)
+        ids = torch.tensor([[t for s in token_segments(reader.tokenizer, f, 512) for t in s]])
+        assert state.tokens_read == ids.shape[1] > 2 * model.config.segment_size
+        with torch.no_grad():
+            expected = model(ids).memory_state
+        assert_same_memory(MemoryState.from_tensors(state.tensors), expected)
 
 
 @pytest.mark.parametrize(
     "content,needle",
     [(b"", "empty"), (b"\x00\x01\x02binary", "binary"), (b"ok \xff\xfe bad", "not valid UTF-8")],
 )
-def test_bad_text_is_refused(tmp_path, content, needle):
+def test_bad_text_is_refused(tmp_path, engine, content, needle):
+    from memgpt.apps import read
+
     f = tmp_path / "bad.txt"
     f.write_bytes(content)
     with pytest.raises(MemGPTError, match=needle):
-        read_text(tiny_model(), ByteTokenizer(), f)
+        read(f, "latent", engine)
 
 
 def test_missing_and_directory_inputs_are_refused(tmp_path):
@@ -55,25 +92,39 @@ def test_missing_and_directory_inputs_are_refused(tmp_path):
         list(iter_text(tmp_path))
 
 
-def test_memory_file_round_trip_and_refusals(tmp_path):
-    model = tiny_model("gpt2", num_mem_tokens=3, segment_size=16)
-    memory = model(torch.randint(0, 99, (1, 40))).memory_state
-    path = save_memory(tmp_path / "doc.mem", model, memory, tokens_read=40)
-    loaded, meta = load_memory(path, model)
-    assert torch.equal(loaded, memory) and meta["tokens_read"] == "40"
-    other = tiny_model("llama", num_mem_tokens=3, segment_size=16)
-    with pytest.raises(MemGPTError, match="made for backbone"):
-        load_memory(path, other)
-    reseeded = tiny_model("gpt2", num_mem_tokens=3, segment_size=16, seed=1)
-    with pytest.raises(MemGPTError, match="made for backbone"):
-        load_memory(path, reseeded)
+def test_latent_memory_file_round_trip_and_refusals(tmp_path, engine):
+    """An associative latent memory saves as named tensors and loads back; other models' files, older
+    layouts and broken files are refused in one line."""
+    from memgpt.apps import ask, load_state, make_memory, read, write_memory_file
+    from memgpt.memory_file import read_state_file, write_state_file
+
+    reader = associative_engine(engine)
+    state = read("one two three four five six seven " * 40, "latent", reader)
+    path = write_memory_file(tmp_path / "doc.mem", state)
+    tensors, meta = read_state_file(path, "latent")
+    assert set(tensors) == {"memory", "associative", "associative_carry"} and meta["tokens_read"] == str(state.tokens_read)
+    loaded = load_state(path, reader)
+    make_memory("latent", reader).check_compatible(loaded, path)
+    assert_same_memory(MemoryState.from_tensors(loaded.tensors), MemoryState.from_tensors(state.tensors))
+    with pytest.raises(MemGPTError, match="another latent memory"):  # other memory parameters
+        ask(path, "Who?", engine=associative_engine(engine, seed=1))
+    with pytest.raises(MemGPTError, match="another latent memory"):  # no associative memory
+        ask(path, "Who?", engine=engine)
+    # a file of layout 1 (the associative memory packed into rows of the memory tensor): named, refused
+    packed = torch.zeros(1, 2 + 9, 32)
+    old = write_state_file(tmp_path / "old.mem", "latent", {"memory": packed}, {k: v for k, v in meta.items() if k not in ("format", "format_version", "kind")})
+    with pytest.raises(MemGPTError, match="layout 1"):
+        ask(old, "Who?", engine=reader)
+    shapes = write_state_file(tmp_path / "shapes.mem", "latent", {**tensors, "associative_carry": torch.zeros(1, 3)}, {k: v for k, v in meta.items() if k not in ("format", "format_version", "kind")})
+    with pytest.raises(MemGPTError, match="does not fit this model"):
+        ask(shapes, "Who?", engine=reader)
     truncated = tmp_path / "truncated.mem"
     truncated.write_bytes(path.read_bytes()[:-50])
     with pytest.raises(MemGPTError, match="truncated or corrupt"):
-        load_memory(truncated, model)
+        ask(truncated, "Who?", engine=reader)
     before = path.read_bytes()
     with pytest.raises(MemGPTError):
-        save_memory(tmp_path / "missing-dir" / "x.mem", model, memory, 1)
+        write_memory_file(tmp_path / "missing-dir" / "x.mem", state)
     assert path.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
 
 

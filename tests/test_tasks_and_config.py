@@ -94,3 +94,33 @@ def test_curriculum_advances_on_accuracy_or_schedule_and_revisits():
     assert set(counts) == {1, 2} and counts.count(2) > 250
     timed = Curriculum([1, 2], advance_at=2.0, stage_steps=100)
     assert not timed.update(0.0, 50) and timed.update(0.0, 100) and timed.is_last
+
+
+def test_memory_settings_have_one_source():
+    """MemGPTConfig declares the memory settings; training options, memgpt_config and from_backbone
+    take every one of them, and refuse a misspelt one."""
+    from dataclasses import fields
+
+    from transformers import AutoModelForCausalLM
+
+    from memgpt import MemGPTForCausalLM, backbone_config
+    from memgpt.configuration_memgpt import MEMORY_DEFAULTS, MEMORY_FIELDS, memory_settings
+    from memgpt.training import TrainArgs, build_model
+
+    options = {f.name: f.default for f in fields(TrainArgs)}
+    assert {name: options[name] for name in MEMORY_FIELDS} == MEMORY_DEFAULTS | {"segment_size": 8}
+    chosen = dict(num_mem_tokens=3, segment_size=6, bptt_depth=2, memory_update="gated", memory_norm=False,
+                  associative_heads=2, associative_size=8, associative_conv=3, associative_features="outer",
+                  associative_layers=1)
+    assert set(chosen) == set(MEMORY_FIELDS) and all(chosen[k] != v for k, v in MEMORY_DEFAULTS.items())
+    assert memory_settings(memgpt_config("tiny", "gpt2", **chosen)) == chosen
+    model = build_model(TrainArgs(task="copy", size="tiny", curriculum=[1], **chosen), get_task("copy"))
+    assert memory_settings(model.config) == chosen
+    backbone = AutoModelForCausalLM.from_config(backbone_config("tiny", "gpt2"))
+    assert memory_settings(MemGPTForCausalLM.from_backbone(backbone, **chosen).config) == chosen
+    for make in (lambda: memgpt_config("tiny", "gpt2", memory_nrom=False),
+                 lambda: MemGPTForCausalLM.from_backbone(backbone, memory_nrom=False)):
+        with pytest.raises(MemGPTError, match="unknown memory settings: memory_nrom"):
+            make()
+    with pytest.raises(MemGPTError, match="--memory-norm must be true or false"):
+        TrainArgs(memory_norm="no").validate()

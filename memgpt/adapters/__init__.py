@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..configuration_memgpt import ASSOCIATIVE_OPTIONS  # older adapters lack them
+from ..configuration_memgpt import MEMORY_FIELDS, memory_settings
 from ..errors import MemGPTError
 from ..modeling_memgpt import MemGPTForCausalLM
 
@@ -80,9 +80,7 @@ def save_adapter(path: Path, model: MemGPTForCausalLM, lora_rank: int, lora_alph
                for n, t in adapter_tensors(model).items()}
     meta = {
         "format": FORMAT, "backbone": backbone_signature(model.config.text_config),
-        "num_mem_tokens": model.config.num_mem_tokens, "segment_size": model.config.segment_size,
-        "memory_update": model.config.memory_update, "memory_norm": model.config.memory_norm,
-        **{name: getattr(model.config, name) for name in ASSOCIATIVE_OPTIONS},
+        **memory_settings(model.config),
         "lora_rank": lora_rank, "lora_alpha": lora_alpha, "info": info or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,10 +140,8 @@ def load_latent_model(backbone, path: Path | str | None = None) -> MemGPTForCaus
             if layer is None or layer.weight.shape != (b.shape[0], a.shape[1]):
                 raise MemGPTError(f"{path}: LoRA for {module_name} does not fit the backbone")
             layer.weight.copy_((layer.weight.float() + scale * b @ a).to(layer.weight.dtype))
-    model = MemGPTForCausalLM.from_backbone(merged, meta["num_mem_tokens"], meta["segment_size"],
-                                            memory_update=meta["memory_update"], dtype=dtype,
-                                            **{name: meta[name] for name in ASSOCIATIVE_OPTIONS if name in meta})
-    model.config.memory_norm = meta["memory_norm"]
+    memory_options = {name: meta[name] for name in MEMORY_FIELDS if name in meta}  # older adapters lack some
+    model = MemGPTForCausalLM.from_backbone(merged, dtype, **memory_options)
     memory = {n: p for n, p in model.named_parameters() if n.startswith(MEMORY_PREFIX)}
     if not set(memory) <= set(tensors):
         raise MemGPTError(f"{path} lacks memory parameters {sorted(set(memory) - set(tensors))}")

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import MemGPTError
+from ..generation import sampling_config
 from ..hardware import DTYPES, resolve_dtype
 
 DEFAULT_WINDOW = 2048
@@ -66,16 +67,10 @@ class Engine:
         through them)."""
         if len(ids) + max_new_tokens > self.max_positions:
             raise MemGPTError(f"prompt of {len(ids)} tokens + {max_new_tokens} new exceeds the model's {self.max_positions}")
-        temperature = float(sampling.pop("temperature", 0.0) or 0.0)
-        top_k, top_p = sampling.pop("top_k", 0), sampling.pop("top_p", 1.0)
-        sample = temperature > 0
-        config = GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=sample,
-            temperature=temperature if sample else None,
-            top_k=(top_k or None) if sample else None,
-            top_p=top_p if sample else None,
-            repetition_penalty=sampling.pop("repetition_penalty", 1.0),
-            pad_token_id=self.pad_id, eos_token_id=self.tokenizer.eos_token_id, stop_strings=stop_strings or None,
+        config = sampling_config(
+            max_new_tokens, self.pad_id, self.tokenizer.eos_token_id, float(sampling.pop("temperature", 0.0) or 0.0),
+            sampling.pop("top_k", 0) or 0, sampling.pop("top_p", 1.0), sampling.pop("repetition_penalty", 1.0),
+            stop_strings=stop_strings or None,
         )
         seed = sampling.pop("seed", 0)
         if sampling:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig
 
 from ..errors import MemGPTError
+from ..generation import sampling_config
 from ..memory_file import memory_fingerprint
 from ..modeling_memgpt import MemGPTForCausalLM
+from ..modeling_memgpt import MemoryState as LatentState  # the model's memory; MemoryState: an app's
 from .engine import Engine
 from .memories import Memory, MemoryState, clean, register, trim_to_sentence
 
@@ -28,7 +29,8 @@ def latent_model(engine: Engine) -> MemGPTForCausalLM:
 
         model = load_latent_model(engine.backbone)
         if model is None:
-            model = MemGPTForCausalLM.from_backbone(engine.backbone, NUM_MEM_TOKENS, SEGMENT_TOKENS, dtype=engine.dtype)
+            model = MemGPTForCausalLM.from_backbone(engine.backbone, engine.dtype, num_mem_tokens=NUM_MEM_TOKENS,
+                                                   segment_size=SEGMENT_TOKENS)
         engine.extras["latent"] = model.eval()
     return engine.extras["latent"]
 
@@ -41,7 +43,7 @@ class LatentMemory(Memory):
     def new_state(self) -> MemoryState:
         state = super().new_state()
         model = latent_model(self.engine)
-        state.tensors["memory"] = model.init_memory(1).float()
+        state.tensors = model.init_memory(1).to(torch.float32).tensors()
         state.info["fingerprint"] = memory_fingerprint(model)
         return state
 
@@ -49,9 +51,9 @@ class LatentMemory(Memory):
     def _update(self, state: MemoryState, segment: list[int]) -> None:
         model = latent_model(self.engine)
         ids = torch.tensor([segment])
-        memory = state.tensors["memory"].to(model.dtype)
+        memory = LatentState.from_tensors(state.tensors).to(model.dtype)
         _, memory = model.memory_step(model.get_input_embeddings()(ids), torch.ones_like(ids), memory)
-        state.tensors["memory"] = memory.float()
+        state.tensors = memory.to(torch.float32).tensors()
 
     def context(self, state: MemoryState, query: str | None, budget: int) -> str:
         return ""  # the document lives in the vectors, not in the prompt
@@ -60,9 +62,8 @@ class LatentMemory(Memory):
     def _generate(self, state: MemoryState, user: str, max_new_tokens: int, **options) -> str:
         model = latent_model(self.engine)
         ids = torch.tensor([self.engine.chat_ids(user)[-model.config.segment_size :]])
-        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.engine.pad_id,
-                                  eos_token_id=self.engine.tokenizer.eos_token_id, **options)
-        memory = state.tensors["memory"].to(model.dtype)
+        config = sampling_config(max_new_tokens, self.engine.pad_id, self.engine.tokenizer.eos_token_id, **options)
+        memory = LatentState.from_tensors(state.tensors).to(model.dtype)
         out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config, memory_state=memory)
         return clean(self.engine.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
 
@@ -80,10 +81,17 @@ class LatentMemory(Memory):
         memory = state.tensors.get("memory")
         if memory is None or memory.dim() != 3 or memory.shape[0] != 1:
             raise MemGPTError(f"{path} is a corrupt latent memory file")
+        if not all(t.is_floating_point() and bool(torch.isfinite(t).all()) for t in state.tensors.values()):
+            raise MemGPTError(f"{path} is corrupt: its memory is not finite floating-point numbers")
 
     def check_compatible(self, state: MemoryState, path: str | Path) -> None:
         model = latent_model(self.engine)
         if state.info.get("fingerprint") != memory_fingerprint(model):
             raise MemGPTError(f"{path} was written by another latent memory (adapter) than this model's")
-        if tuple(state.tensors["memory"].shape[1:]) != model.memory_shape:
-            raise MemGPTError(f"{path} holds memory of shape {tuple(state.tensors['memory'].shape)}, not this model's")
+        if model.config.associative_heads and set(state.tensors) == {"memory"}:
+            raise MemGPTError(f"{path} is a latent memory of memgpt layout 1 (associative memory packed into the "
+                              f"memory rows); this memgpt reads layout 2: read the document again")
+        try:
+            model.check_memory(LatentState.from_tensors(state.tensors), 1)
+        except MemGPTError as e:
+            raise MemGPTError(f"{path} does not fit this model: {e}") from None

@@ -22,6 +22,7 @@ from .text_memory import notes_of
 CHUNK_TOKENS = 256
 RECENT_TOKENS = 768
 NOTES_EVERY = 1024  # output tokens between two updates of the notes
+KINDS = ("text", "none", "latent")  # the memory kinds generate writes with (see above)
 
 
 def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", engine: Engine | None = None,
@@ -34,8 +35,8 @@ def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", e
     if not isinstance(max_new_tokens, int):
         raise MemGPTError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
     check_generation_options(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
-    if memory not in ("text", "none", "latent"):
-        raise MemGPTError(f"generate supports memory text, none or latent, not {memory!r}")
+    if memory not in KINDS:
+        raise MemGPTError(f"generate supports memory {', '.join(KINDS)}, not {memory!r}")
     engine = engine or get_engine()
     prompt = engine.clip(prompt, engine.window // 4)
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
@@ -72,16 +73,11 @@ def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", e
 def _complete_ids(engine: Engine, ids: list[int], n: int, seed: int, sampling: dict) -> list[int]:
     """Exactly `n` new tokens (end-of-text suppressed: the caller asked for a length)."""
     import torch
-    from transformers import GenerationConfig
 
-    temperature = sampling["temperature"]
-    sample = temperature > 0
-    config = GenerationConfig(
-        max_new_tokens=n, min_new_tokens=n, do_sample=sample, temperature=temperature if sample else None,
-        top_k=(sampling["top_k"] or None) if sample else None, top_p=sampling["top_p"] if sample else None,
-        repetition_penalty=sampling["repetition_penalty"], pad_token_id=engine.pad_id,
-        eos_token_id=engine.tokenizer.eos_token_id,
-    )
+    from ..generation import sampling_config
+
+    config = sampling_config(n, engine.pad_id, engine.tokenizer.eos_token_id, sampling["temperature"], sampling["top_k"],
+                             sampling["top_p"], sampling["repetition_penalty"], min_new_tokens=n)
     torch.manual_seed(seed)
     with torch.inference_mode():
         x = torch.tensor([ids])

@@ -6,11 +6,12 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..backbones import memgpt_config
-from ..configuration_memgpt import ASSOCIATIVE_OPTIONS
+from ..configuration_memgpt import MEMORY_DEFAULTS, MEMORY_FIELDS, check_memory_settings, memory_settings
 from ..errors import MemGPTError
 from ..hardware import native_bf16
 from ..modeling_memgpt import MemGPTForCausalLM
@@ -39,23 +40,20 @@ LIMITS = {"segment_size": 1 << 16, "num_mem_tokens": 4096, "batch_size": 1 << 16
 MAX_BATCH_TOKENS = 1 << 24
 
 
+# the memory settings as training options: MemGPTConfig's fields and defaults (documented there)
+MemoryArgs = make_dataclass("MemoryArgs", [(name, type(value), field(default=value)) for name, value in MEMORY_DEFAULTS.items()])
+
+
 @dataclass
-class TrainArgs:
-    """Everything a training run depends on (saved with every checkpoint)."""
+class TrainArgs(MemoryArgs):
+    """Everything a training run depends on (saved with every checkpoint): the memory settings of
+    `MemGPTConfig`, and how to train."""
 
     task: str = "copy"
     out_dir: str = "runs/copy"
     size: str = "copy"
     arch: str = "gpt2"
-    num_mem_tokens: int = 8
-    segment_size: int = 8
-    memory_update: str = "replace"
-    memory_norm: bool = True
-    associative_heads: int = 0  # > 0: a per-layer associative (delta-rule) memory besides the memory tokens
-    associative_size: int = 32
-    associative_conv: int = 4
-    associative_features: str = "plain"  # plain | outer | dpfp-N: the associative keys' feature map
-    associative_layers: int = 0  # the memory is on the first N decoder layers (0: all)
+    segment_size: int = 8  # the copy task's segments (RMT protocol), not the config's default
     curriculum: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9])
     advance_at: float = 0.95
     stage_steps: int = 0
@@ -68,7 +66,6 @@ class TrainArgs:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     grad_clip: float = 1.0
-    bptt_depth: int = -1
     seed: int = 0
     eval_every: int = 100
     eval_size: int = 256
@@ -86,7 +83,12 @@ class TrainArgs:
 
     def validate(self) -> None:
         """Raise `MemGPTError` on option values that cannot work (or would exhaust memory or time)."""
-        positive = ["segment_size", "max_steps", "batch_size", "eval_every", "eval_size", "checkpoint_every",
+        try:
+            check_memory_settings(memory_settings(self))
+        except MemGPTError as e:  # name the settings as the command's options
+            names = "|".join(MEMORY_FIELDS)
+            raise MemGPTError(re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), str(e))) from None
+        positive = ["max_steps", "batch_size", "eval_every", "eval_size", "checkpoint_every",
                     "keep_checkpoints"]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -101,16 +103,12 @@ class TrainArgs:
             raise MemGPTError(f"--out-dir must be a folder name, got {self.out_dir!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise MemGPTError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        if self.num_mem_tokens < 0:
-            raise MemGPTError(f"--num-mem-tokens must be >= 0, got {self.num_mem_tokens}")
         if not self.curriculum or any(n <= 0 for n in self.curriculum):
             raise MemGPTError(f"--curriculum must be positive segment counts, got {self.curriculum}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise MemGPTError(f"--lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.revisit <= 1.0:
             raise MemGPTError(f"--revisit must be in [0, 1], got {self.revisit}")
-        if self.bptt_depth == 0 or self.bptt_depth < -1:
-            raise MemGPTError(f"--bptt-depth must be -1 (full) or > 0, got {self.bptt_depth}")
         if self.warmup_steps < 0 or self.grad_clip < 0 or self.time_budget < 0 or self.threads < 0:
             raise MemGPTError("--warmup-steps, --grad-clip, --time-budget and --threads must be >= 0")
         if self.lora_rank < 0 or self.lora_rank > 4096 or (self.lora_rank and not self.backbone):
@@ -131,20 +129,11 @@ class TrainArgs:
             )
 
 
-def associative_options(args: TrainArgs) -> dict[str, Any]:
-    """The associative memory's settings in `args`, as `MemGPTConfig` fields."""
-    return {name: getattr(args, name) for name in ASSOCIATIVE_OPTIONS}
-
-
 def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) -> MemGPTForCausalLM:
     """A fresh model for `args`; full attention reads the longest input as one segment, no memory.
     With `backbone`, a pretrained LM with fresh memory (and LoRA when `lora_rank` > 0)."""
     if args.backbone:
-        model = MemGPTForCausalLM.from_backbone(
-            args.backbone, args.num_mem_tokens, args.segment_size, args.bptt_depth, args.memory_update,
-            **associative_options(args),
-        )
-        model.config.memory_norm = args.memory_norm
+        model = MemGPTForCausalLM.from_backbone(args.backbone, **memory_settings(args))
         if model.config.vocab_size < task.vocab_size:
             raise MemGPTError(f"task {args.task!r} needs a vocabulary of {task.vocab_size}; the backbone has {model.config.vocab_size}")
         if args.lora_rank:
@@ -155,12 +144,9 @@ def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) ->
         return model.train()
     if args.full_attention:
         longest = (max_segments or max(args.curriculum)) * args.segment_size
-        config = memgpt_config(args.size, args.arch, task.vocab_size, 0, longest, -1)
+        config = memgpt_config(args.size, args.arch, task.vocab_size, num_mem_tokens=0, segment_size=longest)
     else:
-        config = memgpt_config(
-            args.size, args.arch, task.vocab_size, args.num_mem_tokens, args.segment_size, args.bptt_depth,
-            args.memory_update, args.memory_norm, **associative_options(args),
-        )
+        config = memgpt_config(args.size, args.arch, task.vocab_size, **memory_settings(args))
     torch.manual_seed(args.seed)
     return MemGPTForCausalLM(config)
 
@@ -326,8 +312,8 @@ class Trainer:
     def _resume(self, ckpt: Path) -> None:
         opt_state, state, rng = load_training_state(ckpt)
         saved = state.get("args", {})
-        fixed = ("task", "size", "arch", "num_mem_tokens", "segment_size", "memory_update", "memory_norm",
-                 *ASSOCIATIVE_OPTIONS, "full_attention", "backbone", "lora_rank", "lora_alpha")
+        fixed = ("task", "size", "arch", *(f for f in MEMORY_FIELDS if f != "bptt_depth"), "full_attention", "backbone",
+                 "lora_rank", "lora_alpha")
         for key in fixed:
             if key in saved and saved[key] != getattr(self.args, key):
                 raise MemGPTError(f"--resume: {key}={getattr(self.args, key)!r} but the checkpoint has {saved[key]!r}")
