@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 
 from ..errors import MemGPTError
-from ..memory_file import read_state_file, write_state_file
+from ..memory_file import read_state_file, read_state_meta, write_state_file
 from .engine import Engine
 
 ANSWER_RESERVE = 192  # prompt tokens kept free for the instructions and the question
@@ -69,6 +69,16 @@ class Memory(ABC):
 
     def check_compatible(self, state: MemoryState, path: str | Path) -> None:
         """Refuse a loaded state that this engine's memory cannot read (default: any state of the kind is fine)."""
+
+    @classmethod
+    def save_file(cls, path: str | Path, state: MemoryState, metadata: dict[str, str]) -> Path:
+        """Write `state` (its tensors, with `metadata`) to a memory file."""
+        return write_state_file(path, state.kind, state.tensors or {"empty": torch.zeros(0)}, metadata)
+
+    @classmethod
+    def load_tensors(cls, path: str | Path) -> dict[str, torch.Tensor]:
+        """The tensors of a memory file of this kind (a kind may map them lazily instead of reading them)."""
+        return read_state_file(path)[0]
 
     @abstractmethod
     def context(self, state: MemoryState, query: str | None, budget: int) -> str:
@@ -134,13 +144,12 @@ def save_state(path: str | Path, state: MemoryState) -> Path:
     """Write a state to a memory file (safetensors + metadata, atomically)."""
     meta = {"backbone": state.backbone, "tokens_read": str(state.tokens_read), "segments": str(state.segments),
             **{f"info.{k}": v for k, v in state.info.items()}}
-    tensors = state.tensors or {"empty": torch.zeros(0)}
-    return write_state_file(path, state.kind, tensors, meta)
+    return KINDS[state.kind].save_file(path, state, meta)
 
 
 def load_state(path: str | Path, engine: Engine | None = None) -> MemoryState:
     """Read a memory file; refuse one made for another backbone than `engine`'s."""
-    tensors, meta = read_state_file(path)
+    meta = read_state_meta(path)
     kind = meta.get("kind", "")
     if kind not in KINDS:
         raise MemGPTError(f"{path} holds a {kind!r} memory, which this memgpt cannot answer from")
@@ -150,6 +159,7 @@ def load_state(path: str | Path, engine: Engine | None = None) -> MemoryState:
         tokens, segments = int(meta.get("tokens_read", "0")), int(meta.get("segments", "0"))
     except ValueError:
         raise MemGPTError(f"{path} has corrupt metadata") from None
+    tensors = KINDS[kind].load_tensors(path)
     tensors.pop("empty", None)
     info = {k[5:]: v for k, v in meta.items() if k.startswith("info.")}
     state = MemoryState(kind=kind, backbone=meta.get("backbone", ""), tokens_read=tokens, segments=segments,
