@@ -112,9 +112,7 @@ def attend(store: KVStore, layer: LayerStore, layer_idx: int, q: torch.Tensor, k
         if store.track:
             store.retrieved.setdefault(layer_idx, []).append(chosen)
 
-    causal = torch.ones(T, n_frame, dtype=torch.bool)
-    causal[:, n_frame - T :] = torch.ones(T, T, dtype=torch.bool).tril()
-    keys, values, mask = frame_kr, frame_v, causal
+    keys, values = frame_kr, frame_v
     if chosen:
         blocks = layer.blocks.get(chosen)  # [n, 2, Hkv, B, D]
         if not bool(torch.isfinite(blocks).all()):
@@ -127,10 +125,12 @@ def attend(store: KVStore, layer: LayerStore, layer_idx: int, q: torch.Tensor, k
         m_cos, m_sin = rotary(pos)
         keys = torch.cat([rope(mem_k, m_cos, m_sin), frame_kr], 1)
         values = torch.cat([mem_v, frame_v], 1)
-        mask = torch.cat([torch.ones(T, n * B, dtype=torch.bool), causal], 1)
-    queries = q_local.reshape(Hkv, G * T, D)  # [Hq, T, D] -> [Hkv, G*T, D]: query heads of a kv head together
-    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask.repeat(G, 1) if T > 1 else None,
-                                         scale=scaling)  # [Hkv, G*T, D]
+    mask = None
+    if T > 1:  # causal within the chunk (the last T keys); everything before it is visible
+        mask = torch.ones(T, keys.shape[1], dtype=torch.bool)
+        mask[:, -T:] = torch.ones(T, T, dtype=torch.bool).tril()
+    out = F.scaled_dot_product_attention(q_local[None], keys[None], values[None], attn_mask=mask, scale=scaling,
+                                         enable_gqa=True)[0]  # [Hq, T, D] (4-D inputs take the fused CPU kernel)
 
     if not store.session:
         # how much the mean query attends to each local/chunk token: picks the representative keys
@@ -141,7 +141,7 @@ def attend(store: KVStore, layer: LayerStore, layer_idx: int, q: torch.Tensor, k
         layer.commit(k, v, received[n_local:], session=False)
     else:
         layer.commit(k, v, torch.zeros(T), session=True)
-    return out.reshape(Hq, T, D)
+    return out
 
 
 _registered = False
