@@ -127,7 +127,7 @@ def read(source: str | None, output: Path, memory: str | None, text: str | None,
 
 @cli.command()
 @click.argument("prompt")
-@click.option("--memory", type=click.Choice(["text", "none", "latent"]), default="text", show_default=True)
+@click.option("--memory", type=click.Choice(["text", "none", "latent", "kv"]), default="text", show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(1, 1_000_000), default=200, show_default=True)
 @click.option("--temperature", type=click.FloatRange(0.0, 100.0), default=0.8, show_default=True, help="0: greedy.")
 @click.option("--top-k", type=click.IntRange(0, 1_000_000), default=0, show_default=True)

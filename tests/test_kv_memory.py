@@ -64,7 +64,7 @@ def test_every_block_retrieved_at_true_positions_equals_full_attention(kind):
     model = tiny_llama(kind)
     ids = torch.randint(0, 99, (1, 200), generator=torch.Generator().manual_seed(2))
     settings = KVSettings(sink_tokens=4, local_tokens=16, block_tokens=8, top_blocks=1000, chunk_tokens=32,
-                          storage="fp32", true_positions=True)
+                          storage="fp32", positions="true")
     got, store = kv_logits(model, ids, settings)
     assert store.layers[1].num_blocks >= 18  # most of the document went into blocks
     torch.testing.assert_close(got, full_logits(model, ids), atol=1e-5, rtol=1e-5)
@@ -201,7 +201,7 @@ def test_real_model_true_positions_equal_full_attention(real_engine):
     text = "The lighthouse keeper wrote in his log that the sea was calm and the night was long. " * 12
     ids = torch.tensor([real_engine.tokenizer(text, add_special_tokens=False)["input_ids"][:192]])
     settings = KVSettings(sink_tokens=8, local_tokens=32, block_tokens=16, top_blocks=100, chunk_tokens=48,
-                          storage="fp32", true_positions=True)
+                          storage="fp32", positions="true")
     got, store = kv_logits(model, ids, settings)
     assert store.layers[0].num_blocks >= 8
     torch.testing.assert_close(got, full_logits(model, ids), atol=2e-3, rtol=1e-3)

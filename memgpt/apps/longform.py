@@ -4,7 +4,9 @@ The output is produced in chunks. Each chunk is conditioned on the prompt, the m
 written so far, and the most recent output (a sliding window):
 - "text": running notes of the output so far, rewritten by the model (names, places, plot);
 - "none": the sliding window only (a baseline: what was written before it is forgotten);
-- "latent": the model's memory vectors (`MemGPTForCausalLM.generate` folds full segments into memory).
+- "latent": the model's memory vectors (`MemGPTForCausalLM.generate` folds full segments into memory);
+- "kv": one KV-cached decoding over the kv memory (`memgpt.kv`): every token written stays in memory
+  and later tokens attend to sinks + the blocks they retrieve + a local window.
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", e
     if not isinstance(max_new_tokens, int):
         raise MemGPTError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
     check_generation_options(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
-    if memory not in ("text", "none", "latent"):
-        raise MemGPTError(f"generate supports memory text, none or latent, not {memory!r}")
+    if memory not in ("text", "none", "latent", "kv"):
+        raise MemGPTError(f"generate supports memory text, none, latent or kv, not {memory!r}")
     engine = engine or get_engine()
     prompt = engine.clip(prompt, engine.window // 4)
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     if memory == "latent":
         return _latent(engine, prompt, max_new_tokens, seed, sampling)
+    if memory == "kv":
+        return _kv(engine, prompt, max_new_tokens, seed, sampling)
     notes_memory = make_memory("text", engine)
     state = notes_memory.new_state()
     out_ids: list[int] = []
@@ -96,3 +100,14 @@ def _latent(engine: Engine, prompt: str, max_new_tokens: int, seed: int, samplin
     text = engine.tokenizer.decode(engine.chat_ids(prompt, system="You are a creative, coherent writer."))
     return clean(generate_text(latent_model(engine), engine.tokenizer, text, max_new_tokens=max_new_tokens,
                                seed=seed, **sampling))
+
+
+def _kv(engine: Engine, prompt: str, max_new_tokens: int, seed: int, sampling: dict) -> str:
+    from ..kv import KVStore, decode
+    from ..kv.runner import sampler
+    from .kv_memory import KVMemory
+
+    ids = engine.chat_ids(prompt, system="You are a creative, coherent writer.")
+    store = KVStore.for_model(engine.backbone, KVMemory.settings)
+    out = decode(engine.backbone, store, ids, max_new_tokens, eos=None, session=False, pick=sampler(seed=seed, **sampling))
+    return clean(engine.tokenizer.decode(out, skip_special_tokens=True))

@@ -2,11 +2,13 @@
 
 Each chunk's queries attend to: the sink tokens + the local window + the session's tokens + the chunk
 itself (causal), at contiguous positions from 0 (as if the window followed the sinks directly), and to
-the top-k past blocks their mean query scores highest. Retrieved tokens sit at the frame's start, beside
-the sinks, so a query sees them at a distance of its own frame position: at least sinks + local window
-once the window is full, at most that plus a chunk (InfLLM's fixed distance, up to the chunk's extent;
-exactly it for decoding steps), and never beyond the positions the model was trained on. With
-`true_positions` every token keeps its real position instead (exact when all blocks are retrieved).
+the top-k past blocks their mean query scores highest. Positions (`KVSettings.positions`):
+- "contiguous" (default): sinks, the retrieved blocks in document order, the local window, the session
+  and the chunk at consecutive positions from 0: the model reads a condensed document, never beyond
+  sinks + k blocks + window + chunk positions (within its training);
+- "fixed": InfLLM's scheme, every retrieved token at one position (the frame's start), so the order
+  inside a block is lost (measured worse on the 135M backbone: see the README);
+- "true": every token where it was (exact when every block is retrieved; positions beyond training).
 
 The model passes keys and queries already rotated at its `position_ids`; they are unrotated here with
 the model's own cos/sin (exact to float rounding), stored unrotated, and rotated again at the positions
@@ -84,20 +86,7 @@ def attend(store: KVStore, layer: LayerStore, layer_idx: int, q: torch.Tensor, k
     Hq, T, D = q.shape
     Hkv = k.shape[0]
     G = Hq // Hkv
-    # the local frame: sinks, local window, session tokens, the chunk
-    frame_k = torch.cat([layer.sink_k, layer.local_k, layer.extra_k, k], 1)  # [Hkv, F, D]
-    frame_v = torch.cat([layer.sink_v, layer.local_v, layer.extra_v, v], 1)
     n_sink, n_local, n_extra = layer.sink_k.shape[1], layer.local_k.shape[1], layer.extra_k.shape[1]
-    n_frame = frame_k.shape[1]
-    if s.true_positions:
-        frame_pos = torch.cat([torch.arange(n_sink), layer.local_start + torch.arange(n_local + n_extra + T)])
-    else:
-        frame_pos = torch.arange(n_frame)
-    q_pos = frame_pos[-T:]
-    cos, sin = rotary(frame_pos)
-    frame_kr = rope(frame_k, cos, sin)
-    q_cos, q_sin = cos[-T:], sin[-T:]
-    q_local = rope(q, q_cos, q_sin)  # [Hq, T, D]
 
     # retrieval: the mean query at the memory distance scores each block by its best representative key
     distance = n_sink + s.local_tokens
@@ -111,20 +100,31 @@ def attend(store: KVStore, layer: LayerStore, layer_idx: int, q: torch.Tensor, k
         chosen = scores.topk(min(s.top_blocks, len(reps))).indices.sort().values.tolist()
         if store.track:
             store.retrieved.setdefault(layer_idx, []).append(chosen)
+    B = s.block_tokens
+    n_mem = len(chosen) * B
 
-    keys, values = frame_kr, frame_v
+    # what the chunk sees, in order: sinks, retrieved blocks, local window, session tokens, the chunk
     if chosen:
         blocks = layer.blocks.get(chosen)  # [n, 2, Hkv, B, D]
         if not bool(torch.isfinite(blocks).all()):
             raise MemGPTError("the kv memory holds keys or values that are not finite numbers (a corrupt memory file?)")
-        n, B = len(chosen), s.block_tokens
-        mem_k = blocks[:, 0].permute(1, 0, 2, 3).reshape(Hkv, n * B, D)
-        mem_v = blocks[:, 1].permute(1, 0, 2, 3).reshape(Hkv, n * B, D)
-        # true positions: where each token was; else all at the frame's start, beside the sinks
-        pos = (layer.block_pos[chosen][:, None] + torch.arange(B)).reshape(-1) if s.true_positions else torch.zeros(n * B)
-        m_cos, m_sin = rotary(pos)
-        keys = torch.cat([rope(mem_k, m_cos, m_sin), frame_kr], 1)
-        values = torch.cat([mem_v, frame_v], 1)
+        mem_k = blocks[:, 0].permute(1, 0, 2, 3).reshape(Hkv, n_mem, D)
+        mem_v = blocks[:, 1].permute(1, 0, 2, 3).reshape(Hkv, n_mem, D)
+    else:
+        mem_k = mem_v = k.new_zeros(Hkv, 0, D)
+    keys = torch.cat([layer.sink_k, mem_k, layer.local_k, layer.extra_k, k], 1)  # [Hkv, N, D]
+    values = torch.cat([layer.sink_v, mem_v, layer.local_v, layer.extra_v, v], 1)
+    rest = n_local + n_extra + T
+    if s.positions == "true":  # where each token was (exact with every block retrieved; beyond training)
+        mem_pos = (layer.block_pos[chosen][:, None] + torch.arange(B)).reshape(-1)
+        pos = torch.cat([torch.arange(n_sink), mem_pos, layer.local_start + torch.arange(rest)])
+    elif s.positions == "fixed":  # InfLLM: every retrieved token at one position, the frame's start
+        pos = torch.cat([torch.arange(n_sink), torch.zeros(n_mem, dtype=torch.long), n_sink + torch.arange(rest)])
+    else:  # contiguous: retrieved blocks in document order between the sinks and the local window
+        pos = torch.arange(n_sink + n_mem + rest)
+    cos, sin = rotary(pos)
+    keys = rope(keys, cos, sin)
+    q_local = rope(q, cos[-T:], sin[-T:])  # [Hq, T, D]
     mask = None
     if T > 1:  # causal within the chunk (the last T keys); everything before it is visible
         mask = torch.ones(T, keys.shape[1], dtype=torch.bool)

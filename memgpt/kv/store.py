@@ -18,6 +18,7 @@ import torch
 
 from ..errors import MemGPTError
 
+POSITIONS = ("contiguous", "fixed", "true")
 STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 NUMPY_OF = {torch.float32: np.float32, torch.bfloat16: np.uint16, torch.int64: np.int64, torch.float16: np.float16}
 
@@ -33,7 +34,7 @@ class KVSettings:
     top_blocks: int = 8
     rep_keys: int = 4  # representative keys per block (the most attended while in the local window)
     chunk_tokens: int = 512
-    true_positions: bool = False  # retrieved tokens at their real positions (exact, but beyond training)
+    positions: str = "contiguous"  # of retrieved tokens: contiguous | fixed | true (see memgpt.kv.attention)
     storage: str = "bf16"  # dtype of blocks in RAM, on disk and in memory files: bf16 | fp32
     ram_blocks_mb: int = 512  # blocks of all layers held in RAM before the rest goes to a spill file
 
@@ -42,6 +43,8 @@ class KVSettings:
             v = getattr(self, f.name)
             if isinstance(v, int) and not isinstance(v, bool) and v < (0 if f.name in ("sink_tokens", "ram_blocks_mb") else 1):
                 raise MemGPTError(f"kv setting {f.name} must be >= 1, got {v}")
+        if self.positions not in POSITIONS:
+            raise MemGPTError(f"kv positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
         if self.storage not in STORAGE_DTYPES:
             raise MemGPTError(f"kv storage must be one of {', '.join(STORAGE_DTYPES)}, got {self.storage!r}")
         if self.rep_keys > self.block_tokens:
