@@ -66,7 +66,7 @@ def accuracy(args) -> None:
         for length in [parse_length(x) for x in args.lengths.split(",")]:
             correct = {k: 0 for k in kinds}
             hits = []
-            for i in range(args.samples):
+            for i in range(args.first, args.first + args.samples):
                 s = make_sample(task, length, i)
                 for kind in kinds:
                     t0 = time.perf_counter()
@@ -97,13 +97,13 @@ def accuracy(args) -> None:
                                     "needle_layers": layers})
                     print(f"{task} {length_label(length)} #{i} {kind:<12} {ok!s:<5} {pred[:40]!r} "
                           f"({time.perf_counter() - t0:.0f}s)", flush=True)
-                    save("accuracy", {"records": records, "rows": rows, "settings": settings_info()})
+                    save(f"accuracy{args.tag}", {"records": records, "rows": rows, "settings": settings_info()})
             row = {"task": task, "length": length_label(length), "samples": args.samples,
                    **{k: correct[k] / args.samples for k in kinds}}
             if hits:
                 row["needle_block_retrieved_layers"] = round(sum(hits) / len(hits), 3)
             rows.append(row)
-            save("accuracy", {"records": records, "rows": rows, "settings": settings_info()})
+            save(f"accuracy{args.tag}", {"records": records, "rows": rows, "settings": settings_info()})
     print(f"\n{'task':<14} {'length':>6} " + " ".join(f"{k:>12}" for k in kinds) + "  needle-layers")
     for r in rows:
         print(f"{r['task']:<14} {r['length']:>6} " + " ".join(f"{r[k]:>12.2f}" for k in kinds)
@@ -202,6 +202,8 @@ def main() -> None:
     a.add_argument("--lengths", default="4k,16k")
     a.add_argument("--samples", type=int, default=3)
     a.add_argument("--kinds", default="kv,window-last,none")
+    a.add_argument("--first", type=int, default=0, help="first sample index (index % 3: needle at start/middle/end)")
+    a.add_argument("--tag", default="", help="suffix of the results file name")
     i = sub.add_parser("ingest")
     i.add_argument("--lengths", default="1k,4k,16k")
     i.add_argument("--full-max", default="8k")

@@ -188,6 +188,25 @@ def test_bad_kv_memory_files_are_refused_in_one_line(tokenizer, tmp_path, small_
         ask(path, "Who?", engine=tiny_engine(tokenizer, seed=1))  # same name and shapes, other weights
 
 
+def test_generate_with_kv_memory_writes_past_the_window(tokenizer, small_kv):
+    from memgpt.apps import generate
+
+    engine = tiny_engine(tokenizer)
+    first = generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=3)
+    assert first == generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=3)
+    assert len(tokenizer(first, add_special_tokens=False)["input_ids"]) > 150  # well past the 64-token window
+    assert first != generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=4)
+
+
+def test_cli_refuses_a_truncated_kv_memory_file_in_one_line(tokenizer, tmp_path, small_kv, capsys):
+    from test_cli import assert_one_line_error, run_in_process
+
+    path = write_memory_file(tmp_path / "doc.mem", read(DOC, "kv", tiny_engine(tokenizer)))
+    cut = tmp_path / "cut.mem"
+    cut.write_bytes(path.read_bytes()[:-5000])
+    assert_one_line_error(run_in_process(capsys, "ask", str(cut), "Who?", "--window", "512"), "truncated")
+
+
 # -- the real default model (few, quick) ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_engine():
@@ -214,4 +233,4 @@ def test_real_model_finds_a_passkey_beyond_its_local_window(real_engine, monkeyp
     doc = filler * 10 + "The pass key is 68231. Remember it. 68231 is the pass key. " + filler * 60
     state = read(doc, "kv", real_engine)
     assert state.tokens_read > 1500 and state.work["store"].layers[0].num_blocks > 15
-    assert "68231" in make_memory("kv", real_engine).answer(state, ["What is the pass key?"], 8)[0]
+    assert "68231" in make_memory("kv", real_engine).answer(state, ["What is the pass key?"], 12)[0]

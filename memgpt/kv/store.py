@@ -168,6 +168,8 @@ class LayerStore:
         self.blocks = BlockArena((2, heads, settings.block_tokens, head_dim), dtype, ram_blocks, spill)
         self.reps = torch.zeros(0, heads, settings.rep_keys, head_dim, dtype=dtype)  # [nb, Hkv, r, D]
         self.block_pos = torch.zeros(0, dtype=torch.int64)  # absolute position of each block's first token
+        self._reps_buf: torch.Tensor | None = None
+        self._pos_buf: torch.Tensor | None = None
         self._new_reps: list[torch.Tensor] = []
         self._new_pos: list[int] = []
 
@@ -180,11 +182,25 @@ class LayerStore:
         return len(self.blocks)
 
     def all_reps(self) -> torch.Tensor:
+        """`[nb, Hkv, r, D]` representative keys (pending ones appended to a buffer that doubles as it fills)."""
         if self._new_reps:
-            self.reps = torch.cat([self.reps, torch.stack(self._new_reps).to(self.reps.dtype)])
-            self.block_pos = torch.cat([self.block_pos, torch.tensor(self._new_pos, dtype=torch.int64)])
-            self._new_reps, self._new_pos = [], []
+            with torch.inference_mode():  # the buffer is an inference tensor (made while reading)
+                self._append_reps()
         return self.reps
+
+    def _append_reps(self) -> None:
+        n, add = len(self.reps), len(self._new_reps)
+        if self._reps_buf is None or len(self._reps_buf) < n + add:
+            cap = max(64, 2 * (n + add))
+            buf = torch.empty(cap, *self.reps.shape[1:], dtype=self.reps.dtype)
+            buf[:n] = self.reps
+            pos = torch.empty(cap, dtype=torch.int64)
+            pos[:n] = self.block_pos
+            self._reps_buf, self._pos_buf = buf, pos
+        self._reps_buf[n : n + add] = torch.stack(self._new_reps).to(self.reps.dtype)
+        self._pos_buf[n : n + add] = torch.tensor(self._new_pos, dtype=torch.int64)
+        self.reps, self.block_pos = self._reps_buf[: n + add], self._pos_buf[: n + add]
+        self._new_reps, self._new_pos = [], []
 
     def commit(self, k: torch.Tensor, v: torch.Tensor, score: torch.Tensor, session: bool) -> None:
         """Add a chunk's keys/values (`[Hkv, T, D]`, unrotated) after it has attended."""
