@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -110,9 +111,36 @@ def accuracy(args) -> None:
               + f"  {r.get('needle_block_retrieved_layers', '-')}")
 
 
-def settings_info() -> dict:
-    from dataclasses import asdict
+def positions(args) -> None:
+    """A passkey beyond a small local window, read with each position scheme: the answer, and in how
+    many layers the question's queries retrieved the needle's block."""
+    from memgpt.apps import make_memory, read
+    from memgpt.apps.kv_memory import KVMemory
+    from memgpt.kv import KVSettings
 
+    eng = engine()
+    filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+    doc = filler * 10 + "The pass key is 68231. Remember it. 68231 is the pass key. " + filler * 60
+    needle = needle_token(eng, doc, "The pass key is")
+    rows = []
+    for scheme in args.schemes.split(","):
+        KVMemory.settings = KVSettings(sink_tokens=16, local_tokens=256, block_tokens=64, top_blocks=4,
+                                       chunk_tokens=256, positions=scheme)
+        state = read(doc, "kv", eng)
+        store = state.work["store"]
+        store.track = True
+        answer = make_memory("kv", eng).answer(state, ["What is the pass key?"], 12)[0]
+        pos = store.layers[0].block_pos.tolist()
+        block = next(i for i, p in enumerate(pos) if p <= needle < p + 64)
+        layers = [int(block in store.retrieved[li][0]) for li in range(len(store.layers))]
+        rows.append({"positions": scheme, "answer": answer, "correct": "68231" in answer, "tokens": store.tokens,
+                     "blocks": len(pos), "needle_block": block, "layers_retrieving_needle": sum(layers),
+                     "per_layer": layers, "settings": asdict(KVMemory.settings)})
+        print(f"{scheme:<11} {answer!r:<40} needle block retrieved in {sum(layers)}/{len(layers)} layers", flush=True)
+        save("positions", {"rows": rows})
+
+
+def settings_info() -> dict:
     from memgpt.apps.kv_memory import KVMemory
 
     return {"kv": asdict(KVMemory.settings), "dtype": "fp32", "threads": torch.get_num_threads(),
@@ -210,6 +238,8 @@ def main() -> None:
     o = sub.add_parser("ingest-one")
     o.add_argument("kind")
     o.add_argument("length", type=int)
+    d = sub.add_parser("positions")
+    d.add_argument("--schemes", default="contiguous,fixed")
     k = sub.add_parser("ask")
     k.add_argument("--length", default="16k")
     args = p.parse_args()
@@ -217,6 +247,8 @@ def main() -> None:
         accuracy(args)
     elif args.part == "ingest":
         ingest(args)
+    elif args.part == "positions":
+        positions(args)
     elif args.part == "ingest-one":
         print(json.dumps(ingest_one(args.kind, args.length)))
     else:
