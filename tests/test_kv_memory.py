@@ -192,7 +192,10 @@ def test_generate_with_kv_memory_writes_past_the_window(tokenizer, small_kv):
     from memgpt.apps import generate
 
     engine = tiny_engine(tokenizer)
-    first = generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=3)
+    pieces: list[str] = []
+    first = generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=3,
+                     on_text=pieces.append)
+    assert "".join(pieces) == first  # streamed as it is written
     assert first == generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=3)
     assert len(tokenizer(first, add_special_tokens=False)["input_ids"]) > 150  # well past the 64-token window
     assert first != generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=4)

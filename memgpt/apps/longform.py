@@ -44,7 +44,7 @@ def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", e
     if memory == "latent":
         return _latent(engine, prompt, max_new_tokens, seed, sampling)
     if memory == "kv":
-        return _kv(engine, prompt, max_new_tokens, seed, sampling)
+        return _kv(engine, prompt, max_new_tokens, seed, sampling, on_text)
     notes_memory = make_memory("text", engine)
     state = notes_memory.new_state()
     out_ids: list[int] = []
@@ -102,12 +102,24 @@ def _latent(engine: Engine, prompt: str, max_new_tokens: int, seed: int, samplin
                                seed=seed, **sampling))
 
 
-def _kv(engine: Engine, prompt: str, max_new_tokens: int, seed: int, sampling: dict) -> str:
+def _kv(engine: Engine, prompt: str, max_new_tokens: int, seed: int, sampling: dict,
+        on_text: Callable[[str], None] | None) -> str:
     from ..kv import KVStore, decode
     from ..kv.runner import sampler
     from .kv_memory import KVMemory
 
     ids = engine.chat_ids(prompt, system="You are a creative, coherent writer.")
     store = KVStore.for_model(engine.backbone, KVMemory.settings)
-    out = decode(engine.backbone, store, ids, max_new_tokens, eos=None, session=False, pick=sampler(seed=seed, **sampling))
+    sent = ""
+
+    def stream(out: list[int]) -> None:  # new text every 16 tokens (a multi-byte character may span tokens)
+        nonlocal sent
+        if on_text and (len(out) % 16 == 0 or len(out) == max_new_tokens):
+            text = clean(engine.tokenizer.decode(out, skip_special_tokens=True))
+            if text.startswith(sent) and len(text) > len(sent):
+                on_text(text[len(sent) :])
+                sent = text
+
+    out = decode(engine.backbone, store, ids, max_new_tokens, eos=None, session=False,
+                 pick=sampler(seed=seed, **sampling), on_token=stream)
     return clean(engine.tokenizer.decode(out, skip_special_tokens=True))

@@ -29,9 +29,10 @@ def prefill(model, store: KVStore, ids: list[int]) -> None:
 
 @torch.inference_mode()
 def decode(model, store: KVStore, prompt: list[int], max_new_tokens: int, eos: int | list[int] | None = None,
-           session: bool = True, pick: Callable[[torch.Tensor, list[int]], int] | None = None) -> list[int]:
+           session: bool = True, pick: Callable[[torch.Tensor, list[int]], int] | None = None,
+           on_token: Callable[[list[int]], None] | None = None) -> list[int]:
     """Feed `prompt` after what `store` holds, then generate up to `max_new_tokens` ids (greedy unless
-    `pick(logits, ids so far)` chooses). `session=True` leaves the memory as it was afterwards (answering
+    `pick(logits, ids so far)` chooses; `on_token(output so far)` after each). `session=True` leaves the memory as it was afterwards (answering
     many questions from one reading); False keeps prompt and output in memory (long generation)."""
     eos_ids = set([eos] if isinstance(eos, int) else eos or [])
     pick = pick or (lambda logits, _: int(logits.argmax()))
@@ -48,6 +49,8 @@ def decode(model, store: KVStore, prompt: list[int], max_new_tokens: int, eos: i
             for _ in range(max_new_tokens):
                 token = pick(logits.float(), prompt + out)
                 out.append(token)
+                if on_token:
+                    on_token(out)
                 if token in eos_ids or len(out) == max_new_tokens:
                     break
                 logits = model(input_ids=torch.tensor([[token]]), position_ids=_positions(1), use_cache=False,

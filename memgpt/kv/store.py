@@ -251,6 +251,12 @@ class KVStore:
         cfg = model.config.get_text_config()
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        s = settings or KVSettings()
+        span = s.sink_tokens + s.top_blocks * s.block_tokens + s.local_tokens + s.block_tokens + s.chunk_tokens
+        trained = getattr(cfg, "max_position_embeddings", None)
+        if s.positions == "contiguous" and trained and span > trained:
+            raise MemGPTError(f"kv settings span {span} positions (sinks + blocks + window + chunk), more than the "
+                              f"{trained} the model was trained on")
         return cls(cfg.num_hidden_layers, heads, head_dim, settings or KVSettings(), spill_parent)
 
     @property
