@@ -71,6 +71,23 @@ def write_state_file(path: str | Path, kind: str, tensors: dict[str, torch.Tenso
     return path
 
 
+def read_state_meta(path: str | Path) -> dict[str, str]:
+    """A memory file's metadata only (cheap for any size); refuse truncated or foreign-format files."""
+    path = Path(path)
+    if not os.path.isfile(path):
+        raise MemGPTError(f"{path} does not exist or is not a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise MemGPTError(f"{path} is not a readable memory file (truncated or corrupt?): {e}") from None
+    if meta.get("format") != "memgpt-memory":
+        raise MemGPTError(f"{path} is not a memgpt memory file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise MemGPTError(f"{path} has memory format {meta.get('format_version')}, this memgpt reads {FORMAT_VERSION}")
+    return meta
+
+
 def read_state_file(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a memory file's tensors and metadata; refuse truncated, foreign-format or other-kind files."""
     path = Path(path)

@@ -1,7 +1,7 @@
 """Trained latent memories for pretrained backbones: LoRA (via `peft`) + the memory parameters, saved
 as one small safetensors file ("adapter") with its settings in the header.
 
-    model = load_latent_model(backbone)     # the shipped adapter for the default backbone, or None
+    model = load_latent_model(backbone, path)  # an adapter trained by `memgpt train`, or None
     ids = question_ids(tokenizer, "Where is Mary?")   # the question as a one-turn chat
 
 `load_latent_model` merges LoRA into a *copy* of the backbone (W + alpha/r * B @ A), so the shared
@@ -31,6 +31,8 @@ from ..modeling_memgpt import MemGPTForCausalLM
 
 FORMAT = "memgpt-latent-adapter/1"
 HERE = Path(__file__).parent
+# Where a shipped adapter for the default backbone would live. None ships: the CPU-trained one scored 0
+# beyond a window (benchmarks/results/latent_adapter.json), no better than `none`.
 DEFAULT_ADAPTER = HERE / "smollm2-135m-instruct-latent.safetensors"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MEMORY_PREFIX = "memory_"  # memory_init, memory_gain, and memory_gate.* of a gated memory

@@ -1,7 +1,7 @@
 """Applications on long documents with the packaged default model, offline: summarize, ask,
 generate, read once into a memory file and answer later, encode text into vectors and decode it."""
 
-from . import latent_memory, retrieval_memory, text_memory, window_memory  # noqa: F401 - registers the kinds
+from . import kv_memory, latent_memory, retrieval_memory, text_memory, window_memory  # noqa: F401 - registers the kinds
 from .ask import ask
 from .compress import decode, encode
 from .documents import Source

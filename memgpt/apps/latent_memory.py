@@ -1,11 +1,14 @@
 """Latent memory: the RMT-style memory vectors of `MemGPTForCausalLM` over the engine's backbone.
 
-With a trained adapter for the backbone (see `memgpt.adapters`) the memory is learned; without one
-it is the untrained memory of `from_backbone`, which carries little (measured, see the README).
+With a trained adapter for the backbone (see `memgpt.adapters`, `memgpt train`) the memory is learned;
+without one it is the untrained memory of `from_backbone`, which carries nothing beyond a window
+(measured, see the README), and a one-line warning says so. No adapter ships: the one trained on CPU
+scored 0 beyond a window (benchmarks/results/latent_adapter.json), no better than `none`.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -29,6 +32,8 @@ def latent_model(engine: Engine) -> MemGPTForCausalLM:
 
         model = load_latent_model(engine.backbone)
         if model is None:
+            print(f"warning: the latent memory of {engine.name} is untrained (no adapter; train one with `memgpt train`):"
+                  " it carries nothing beyond a window", file=sys.stderr)
             model = MemGPTForCausalLM.from_backbone(engine.backbone, engine.dtype, num_mem_tokens=NUM_MEM_TOKENS,
                                                    segment_size=SEGMENT_TOKENS)
         engine.extras["latent"] = model.eval()

@@ -4,7 +4,9 @@ The output is produced in chunks. Each chunk is conditioned on the prompt, the m
 written so far, and the most recent output (a sliding window):
 - "text": running notes of the output so far, rewritten by the model (names, places, plot);
 - "none": the sliding window only (a baseline: what was written before it is forgotten);
-- "latent": the model's memory vectors (`MemGPTForCausalLM.generate` folds full segments into memory).
+- "latent": the model's memory vectors (`MemGPTForCausalLM.generate` folds full segments into memory);
+- "kv": one KV-cached decoding over the kv memory (`memgpt.kv`): every token written stays in memory
+  and later tokens attend to sinks + the blocks they retrieve + a local window.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .text_memory import notes_of
 CHUNK_TOKENS = 256
 RECENT_TOKENS = 768
 NOTES_EVERY = 1024  # output tokens between two updates of the notes
-KINDS = ("text", "none", "latent")  # the memory kinds generate writes with (see above)
+KINDS = ("text", "none", "latent", "kv")  # the memory kinds generate writes with (see above)
 
 
 def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", engine: Engine | None = None,
@@ -42,6 +44,8 @@ def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", e
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     if memory == "latent":
         return _latent(engine, prompt, max_new_tokens, seed, sampling)
+    if memory == "kv":
+        return _kv(engine, prompt, max_new_tokens, seed, sampling, on_text)
     notes_memory = make_memory("text", engine)
     state = notes_memory.new_state()
     out_ids: list[int] = []
@@ -92,3 +96,26 @@ def _latent(engine: Engine, prompt: str, max_new_tokens: int, seed: int, samplin
     text = engine.tokenizer.decode(engine.chat_ids(prompt, system="You are a creative, coherent writer."))
     return clean(generate_text(latent_model(engine), engine.tokenizer, text, max_new_tokens=max_new_tokens,
                                seed=seed, **sampling))
+
+
+def _kv(engine: Engine, prompt: str, max_new_tokens: int, seed: int, sampling: dict,
+        on_text: Callable[[str], None] | None) -> str:
+    from ..kv import KVStore, decode
+    from ..kv.runner import sampler
+    from .kv_memory import KVMemory
+
+    ids = engine.chat_ids(prompt, system="You are a creative, coherent writer.")
+    store = KVStore.for_model(engine.backbone, KVMemory.settings)
+    sent = ""
+
+    def stream(out: list[int]) -> None:  # new text every 16 tokens (a multi-byte character may span tokens)
+        nonlocal sent
+        if on_text and (len(out) % 16 == 0 or len(out) == max_new_tokens):
+            text = clean(engine.tokenizer.decode(out, skip_special_tokens=True))
+            if text.startswith(sent) and len(text) > len(sent):
+                on_text(text[len(sent) :])
+                sent = text
+
+    out = decode(engine.backbone, store, ids, max_new_tokens, eos=None, session=False,
+                 pick=sampler(seed=seed, **sampling), on_token=stream)
+    return clean(engine.tokenizer.decode(out, skip_special_tokens=True))

@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 
 from ..errors import MemGPTError
-from ..memory_file import read_state_file, write_state_file
+from ..memory_file import read_state_file, read_state_meta, write_state_file
 from .engine import Engine
 from .spans import DocumentIndex, Span
 
@@ -68,6 +68,7 @@ class Memory(ABC):
 
     kind: ClassVar[str]
     segment_tokens: int = 1024
+    keeps_index: ClassVar[bool] = True  # its memory files keep the document's sentences (citations)
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -95,6 +96,17 @@ class Memory(ABC):
 
     def check_compatible(self, state: MemoryState, path: str | Path) -> None:
         """Refuse a loaded state that this engine's memory cannot read (default: any state of the kind is fine)."""
+
+    @classmethod
+    def save_file(cls, path: str | Path, state: MemoryState, metadata: dict[str, str],
+                  extra: dict[str, torch.Tensor]) -> Path:
+        """Write `state` (its tensors and the `extra` ones, with `metadata`) to a memory file."""
+        return write_state_file(path, state.kind, {**state.tensors, **extra} or {"empty": torch.zeros(0)}, metadata)
+
+    @classmethod
+    def load_tensors(cls, path: str | Path) -> dict[str, torch.Tensor]:
+        """The tensors of a memory file of this kind (a kind may map them lazily instead of reading them)."""
+        return read_state_file(path)[0]
 
     @abstractmethod
     def context(self, state: MemoryState, query: str | None, budget: int) -> str:
@@ -169,17 +181,20 @@ INDEX_VERSION = "1"  # the document's sentences and offsets (for citations) ride
 
 def save_state(path: str | Path, state: MemoryState) -> Path:
     """Write a state to a memory file (safetensors + metadata, atomically)."""
-    if state.index is None:
+    if state.index is None and KINDS[state.kind].keeps_index:
         raise MemGPTError("this memory was loaded from a file without the document's sentences; it cannot be saved again")
     meta = {"backbone": state.backbone, "tokens_read": str(state.tokens_read), "segments": str(state.segments),
-            "document_index": INDEX_VERSION, **{f"info.{k}": v for k, v in state.info.items()}}
-    tensors = {**state.tensors, **state.index.to_tensors()}
-    return write_state_file(path, state.kind, tensors, meta)
+            **{f"info.{k}": v for k, v in state.info.items()}}
+    extra = {}
+    if KINDS[state.kind].keeps_index:
+        meta["document_index"] = INDEX_VERSION
+        extra = state.index.to_tensors()
+    return KINDS[state.kind].save_file(path, state, meta, extra)
 
 
 def load_state(path: str | Path, engine: Engine | None = None) -> MemoryState:
     """Read a memory file; refuse one made for another backbone than `engine`'s."""
-    tensors, meta = read_state_file(path)
+    meta = read_state_meta(path)
     kind = meta.get("kind", "")
     if kind not in KINDS:
         raise MemGPTError(f"{path} holds a {kind!r} memory, which this memgpt cannot answer from")
@@ -189,6 +204,7 @@ def load_state(path: str | Path, engine: Engine | None = None) -> MemoryState:
         tokens, segments = int(meta.get("tokens_read", "0")), int(meta.get("segments", "0"))
     except ValueError:
         raise MemGPTError(f"{path} has corrupt metadata") from None
+    tensors = KINDS[kind].load_tensors(path)
     tensors.pop("empty", None)
     index = DocumentIndex.from_tensors(tensors)
     if index is None and "document_index" in meta:

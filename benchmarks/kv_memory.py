@@ -1,0 +1,259 @@
+"""kv memory on the default backbone (fp32, CPU): accuracy, ingest cost, and asking from a memory file.
+
+    python benchmarks/kv_memory.py accuracy --tasks passkey --lengths 4k,16k --samples 3
+    python benchmarks/kv_memory.py ingest --lengths 1k,4k,16k --full-max 8k
+    python benchmarks/kv_memory.py ask --length 16k
+
+Each part prints a table and saves benchmarks/results/kv_memory_<part>.json. `accuracy` runs kv beside
+window-last and none on the same samples, and for passkey records which layers retrieved the needle's
+block when the question was read. `ingest` measures each (kind, length) in a fresh process (peak RSS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+
+def save(part: str, data: dict) -> Path:
+    from memgpt.atomic import write_text_atomic
+
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"kv_memory_{part}.json"
+    write_text_atomic(path, json.dumps(data, indent=2))
+    return path
+
+
+def engine():
+    from memgpt.apps import get_engine
+
+    return get_engine(dtype="fp32")
+
+
+def needle_token(eng, context: str, marker: str) -> int | None:
+    """Token index (in the kv memory, after the chat head) where `marker` starts in `context`."""
+    from memgpt.apps.kv_memory import chat_frame
+
+    at = context.find(marker)
+    if at < 0:
+        return None
+    head = eng.tokenizer(chat_frame(eng)[0], add_special_tokens=False)["input_ids"]
+    return len(head) + eng.count_tokens(context[:at])
+
+
+def accuracy(args) -> None:
+    from memgpt.apps import ask, make_memory, read
+    from memgpt.metrics import score
+    from memgpt.tasks.longcontext import length_label, make_sample, parse_length
+
+    eng = engine()
+    kinds = args.kinds.split(",")
+    rows, records = [], []
+    for task in args.tasks.split(","):
+        for length in [parse_length(x) for x in args.lengths.split(",")]:
+            correct = {k: 0 for k in kinds}
+            hits = []
+            for i in range(args.first, args.first + args.samples):
+                s = make_sample(task, length, i)
+                for kind in kinds:
+                    t0 = time.perf_counter()
+                    if kind == "kv":
+                        state = read(s.context, "kv", eng)
+                        store = state.work["store"]
+                        store.track = True
+                        pred = make_memory("kv", eng).answer(state, [s.prompt], 16)[0]
+                        needle = needle_token(eng, s.context, "The pass key is") if task.startswith("passkey") else None
+                        layers = None
+                        if needle is not None:
+                            B = store.settings.block_tokens
+                            layers = []
+                            for li, layer in enumerate(store.layers):
+                                first = store.retrieved.get(li, [[]])[0]  # the question's chunk
+                                pos = layer.block_pos.tolist()
+                                in_local = needle >= layer.local_start or needle < layer.sink_k.shape[1]
+                                got = in_local or any(pos[b] <= needle < pos[b] + B for b in first)
+                                layers.append(int(got))
+                            hits.append(sum(layers) / len(layers))
+                    else:
+                        pred = ask(s.context, [s.prompt], memory=kind, engine=eng, max_new_tokens=16)[0]
+                        layers = None
+                    ok = bool(score(task, pred, s.answer, s.labels, s.question))
+                    correct[kind] += ok
+                    records.append({"task": task, "length": length, "index": i, "kind": kind, "answer": s.answer,
+                                    "prediction": pred, "correct": ok, "seconds": round(time.perf_counter() - t0, 1),
+                                    "needle_layers": layers})
+                    print(f"{task} {length_label(length)} #{i} {kind:<12} {ok!s:<5} {pred[:40]!r} "
+                          f"({time.perf_counter() - t0:.0f}s)", flush=True)
+                    save(f"accuracy{args.tag}", {"records": records, "rows": rows, "settings": settings_info()})
+            row = {"task": task, "length": length_label(length), "samples": args.samples,
+                   **{k: correct[k] / args.samples for k in kinds}}
+            if hits:
+                row["needle_block_retrieved_layers"] = round(sum(hits) / len(hits), 3)
+            rows.append(row)
+            save(f"accuracy{args.tag}", {"records": records, "rows": rows, "settings": settings_info()})
+    print(f"\n{'task':<14} {'length':>6} " + " ".join(f"{k:>12}" for k in kinds) + "  needle-layers")
+    for r in rows:
+        print(f"{r['task']:<14} {r['length']:>6} " + " ".join(f"{r[k]:>12.2f}" for k in kinds)
+              + f"  {r.get('needle_block_retrieved_layers', '-')}")
+
+
+def positions(args) -> None:
+    """A passkey beyond a small local window, read with each position scheme: the answer, and in how
+    many layers the question's queries retrieved the needle's block."""
+    from memgpt.apps import make_memory, read
+    from memgpt.apps.kv_memory import KVMemory
+    from memgpt.kv import KVSettings
+
+    eng = engine()
+    filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+    doc = filler * 10 + "The pass key is 68231. Remember it. 68231 is the pass key. " + filler * 60
+    needle = needle_token(eng, doc, "The pass key is")
+    rows = []
+    for scheme in args.schemes.split(","):
+        KVMemory.settings = KVSettings(sink_tokens=16, local_tokens=256, block_tokens=64, top_blocks=4,
+                                       chunk_tokens=256, positions=scheme)
+        state = read(doc, "kv", eng)
+        store = state.work["store"]
+        store.track = True
+        answer = make_memory("kv", eng).answer(state, ["What is the pass key?"], 12)[0]
+        pos = store.layers[0].block_pos.tolist()
+        block = next(i for i, p in enumerate(pos) if p <= needle < p + 64)
+        layers = [int(block in store.retrieved[li][0]) for li in range(len(store.layers))]
+        rows.append({"positions": scheme, "answer": answer, "correct": "68231" in answer, "tokens": store.tokens,
+                     "blocks": len(pos), "needle_block": block, "layers_retrieving_needle": sum(layers),
+                     "per_layer": layers, "settings": asdict(KVMemory.settings)})
+        print(f"{scheme:<11} {answer!r:<40} needle block retrieved in {sum(layers)}/{len(layers)} layers", flush=True)
+        save("positions", {"rows": rows})
+
+
+def settings_info() -> dict:
+    from memgpt.apps.kv_memory import KVMemory
+
+    return {"kv": asdict(KVMemory.settings), "dtype": "fp32", "threads": torch.get_num_threads(),
+            "model": "SmolLM2-135M-Instruct"}
+
+
+def ingest_one(kind: str, length: int) -> dict:
+    """Read `length` tokens with `kind` in this process: ms/token and peak RSS."""
+    from rss import peak_rss_kb, reset_peak_rss
+    from transformers import DynamicCache
+
+    from memgpt.apps.kv_memory import KVMemory
+    from memgpt.kv import KVStore, prefill
+    from memgpt.tasks.longcontext import make_sample
+
+    eng = engine()
+    ids = eng.tokenizer(make_sample("passkey", length, 0).context, add_special_tokens=False)["input_ids"][:length]
+    model = eng.backbone
+    base_kb = peak_rss_kb()
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        if kind == "kv":
+            prefill(model, KVStore.for_model(model, KVMemory.settings), ids)
+        else:  # full attention: the same chunks, every past key and value kept (DynamicCache)
+            cache = DynamicCache(config=model.config)
+            step = KVMemory.settings.chunk_tokens
+            for start in range(0, len(ids), step):
+                model.get_decoder()(input_ids=torch.tensor([ids[start : start + step]]), past_key_values=cache, use_cache=True)
+    seconds = time.perf_counter() - t0
+    return {"kind": kind, "tokens": len(ids), "seconds": round(seconds, 2), "ms_per_token": round(1000 * seconds / len(ids), 3),
+            "peak_rss_mb": round(peak_rss_kb() / 1024, 1), "rss_before_mb": round(base_kb / 1024, 1)}
+
+
+def ingest(args) -> None:
+    from memgpt.tasks.longcontext import parse_length
+
+    rows = []
+    full_max = parse_length(args.full_max)
+    for length in [parse_length(x) for x in args.lengths.split(",")]:
+        for kind in ("full", "kv"):
+            if kind == "full" and length > full_max:
+                continue
+            out = subprocess.run([sys.executable, __file__, "ingest-one", kind, str(length)], capture_output=True, text=True)
+            if out.returncode != 0:
+                print(out.stderr[-2000:], file=sys.stderr)
+                continue
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{kind:<5} {row['tokens']:>8} tokens  {row['ms_per_token']:>8.2f} ms/token  peak RSS {row['peak_rss_mb']:>7.0f} MB",
+                  flush=True)
+            save("ingest", {"rows": rows, "settings": settings_info()})
+
+
+def ask_latency(args) -> None:
+    from memgpt.apps import load_state, make_memory, read, write_memory_file
+    from memgpt.tasks.longcontext import make_sample, parse_length
+
+    eng = engine()
+    s = make_sample("passkey", parse_length(args.length), 1)
+    memory = make_memory("kv", eng)
+    t0 = time.perf_counter()
+    state = read(s.context, "kv", eng)
+    reread_answer = memory.answer(state, [s.prompt], 16)[0]
+    reread = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_memory_file(Path(tmp) / "doc.mem", state)
+        size = os.path.getsize(path)
+        os.sync()
+        t0 = time.perf_counter()
+        loaded = load_state(path, eng)
+        file_answer = memory.answer(loaded, [s.prompt], 16)[0]
+        from_file = time.perf_counter() - t0
+    row = {"tokens": state.tokens_read, "reread_seconds": round(reread, 2), "from_file_seconds": round(from_file, 2),
+           "speedup": round(reread / from_file, 1), "file_mb": round(size / 2**20, 1),
+           "same_answer": reread_answer == file_answer, "answer": file_answer, "expected": s.answer}
+    print(json.dumps(row, indent=2))
+    save("ask", {"row": row, "settings": settings_info()})
+
+
+def main() -> None:
+    torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="part", required=True)
+    a = sub.add_parser("accuracy")
+    a.add_argument("--tasks", default="passkey")
+    a.add_argument("--lengths", default="4k,16k")
+    a.add_argument("--samples", type=int, default=3)
+    a.add_argument("--kinds", default="kv,window-last,none")
+    a.add_argument("--first", type=int, default=0, help="first sample index (index % 3: needle at start/middle/end)")
+    a.add_argument("--tag", default="", help="suffix of the results file name")
+    i = sub.add_parser("ingest")
+    i.add_argument("--lengths", default="1k,4k,16k")
+    i.add_argument("--full-max", default="8k")
+    o = sub.add_parser("ingest-one")
+    o.add_argument("kind")
+    o.add_argument("length", type=int)
+    d = sub.add_parser("positions")
+    d.add_argument("--schemes", default="contiguous,fixed")
+    k = sub.add_parser("ask")
+    k.add_argument("--length", default="16k")
+    args = p.parse_args()
+    if args.part == "accuracy":
+        accuracy(args)
+    elif args.part == "ingest":
+        ingest(args)
+    elif args.part == "positions":
+        positions(args)
+    elif args.part == "ingest-one":
+        print(json.dumps(ingest_one(args.kind, args.length)))
+    else:
+        ask_latency(args)
+
+
+if __name__ == "__main__":
+    main()
