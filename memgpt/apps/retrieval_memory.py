@@ -135,7 +135,12 @@ class RetrievalMemory(Memory):
             used += n
         if query is None:
             return "\n...\n".join(texts[i] for i in sorted(chosen))
-        return self._best_sentences(query, [texts[i] for i in sorted(chosen)])
+        best = self._best_sentences(query, [texts[i] for i in sorted(chosen)])
+        from .chains import expand
+        sentences = [x.strip() for c in texts for x in _SENTENCE_END.split(c) if x.strip()]
+        seeds = [i for i, x in enumerate(sentences) if x in best]
+        ids, self.reader_question = expand(query, sentences, seeds)
+        return " ".join(sentences[i] for i in ids) if seeds else " ".join(best)
 
     def _best_sentences(self, query: str, chunks: list[str]) -> str:
         """Only the sentences of the retrieved chunks that score near the best, in document order: a
@@ -148,7 +153,7 @@ class RetrievalMemory(Memory):
         scores = scores + LEXICAL_WEIGHT * lexical(query, sentences)
         keep = torch.argsort(scores, descending=True)[:MAX_SENTENCES].tolist()
         keep = [i for i in keep if scores[i] >= KEEP_RATIO * scores[keep[0]]]
-        return " ".join(latest_statements(query, [sentences[i] for i in sorted(keep)]))
+        return latest_statements(query, [sentences[i] for i in sorted(keep)])
 
     @classmethod
     def validate(cls, state: MemoryState, path: str | Path) -> None:
