@@ -63,9 +63,17 @@ class Words:
         end = len(self.sentences) if end is None else end
         return [i for i in range(start, end) if word in self.words[i]]
 
-    def names_in(self, i: int) -> list[str]:
-        """Names of sentence i in the order they occur."""
-        return [w.lower() for w in _WORD.findall(self.sentences[i]) if w.lower() in self.names]
+    def names_in(self, i: int, before: str | None = None) -> list[str]:
+        """Names of sentence i in the order they occur; with `before`, the one nearest before that word
+        (who acts on it: "Gentlemen of the House: Mary grabbed the violin there." -> Mary) comes first."""
+        found = [w.lower() for w in _WORD.findall(self.sentences[i])]
+        names = [w for w in found if w in self.names]
+        if before in found:
+            actors = [w for w in found[: found.index(before)] if w in self.names]
+            if actors:
+                names.remove(actors[-1])
+                names.insert(0, actors[-1])
+        return names
 
 
 def question_thing(question: str, words: Words) -> str | None:
@@ -98,7 +106,7 @@ def story(thing: str, words: Words, limit: int) -> list[int]:
 
     for k, m in enumerate(mentions):
         end = mentions[k + 1] if k + 1 < len(mentions) else limit
-        people = words.names_in(m)
+        people = words.names_in(m, before=thing)
         carrier = _holder(words.sentences[m], people)
         after = placing(carrier, m + 1, end) if carrier else []  # hop 2: where the carrier took it
         chain.update(after)
@@ -135,8 +143,9 @@ def expand(question: str, sentences: Sequence[str], seeds: list[int]) -> tuple[l
 
 def prune(ids: list[int], words: Words, thing: str) -> list[int]:
     """Between two sentences naming `thing`, of one person's sentences that restate their state
-    ("went to the kitchen" ... "ran to the garden") only the latest stays (`latest_statements`);
-    sentences naming the thing always stay."""
+    ("went to the kitchen" ... "ran to the garden") only the latest stays (`latest_statements`); of
+    sentences naming the thing, one followed at once (in the chain) by another of the same person goes
+    ("grabbed the pillow", "dropped the pillow", "grabbed the pillow": the last says where it is)."""
     from .retrieval_memory import latest_statements
 
     groups: dict[tuple[str, int], list[int]] = {}
@@ -147,7 +156,9 @@ def prune(ids: list[int], words: Words, thing: str) -> list[int]:
             continue
         for person in words.names_in(i)[:1]:
             groups.setdefault((person, seen), []).append(i)
-    dropped = set()
+    dropped = {i for i, j in zip(ids, ids[1:])  # a mention restated by the next one, by the same person
+               if thing in words.words[i] and thing in words.words[j]
+               and words.names_in(i, before=thing)[:1] == words.names_in(j, before=thing)[:1]}
     for (person, _), mine in groups.items():
         texts = [words.sentences[i] for i in mine]
         kept = latest_statements(person, texts)
