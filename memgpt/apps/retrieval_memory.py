@@ -25,6 +25,9 @@ MAX_SENTENCES = 8
 KEEP_RATIO = 0.8  # chunks scoring under this fraction of the best are distractors, not context
 LEXICAL_WEIGHT = 0.5
 _WORD = re.compile(r"\w+")
+# converse relations: "A is north of B" is "B is south of A"; a converse matches a question word partly
+CONVERSE = {"north": "south", "south": "north", "east": "west", "west": "east", "above": "below", "below": "above"}
+CONVERSE_MATCH = 0.75
 _STOP = frozenset("a an the is are was were be to of in on at for and or what where who whom which when how why "
                   "did do does with from by it its this that these those there he she they his her their".split())
 # a sentence ends at . ! ? (also before a closing quote or bracket: 'disease." Oscar', 'p.m.] Oscar')
@@ -201,12 +204,15 @@ def word_edits(a: list[str], b: list[str]) -> int:
 
 def lexical(query: str, texts: list[str]) -> torch.Tensor:
     """Share of the query's content words (IDF-weighted) found in each chunk: names and rare words
-    such as "Mary" or a number matter more here than in a sentence embedding."""
+    such as "Mary" or a number matter more here than in a sentence embedding. A relation word counts
+    partly through its converse ("What is the hallway north of?" is told as "The cellar is south of the
+    hallway.")."""
     terms = {w for w in _WORD.findall(query.lower()) if w not in _STOP}
     if not terms:
         return torch.zeros(len(texts))
-    present = torch.tensor([[t in words for t in sorted(terms)] for words in
-                            (set(_WORD.findall(x.lower())) for x in texts)], dtype=torch.float32)  # (N, T)
+    present = torch.tensor([[1.0 if t in words else CONVERSE_MATCH if CONVERSE.get(t) in words else 0.0
+                             for t in sorted(terms)] for words in (set(_WORD.findall(x.lower())) for x in texts)],
+                           dtype=torch.float32)  # (N, T)
     idf = torch.log((len(texts) + 1) / (present.sum(0) + 1)) + 1  # (T,)
     return present @ idf / idf.sum()
 
