@@ -101,7 +101,7 @@ def run_kind(engine, kind: str, document: str, max_length: int | None, questions
     if max_length:
         out["summary"] = summarize_reading(reading, max_length)
     if questions:
-        answers = answer_reading(reading, [q["question"] for q in questions], 24)
+        answers = [a.text for a in answer_reading(reading, [q["question"] for q in questions], 24)]
         out["answers"] = [{**q, "prediction": a, "correct": exact_match(a, q["answer"])} for q, a in zip(questions, answers)]
     out["seconds"] = round(time.perf_counter() - start, 2)
     out["peak_rss_mb"] = round(peak_rss_kb() / 1024, 1)

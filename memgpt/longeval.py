@@ -226,7 +226,7 @@ def app_systems(kinds: list[str], model: str = "default", max_new_tokens: int = 
 
     def system_for(kind: str) -> System:
         def answer(document: str, questions: list[str]) -> list[str]:
-            return list(ask(document, list(questions), memory=kind, engine=engine, max_new_tokens=max_new_tokens))
+            return [a.text for a in ask(document, list(questions), memory=kind, engine=engine, max_new_tokens=max_new_tokens)]
 
         return answer
 

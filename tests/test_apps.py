@@ -95,7 +95,7 @@ def test_retrieval_keeps_the_latest_statement_of_an_updated_fact(engine):
 
 
 def test_sentences_end_before_closing_quotes_and_brackets():
-    from memgpt.apps.retrieval_memory import _SENTENCE_END
+    from memgpt.apps.spans import SENTENCE_END as _SENTENCE_END
 
     text = '[Delivered at 9:33 p.m.] Oscar ran. He said: "We decided." Oscar moved (twice.) 我们走了。他来了。'
     parts = [p for p in _SENTENCE_END.split(text) if p]

@@ -6,7 +6,7 @@ from ..errors import MemGPTError
 from ..generation import check_text
 from .documents import DEFAULT_MAX_BYTES, Source
 from .engine import Engine, get_engine
-from .memories import ANSWER_RESERVE, MemoryState, answer_from
+from .memories import ANSWER_RESERVE, Answer, MemoryState, answer_from
 from .reading import Reading, open_document
 
 MAX_QUESTION_TOKENS = 128
@@ -14,8 +14,10 @@ MAX_QUESTION_TOKENS = 128
 
 def ask(source: Source | MemoryState, questions: str | list[str], *, memory: str | None = None,
         engine: Engine | None = None, max_new_tokens: int = 32, progress: bool = False,
-        max_bytes: int = DEFAULT_MAX_BYTES) -> str | list[str]:
-    """Answer one question (returns a str) or several (returns a list) about a document, read once."""
+        max_bytes: int = DEFAULT_MAX_BYTES) -> Answer | list[Answer]:
+    """Answer one question (returns an Answer) or several (a list) about a document, read once. An
+    Answer is its text (`str(answer)`), the document sentences it was read from (`citations`: Spans
+    with character offsets into the document) and whether the memory declined (`abstained`)."""
     single = isinstance(questions, str)
     engine = engine or get_engine()
     qs = check_questions(questions, engine)
@@ -46,10 +48,10 @@ def check_questions(questions: object, engine: Engine) -> list[str]:
     return qs
 
 
-def answer_reading(reading: Reading, questions: list[str], max_new_tokens: int) -> list[str]:
+def answer_reading(reading: Reading, questions: list[str], max_new_tokens: int) -> list[Answer]:
     if reading.direct_text is not None:
         engine = reading.memory.engine
         budget = engine.window - ANSWER_RESERVE - max_new_tokens
         context = engine.clip(reading.direct_text, budget)
-        return [answer_from(engine, context, q, max_new_tokens) for q in questions]
+        return [Answer(answer_from(engine, context, q, max_new_tokens)) for q in questions]
     return reading.memory.answer(reading.state, questions, max_new_tokens)

@@ -7,7 +7,7 @@ than costing hours; everything below that limit is read in chunks, never whole.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -66,10 +66,20 @@ def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bo
 
 
 def token_segments(tokenizer, source: Source, segment_tokens: int, max_bytes: int = DEFAULT_MAX_BYTES,
-                   progress: bool = False) -> Iterator[list[int]]:
-    """Token-id segments of exactly `segment_tokens` (the last may be shorter), streamed."""
-    pieces = iter_tokens(tokenizer, text_chunks(source, max_bytes, progress))
+                   progress: bool = False, on_text: Callable[[str], None] | None = None) -> Iterator[list[int]]:
+    """Token-id segments of exactly `segment_tokens` (the last may be shorter), streamed; `on_text`
+    sees every text chunk (in order) before it is tokenized."""
+    chunks = text_chunks(source, max_bytes, progress)
+    if on_text is not None:
+        chunks = _tapped(chunks, on_text)
+    pieces = iter_tokens(tokenizer, chunks)
     return iter_segments(_without_bos(pieces, tokenizer), segment_tokens)
+
+
+def _tapped(chunks: Iterator[str], on_text: Callable[[str], None]) -> Iterator[str]:
+    for chunk in chunks:
+        on_text(chunk)
+        yield chunk
 
 
 def _without_bos(pieces: Iterator[list[int]], tokenizer) -> Iterator[list[int]]:

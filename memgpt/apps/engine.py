@@ -13,6 +13,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import MemGPTError
+from ..hardware import DTYPES, resolve_dtype
 
 DEFAULT_WINDOW = 2048
 SYSTEM = "You are a careful assistant. Answer only from the text you are given."
@@ -31,6 +32,10 @@ class Engine:
     @property
     def dtype(self) -> torch.dtype:
         return self.backbone.dtype
+
+    @property
+    def dtype_name(self) -> str:
+        return "bf16" if self.backbone.dtype == torch.bfloat16 else "fp32"
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -92,18 +97,17 @@ class Engine:
 _ENGINES: dict[tuple[str, str, int], Engine] = {}
 
 
-def get_engine(model: str = "default", dtype: str = "bf16", window: int = DEFAULT_WINDOW) -> Engine:
-    """The shared engine for a model name (loaded once per process). `dtype`: "bf16" or "fp32"."""
+def get_engine(model: str = "default", dtype: str = "auto", window: int = DEFAULT_WINDOW) -> Engine:
+    """The shared engine for a model name (loaded once per process). `dtype`: "auto" (bf16 where the
+    hardware runs it natively, else fp32: `memgpt.hardware`), "bf16" or "fp32"."""
     from ..pretrained import load_backbone
 
-    if dtype not in ("bf16", "fp32"):
-        raise MemGPTError(f"dtype must be bf16 or fp32, got {dtype!r}")
+    dtype = resolve_dtype(dtype)
     if window < 256:
         raise MemGPTError(f"window must be at least 256 tokens, got {window}")
     key = (model, dtype, window)
     if key not in _ENGINES:
-        torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-        backbone, tokenizer = load_backbone(model, dtype=torch_dtype)
+        backbone, tokenizer = load_backbone(model, dtype=DTYPES[dtype])
         max_pos = int(getattr(backbone.config, "max_position_embeddings", window))
         _ENGINES[key] = Engine(name=model, backbone=backbone, tokenizer=tokenizer, window=min(window, max_pos))
     return _ENGINES[key]

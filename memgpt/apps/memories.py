@@ -17,9 +17,11 @@ from typing import ClassVar
 
 import torch
 
+from ..abstention import NOT_IN_DOCUMENT
 from ..errors import MemGPTError
 from ..memory_file import read_state_file, write_state_file
 from .engine import Engine
+from .spans import DocumentIndex, Span
 
 ANSWER_RESERVE = 192  # prompt tokens kept free for the instructions and the question
 
@@ -34,7 +36,35 @@ class MemoryState:
     segments: int = 0
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
+    index: DocumentIndex | None = field(default_factory=DocumentIndex, repr=False)  # None: a file from before citations
     work: dict = field(default_factory=dict, repr=False)  # scratch while reading; never saved
+
+
+@dataclass
+class Evidence:
+    """What a memory puts in front of the reader: the text, and the document sentences it is made of
+    (empty when the text is not the document's own, e.g. notes or raw tokens)."""
+
+    text: str
+    spans: list[Span] = field(default_factory=list)
+    question: str | None = None  # what to ask the reader, when not the question itself ("before X" cut)
+    support: float | None = None  # how strongly the best retrieved sentence matches the question
+    abstain: bool = False  # nothing in the document supports an answer: say so instead of guessing
+
+
+@dataclass
+class Answer:
+    """An answer, the document sentences it was read from, and whether the memory declined to answer."""
+
+    text: str
+    citations: list[Span] = field(default_factory=list)
+    abstained: bool = False
+
+    def __str__(self) -> str:
+        return self.text
+
+    def to_dict(self) -> dict:
+        return {"answer": self.text, "abstained": self.abstained, "citations": [c.to_dict() for c in self.citations]}
 
 
 class Memory(ABC):
@@ -75,9 +105,20 @@ class Memory(ABC):
         """The text this memory puts in front of a question (`query`) or a summary request (None),
         at most `budget` tokens."""
 
-    def answer(self, state: MemoryState, questions: list[str], max_new_tokens: int = 32) -> list[str]:
+    def evidence(self, state: MemoryState, query: str | None, budget: int) -> Evidence:
+        """`context` with the document sentences it quotes (none, unless the kind keeps them)."""
+        return Evidence(self.context(state, query, budget))
+
+    def answer(self, state: MemoryState, questions: list[str], max_new_tokens: int = 32) -> list[Answer]:
         budget = self.engine.window - ANSWER_RESERVE - max_new_tokens
-        return [answer_from(self.engine, self.context(state, q, budget), q, max_new_tokens) for q in questions]
+        answers = []
+        for q in questions:
+            found = self.evidence(state, q, budget)
+            if found.abstain:
+                answers.append(Answer(NOT_IN_DOCUMENT, [], abstained=True))
+            else:
+                answers.append(Answer(answer_from(self.engine, found.text, found.question or q, max_new_tokens), found.spans))
+        return answers
 
     def summarize(self, state: MemoryState, max_length: int) -> str:
         budget = self.engine.window - ANSWER_RESERVE - max_length
@@ -130,11 +171,16 @@ def make_memory(kind: str, engine: Engine) -> Memory:
     return KINDS[kind](engine)
 
 
+INDEX_VERSION = "1"  # the document's sentences and offsets (for citations) ride in every memory file since then
+
+
 def save_state(path: str | Path, state: MemoryState) -> Path:
     """Write a state to a memory file (safetensors + metadata, atomically)."""
+    if state.index is None:
+        raise MemGPTError("this memory was loaded from a file without the document's sentences; it cannot be saved again")
     meta = {"backbone": state.backbone, "tokens_read": str(state.tokens_read), "segments": str(state.segments),
-            **{f"info.{k}": v for k, v in state.info.items()}}
-    tensors = state.tensors or {"empty": torch.zeros(0)}
+            "document_index": INDEX_VERSION, **{f"info.{k}": v for k, v in state.info.items()}}
+    tensors = {**state.tensors, **state.index.to_tensors()}
     return write_state_file(path, state.kind, tensors, meta)
 
 
@@ -151,9 +197,13 @@ def load_state(path: str | Path, engine: Engine | None = None) -> MemoryState:
     except ValueError:
         raise MemGPTError(f"{path} has corrupt metadata") from None
     tensors.pop("empty", None)
+    index = DocumentIndex.from_tensors(tensors)
+    if index is None and "document_index" in meta:
+        raise MemGPTError(f"{path} is a corrupt memory file (its document sentences are damaged)")
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("doc.")}
     info = {k[5:]: v for k, v in meta.items() if k.startswith("info.")}
     state = MemoryState(kind=kind, backbone=meta.get("backbone", ""), tokens_read=tokens, segments=segments,
-                        tensors=tensors, info=info)
+                        tensors=tensors, info=info, index=index)
     KINDS[kind].validate(state, path)
     return state
 

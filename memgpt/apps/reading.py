@@ -11,9 +11,11 @@ from ..errors import MemGPTError
 from .documents import DEFAULT_MAX_BYTES, Source, token_segments
 from .engine import Engine, get_engine
 from .memories import ANSWER_RESERVE, Memory, MemoryState, load_state, make_memory
+from .spans import SentenceSplitter
 
-# Each app's default memory kind, chosen by benchmarks/apps.py (see the README's results).
-DEFAULT_KIND = {"summarize": "text", "ask": "retrieval", "read": "retrieval", "generate": "text"}
+# Each app's default memory kind, chosen by benchmarks/apps.py (see the README's results). summarize reads
+# with retrieval memory for its sentence embeddings: the grounded summary is made from them.
+DEFAULT_KIND = {"summarize": "retrieval", "ask": "retrieval", "read": "retrieval", "generate": "text"}
 MEMORY_SUFFIXES = (".mem", ".safetensors")
 
 
@@ -59,10 +61,16 @@ def is_memory_file(source: object) -> bool:
 def _read(source: Source, kind: str, engine: Engine, progress: bool, max_bytes: int, direct: bool) -> Reading:
     reader = make_memory(kind, engine)
     state = reader.new_state()
+    splitter = SentenceSplitter()
+    state.work["indexed"] = True  # the index follows the original text (memories need not split decoded tokens)
+
+    def index(chunk: str) -> None:
+        state.index.add(splitter.feed(chunk))
+
     capacity = engine.window - ANSWER_RESERVE - 256 if direct else 0
     held: list[list[int]] = []  # segments kept while the document might still fit in one window
     held_tokens = 0
-    for segment in token_segments(engine.tokenizer, source, reader.segment_tokens, max_bytes, progress):
+    for segment in token_segments(engine.tokenizer, source, reader.segment_tokens, max_bytes, progress, index):
         if held is not None and held_tokens + len(segment) <= capacity:
             held.append(segment)
             held_tokens += len(segment)
@@ -71,6 +79,7 @@ def _read(source: Source, kind: str, engine: Engine, progress: bool, max_bytes: 
             reader.update(state, earlier)
         held = None
         reader.update(state, segment)
+    state.index.add(splitter.close())
     if held is not None:
         text = engine.tokenizer.decode([t for s in held for t in s], skip_special_tokens=True)
         state.tokens_read = held_tokens

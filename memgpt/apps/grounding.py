@@ -1,0 +1,107 @@
+"""Checking what the model wrote against the document it wrote about.
+
+A sentence is *supported* when
+- every name and number in it occurs in the document (a capitalised word after the first, a word with a
+  digit: "Roosevelt", "1903", "$5,000"), and
+- its content words are found in the document sentences nearest to it (nearest by sentence embedding;
+  words compared by their first letters, so "ratified" meets "ratify"): those sentences are its citations.
+
+Sentences that fail are what a summary must not say: invented people, numbers, topics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+STEM = 5  # words compare by their first 5 letters ("ratified" ~ "ratify", "nations" ~ "national")
+NEAREST = 3  # document sentences a summary sentence is compared with (its candidate citations)
+MIN_COVERAGE = 0.6  # share of content words that must be found in the cited sentences
+MIN_SIMILARITY = 0.35  # a cited sentence is at least this close (cosine) to the summary sentence
+_WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*")
+_STOP = frozenset("""a an the and or but if then than so as of in on at to for from by with without into onto over
+under about above below between through during before after since until while within upon against among is are
+was were be been being am has have had do does did will would shall should can could may might must not no nor
+it its this that these those there here he she they them his her their we our us you your i me my mine which
+who whom whose what when where why how all any each every both either neither some such more most other
+another same also very just only own too again further once also yet still even much many few""".split())
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def stem(word: str) -> str:
+    return word.lower().replace("’", "'").split("'")[0][:STEM]
+
+
+def number_key(word: str) -> str:
+    """"5,000" and "5000" are the same number; "1903." is "1903"."""
+    return re.sub(r"[,.](?=\d{3}\b)", "", word).rstrip(".,").lower()
+
+
+def names_and_numbers(sentence: str) -> list[str]:
+    """Capitalised words after the first word, and every word with a digit."""
+    found = []
+    for k, w in enumerate(words(sentence)):
+        if any(c.isdigit() for c in w) or (k > 0 and w[:1].isupper() and w.lower() not in _STOP):
+            found.append(w)
+    return found
+
+
+def content_words(sentence: str) -> list[str]:
+    return [w for w in words(sentence) if w.lower() not in _STOP and not w.isdigit() and len(w) > 2]
+
+
+@dataclass
+class Vocabulary:
+    """The document's words as the checker compares them: lowercased words, numbers without separators."""
+
+    words: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, texts: list[str]) -> Vocabulary:
+        vocab = cls()
+        for t in texts:
+            for w in words(t):
+                vocab.words.add(number_key(w) if any(c.isdigit() for c in w) else w.lower().replace("’", "'"))
+        return vocab
+
+    def has(self, word: str) -> bool:
+        key = number_key(word) if any(c.isdigit() for c in word) else word.lower().replace("’", "'")
+        return key in self.words or key.split("'")[0] in self.words
+
+
+@dataclass
+class Support:
+    """The verdict on one sentence: supported or not, why not, and the document sentences it rests on."""
+
+    supported: bool
+    citations: list[int]  # sentence indices into the document index, in document order
+    unsupported_names: list[str] = field(default_factory=list)
+    coverage: float = 0.0
+
+
+def check(sentence: str, vector: torch.Tensor, texts: list[str], vectors: torch.Tensor, vocab: Vocabulary) -> Support:
+    """Is `sentence` (embedded as `vector`) supported by the document (`texts`, embedded as `vectors`)?"""
+    missing = [w for w in names_and_numbers(sentence) if not vocab.has(w)]
+    if len(texts) == 0:
+        return Support(False, [], missing)
+    sims = vectors @ vector  # (N,)
+    nearest = torch.topk(sims, min(NEAREST, len(texts))).indices.tolist()
+    cited = [i for i in nearest if float(sims[i]) >= MIN_SIMILARITY]
+    found = {stem(w) for i in cited for w in words(texts[i])}
+    content = content_words(sentence)
+    coverage = sum(stem(w) in found for w in content) / len(content) if content else 1.0
+    ok = not missing and bool(cited) and coverage >= MIN_COVERAGE
+    return Support(ok, sorted(cited), missing, coverage)
+
+
+def unsupported_name_share(summary_sentences: list[str], vocab: Vocabulary) -> tuple[int, int]:
+    """(names and numbers not in the document, names and numbers in all) over a summary: the benchmark's
+    faithfulness figure, the same test the checker applies."""
+    found = [w for s in summary_sentences for w in names_and_numbers(s)]
+    return sum(not vocab.has(w) for w in found), len(found)
+

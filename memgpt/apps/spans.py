@@ -1,0 +1,148 @@
+"""The document's sentences with their character offsets, kept by every reading, so that answers and
+summaries can cite the text they rest on.
+
+Offsets are code-point offsets into the document as decoded from UTF-8 *without* newline translation:
+for a file, `open(path, encoding="utf-8", newline="").read()[span.start:span.end] == span.text`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+# a sentence ends at . ! ? (also before a closing quote or bracket: 'disease." Oscar', 'p.m.] Oscar'),
+# after a CJK full stop, or at a blank line
+SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[.!?。！？][\"'”’)\]])\s+|(?<=[。！？])|\n\s*\n")
+MAX_SENTENCE_CHARS = 600  # text without sentence ends (a CSV, code, one long line) is cut into pieces this long
+_HOLD_CHARS = 4 * MAX_SENTENCE_CHARS  # unfinished text held before it is cut anyway
+
+
+@dataclass(frozen=True)
+class Span:
+    """A piece of the original document: `document[start:end] == text`."""
+
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict[str, int | str]:
+        return {"start": self.start, "end": self.end, "text": self.text}
+
+
+def plain(text: str) -> str:
+    """A sentence as the models read it: whitespace (line breaks of wrapped text) collapsed."""
+    return " ".join(text.split())
+
+
+class SentenceSplitter:
+    """Streaming sentence splitter: feed text chunks, get the sentences completed so far as Spans."""
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.base = 0  # document offset of buffer[0]
+
+    def feed(self, chunk: str) -> list[Span]:
+        self.buffer += chunk
+        return self._emit(final=False)
+
+    def close(self) -> list[Span]:
+        return self._emit(final=True)
+
+    def _emit(self, final: bool) -> list[Span]:
+        text = self.buffer
+        cuts = [(m.start(), m.end()) for m in SENTENCE_END.finditer(text) if final or m.end() < len(text)]
+        done = cuts[-1][1] if cuts else 0
+        if final:
+            done = len(text)
+        elif len(text) - done > _HOLD_CHARS:  # no sentence end in sight: cut at the last whitespace
+            ws = max(text.rfind(" ", done, len(text) - MAX_SENTENCE_CHARS), text.rfind("\n", done, len(text) - MAX_SENTENCE_CHARS))
+            cut = ws + 1 if ws > done else len(text) - MAX_SENTENCE_CHARS
+            cuts.append((cut, cut))
+            done = cut
+        spans, start = [], 0
+        for end, nxt in cuts + ([(len(text), len(text))] if final else []):
+            if end > done:
+                break
+            spans.extend(_pieces(text, start, end, self.base))
+            start = nxt
+        self.buffer = text[done:]
+        self.base += done
+        return spans
+
+
+def _pieces(text: str, start: int, end: int, base: int) -> list[Span]:
+    """text[start:end] stripped, as one Span, or several when longer than MAX_SENTENCE_CHARS (cut at line
+    breaks, else at spaces, else anywhere)."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if start >= end:
+        return []
+    if end - start <= MAX_SENTENCE_CHARS:
+        return [Span(base + start, base + end, text[start:end])]
+    limit = start + MAX_SENTENCE_CHARS
+    cut = text.rfind("\n", start + 1, limit)
+    if cut <= start:
+        cut = text.rfind(" ", start + 1, limit)
+    if cut <= start:
+        cut = limit
+    return _pieces(text, start, cut, base) + _pieces(text, cut, end, base)
+
+
+@dataclass
+class DocumentIndex:
+    """The sentences of a document, in order, with their offsets."""
+
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    def add(self, spans: list[Span]) -> None:
+        for s in spans:
+            self.starts.append(s.start)
+            self.ends.append(s.end)
+            self.texts.append(s.text)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def span(self, i: int) -> Span:
+        return Span(self.starts[i], self.ends[i], self.texts[i])
+
+    def spans(self, ids: list[int]) -> list[Span]:
+        return [self.span(i) for i in ids]
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        encoded = [t.encode("utf-8") for t in self.texts]
+        lengths = torch.tensor([0] + [len(b) for b in encoded], dtype=torch.int64)
+        blob = b"".join(encoded)
+        return {
+            "doc.starts": torch.tensor(self.starts, dtype=torch.int64),
+            "doc.ends": torch.tensor(self.ends, dtype=torch.int64),
+            "doc.bytes": torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else torch.zeros(0, dtype=torch.uint8),
+            "doc.offsets": lengths.cumsum(0),
+        }
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> DocumentIndex | None:
+        """The index saved by `to_tensors`, or None when the tensors are not a well-formed index."""
+        try:
+            starts, ends, blob, offsets = (tensors[k] for k in ("doc.starts", "doc.ends", "doc.bytes", "doc.offsets"))
+        except KeyError:
+            return None
+        n = len(starts)
+        ok = starts.dim() == ends.dim() == offsets.dim() == blob.dim() == 1 and len(ends) == n and len(offsets) == n + 1
+        ok = ok and n >= 0 and int(offsets[0]) == 0 and int(offsets[-1]) == len(blob) and bool((offsets.diff() >= 0).all())
+        ok = ok and bool((ends >= starts).all()) and bool((starts[1:] >= ends[:-1]).all()) if ok and n else ok
+        if not ok:
+            return None
+        raw = blob.numpy().tobytes()
+        bounds = offsets.tolist()
+        try:
+            texts = [raw[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
+        except UnicodeDecodeError:
+            return None
+        return cls(starts.tolist(), ends.tolist(), texts)

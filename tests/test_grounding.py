@@ -1,0 +1,76 @@
+"""The summary check: invented names, numbers and topics are refused, supported paraphrases kept; the
+evidence covers the whole document; citations point at the original text."""
+
+import pytest
+import torch
+
+from memgpt.apps.evidence import select
+from memgpt.apps.grounding import Vocabulary, check, names_and_numbers, unsupported_name_share
+
+DOC = [
+    "President Roosevelt signed the canal treaty with Panama in 1903.",
+    "The treaty gave the United States the right to build a canal across the isthmus.",
+    "Congress appropriated $40,000,000 for the purchase of the French company's rights.",
+    "The army engineers began digging at Culebra the next spring.",
+    "Yellow fever was fought by draining the swamps around Colon.",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from memgpt.apps.retrieval_memory import SentenceEncoder
+
+    return SentenceEncoder()
+
+
+def verdict(encoder, sentence):
+    vectors = encoder.encode(DOC)
+    return check(sentence, encoder.encode([sentence])[0], DOC, vectors, Vocabulary.of(DOC))
+
+
+@pytest.mark.parametrize("sentence", [
+    "Roosevelt signed a treaty with Panama in 1903 to build a canal.",
+    "Congress paid $40000000 for the rights of the French company.",
+    "Army engineers started digging at Culebra.",
+])
+def test_supported_paraphrases_are_kept_with_citations(encoder, sentence):
+    v = verdict(encoder, sentence)
+    assert v.supported, v
+    assert v.citations and all(0 <= i < len(DOC) for i in v.citations)
+
+
+@pytest.mark.parametrize("sentence, invented", [
+    ("President Roosevelt signed the canal treaty with Nicaragua in 1903.", "Nicaragua"),
+    ("Roosevelt signed the canal treaty with Panama in 1907.", "1907"),
+    ("Congress appropriated $55,000,000 for the French company's rights.", "55,000,000"),
+    ("His three sons, Edward, Milo and Jasper, dug the canal.", "Edward"),
+])
+def test_invented_names_and_numbers_are_refused(encoder, sentence, invented):
+    v = verdict(encoder, sentence)
+    assert not v.supported and invented in v.unsupported_names
+
+
+@pytest.mark.parametrize("sentence", [
+    "The nation's economy has become increasingly reliant on foreign aid.",
+    "The law requires the government to take an active role in addressing climate change.",
+    "The United States has implemented a ban on animal agriculture.",
+])
+def test_invented_topics_are_refused(encoder, sentence):
+    assert not verdict(encoder, sentence).supported
+
+
+def test_benchmark_share_counts_what_the_check_refuses():
+    vocab = Vocabulary.of(DOC)
+    assert names_and_numbers("In 1903 Roosevelt met Hay.") == ["1903", "Roosevelt", "Hay"]
+    assert unsupported_name_share(["In 1903 Roosevelt met Hay."], vocab) == (1, 3)
+
+
+def test_evidence_covers_every_part_in_document_order_within_budget():
+    torch.manual_seed(0)
+    texts = [f"Sentence number {i} talks about topic {i // 25} in some detail here." for i in range(100)]
+    topics = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
+    vectors = torch.nn.functional.normalize(topics[torch.arange(100) // 25] + 0.3 * torch.randn(100, 16), dim=-1)
+    ids = select(texts, vectors, budget=8 * 16, count_tokens=lambda t: 16)
+    assert ids == sorted(ids) and len(ids) <= 8
+    assert {i // 25 for i in ids} == {0, 1, 2, 3}  # every quarter of the document is quoted
+    assert len(set(ids)) == len(ids)
