@@ -127,11 +127,11 @@ def _holder(sentence: str, people: list[str]) -> str | None:
     return people[0]
 
 
-def expand(question: str, sentences: Sequence[str], seeds: list[int]) -> tuple[list[int], str]:
+def expand(question: str, sentences: Sequence[str] | Words, seeds: list[int]) -> tuple[list[int], str]:
     """The sentence ids the reader should see, in document order, and the question to ask it: for
     "where is <thing>?" the thing's chain (for "where was <thing> before X?" the chain up to X, asked as
     "Where is <thing>?" of that story); for any other question the retrieved `seeds` and the question."""
-    words = Words(sentences)
+    words = sentences if isinstance(sentences, Words) else Words(sentences)
     thing = question_thing(question, words)
     if thing is not None:
         cut = _BEFORE.search(question)
