@@ -13,6 +13,8 @@ Runs in parts (each a `memgpt eval` grid); cells a part does not run stay empty 
 - long:    passkey tasks at 64k and 128k, only for the cheap kinds (retrieval, no memory).
 - verify-passkey: (not default) passkey at 64k with retrieval, 60 samples = 20 trials per position.
 - verify-qa1:     (not default) qa1 at 4k/16k/64k, 10 samples, retrieval and the last window.
+- chains, chains-64k, chains-baselines: (not default) passkey, qa1-qa5 and absent at 4k/16k (and 64k)
+                  with retrieval, 20 samples per cell; the last window and no memory at 4k/16k, 5 samples.
 
     python benchmarks/longcontext.py                      # default parts, ~26 min at 1 thread
     python benchmarks/longcontext.py --parts verify-passkey,verify-qa1   # ~1 h at 1 thread
@@ -40,6 +42,7 @@ RESULTS = Path(__file__).parent / "results"
 ALL = list(LONG_TASKS)
 PASSKEYS = ["passkey", "passkey-prose"]
 BASELINES = ["retrieval", "window-last", "none"]
+CHAIN_TASKS = ["passkey", "qa1", "qa2", "qa3", "qa4", "qa5", "absent"]
 PARTS = {
     "direct": dict(tasks=ALL, lengths=["0k", "1k"], kinds=["retrieval", "window-last", "none", "latent"], samples=3),
     "main": dict(tasks=ALL, lengths=["4k", "16k"], kinds=BASELINES, samples=3),
@@ -49,6 +52,10 @@ PARTS = {
     "verify-passkey": dict(tasks=["passkey"], lengths=["64k"], kinds=["retrieval"], samples=60),
     "verify-qa1": dict(tasks=["qa1"], lengths=["4k", "16k", "64k"], kinds=["retrieval", "window-last"], samples=20,
                        limits={"window-last": "16k"}),
+    # issue 14 (chains, citations, abstention): every task with `absent`, 20 samples per retrieval cell
+    "chains": dict(tasks=CHAIN_TASKS, lengths=["4k", "16k"], kinds=["retrieval"], samples=20),
+    "chains-64k": dict(tasks=CHAIN_TASKS, lengths=["64k"], kinds=["retrieval"], samples=20),
+    "chains-baselines": dict(tasks=CHAIN_TASKS, lengths=["4k", "16k"], kinds=["window-last", "none"], samples=5),
 }
 DEFAULT_PARTS = ["direct", "main", "latent", "text", "long"]
 ORDER = ["retrieval", "text", "latent", "window-last", "window-first", "none"]
@@ -130,8 +137,10 @@ def main() -> None:
     previous = json.loads(out.read_text()).get("parts", {}) if out.exists() else {}
     parts = dict(previous)  # a partial run replaces its own parts and keeps the others
     t0 = time.time()
-    for name in names:
-        parts[name] = run_part(name, PARTS[name], work, args.seed, args.samples, args.max_new_tokens)
+    done = {name: run_part(name, PARTS[name], work, args.seed, args.samples, args.max_new_tokens) for name in names}
+    if out.exists():  # parts another run wrote meanwhile (runs of different parts may go in parallel)
+        parts.update(json.loads(out.read_text()).get("parts", {}))
+    parts.update(done)
     merged = merge(parts)
     summary = {
         "command": " ".join(["python", "benchmarks/longcontext.py", *sys.argv[1:]]), "code": git_head(),

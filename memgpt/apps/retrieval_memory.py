@@ -30,7 +30,7 @@ KEEP_RATIO = 0.8  # chunks scoring under this fraction of the best are distracto
 LEXICAL_WEIGHT = 0.5
 # abstain when the best retrieved sentence scores below this (cosine + LEXICAL_WEIGHT x lexical share);
 # measured by benchmarks/abstention.py (benchmarks/results/abstention.json)
-ABSTAIN_BELOW = 0.7
+ABSTAIN_BELOW = 0.45
 _WORD = re.compile(r"\w+")
 # converse relations: "A is north of B" is "B is south of A"; a converse matches a question word partly
 CONVERSE = {"north": "south", "south": "north", "east": "west", "west": "east", "above": "below", "below": "above"}
