@@ -99,21 +99,28 @@ def git_head() -> str | None:
     return (commit + ("+dirty" if dirty.stdout.strip() else "")) or None
 
 
-def merge(parts: dict[str, dict]) -> dict:
-    """One grid over every part: kind -> task -> length -> accuracy (None where no part ran it)."""
+def merge(parts: dict[str, dict], prefer: list[str] = ()) -> dict:
+    """One grid over every part: kind -> task -> length -> accuracy (None where no part ran it). Where
+    parts overlap, the cell with the most samples wins, except that the `prefer`red parts (those this
+    invocation named: the current code) win over the others."""
     lengths = sorted({parse_length(n) for r in parts.values() for n in r["config"]["lengths"]})
     labels = [length_label(n) for n in lengths]
     kinds = sorted({k for r in parts.values() for k in r["accuracy"]}, key=lambda k: (ORDER + [k]).index(k))
     tasks = [t for t in ALL if any(t in r["accuracy"][k] for r in parts.values() for k in r["accuracy"])]
     grid = {k: {t: {n: None for n in labels} for t in tasks} for k in kinds}
     samples = {k: {t: {n: None for n in labels} for t in tasks} for k in kinds}
-    for r in parts.values():
+    won: set[tuple[str, str, str]] = set()  # cells a preferred part set
+    for name, r in sorted(parts.items(), key=lambda item: item[0] in prefer):
         for k, by_task in r["accuracy"].items():
             for t, by_len in by_task.items():
                 for n, acc in by_len.items():
-                    if acc is not None and r["config"]["samples"] >= (samples[k][t][n] or 0):  # most samples wins
+                    if acc is None or (k, t, n) in won and name not in prefer:
+                        continue
+                    if name in prefer and (k, t, n) not in won or r["config"]["samples"] >= (samples[k][t][n] or 0):
                         grid[k][t][n] = acc
                         samples[k][t][n] = r["config"]["samples"]
+                        if name in prefer:
+                            won.add((k, t, n))
     return {"lengths": labels, "accuracy": grid, "samples": samples}
 
 
@@ -143,7 +150,7 @@ def main() -> None:
     if out.exists():  # parts another run wrote meanwhile (runs of different parts may go in parallel)
         parts.update(json.loads(out.read_text()).get("parts", {}))
     parts.update(done)
-    merged = merge(parts)
+    merged = merge(parts, names)
     summary = {
         "command": " ".join(["python", "benchmarks/longcontext.py", *sys.argv[1:]]), "code": git_head(),
         "seed": args.seed, "threads": args.threads, "seconds_this_run": round(time.time() - t0, 1),
