@@ -13,8 +13,8 @@ Runs in parts (each a `memgpt eval` grid); cells a part does not run stay empty 
 - long:    passkey tasks at 64k and 128k, only for the cheap kinds (retrieval, no memory).
 - verify-passkey: (not default) passkey at 64k with retrieval, 60 samples = 20 trials per position.
 - verify-qa1:     (not default) qa1 at 4k/16k/64k, 10 samples, retrieval and the last window.
-- chains, chains-64k: (not default) passkey, qa1-qa5 and absent at 4k/16k (and 64k) with retrieval,
-                  20 samples per cell (64k ran with --samples 8 on the shared CPU).
+- chains-a/b/c, chains-64k: (not default) passkey, qa1-qa5 and absent at 4k/16k (and 64k) with
+                  retrieval, 20 samples per cell (64k ran with --samples 8 on the shared CPU).
 - chains-baselines: (not default) absent with the last window and no memory at 4k/16k, 5 samples (the
                   baselines of the other tasks are the `main` part's: their code did not change).
 
@@ -55,7 +55,10 @@ PARTS = {
     "verify-qa1": dict(tasks=["qa1"], lengths=["4k", "16k", "64k"], kinds=["retrieval", "window-last"], samples=20,
                        limits={"window-last": "16k"}),
     # issue 14 (chains, citations, abstention): every task with `absent`, 20 samples per retrieval cell
-    "chains": dict(tasks=CHAIN_TASKS, lengths=["4k", "16k"], kinds=["retrieval"], samples=20),
+    # in three parts, so that they can run side by side
+    "chains-a": dict(tasks=["passkey", "qa1", "absent"], lengths=["4k", "16k"], kinds=["retrieval"], samples=20),
+    "chains-b": dict(tasks=["qa2", "qa3"], lengths=["4k", "16k"], kinds=["retrieval"], samples=20),
+    "chains-c": dict(tasks=["qa4", "qa5"], lengths=["4k", "16k"], kinds=["retrieval"], samples=20),
     "chains-64k": dict(tasks=CHAIN_TASKS, lengths=["64k"], kinds=["retrieval"], samples=20),
     "chains-baselines": dict(tasks=["absent"], lengths=["4k", "16k"], kinds=["window-last", "none"], samples=5),
 }
