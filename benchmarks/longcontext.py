@@ -60,10 +60,30 @@ PARTS = {
     "chains-b": dict(tasks=["qa2", "qa3"], lengths=["4k", "16k"], kinds=["retrieval"], samples=20),
     "chains-c": dict(tasks=["qa4", "qa5"], lengths=["4k", "16k"], kinds=["retrieval"], samples=20),
     "chains-64k": dict(tasks=CHAIN_TASKS, lengths=["64k"], kinds=["retrieval"], samples=20),
+    "chains-64k-qa": dict(tasks=["absent", "qa2", "qa3", "qa4", "qa5", "qa1"], lengths=["64k"], kinds=["retrieval"],
+                          samples=4),
     "chains-baselines": dict(tasks=["absent"], lengths=["4k", "16k"], kinds=["window-last", "none"], samples=5),
 }
 DEFAULT_PARTS = ["direct", "main", "latent", "text", "long"]
 ORDER = ["retrieval", "text", "latent", "window-last", "window-first", "none"]
+
+
+def collect_part(name: str, work: Path) -> dict | None:
+    """The cells of a part that did not finish (stopped for time), from the files each cell wrote as it
+    ended: a results dict like run_suite's, with only those cells (None when there are none)."""
+    cells = [json.loads(p.read_text()) for p in sorted((work / name).glob("*/*.json"))]
+    if not cells:
+        return None
+    accuracy: dict = {}
+    for c in cells:
+        accuracy.setdefault(c["kind"], {}).setdefault(c["task"], {})[c["length_label"]] = c["accuracy"]
+    first = cells[0]
+    lengths = sorted({c["length"] for c in cells})
+    config = {"tasks": sorted({c["task"] for c in cells}), "lengths": [length_label(n) for n in lengths],
+              "samples": min(c["samples"] for c in cells), "kinds": sorted(accuracy), "seed": first["seed"],
+              "split": first["split"], "max_new_tokens": first["max_new_tokens"], "model": first["model"], "limits": {}}
+    return {"format": first["format"], "config": config, "accuracy": accuracy, "part": name, "code": first.get("code"),
+            "partial": True, "seconds": {k: round(sum(c["seconds"] for c in cells if c["kind"] == k), 1) for k in accuracy}}
 
 
 def run_part(name: str, spec: dict, work: Path, seed: int, samples: int | None, max_new_tokens: int) -> dict:
@@ -134,6 +154,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: merge the cells that the named parts finished (parts stopped for time)")
     parser.add_argument("--work-dir", default="runs/longcontext")
     parser.add_argument("--results", default=str(RESULTS / "longcontext.json"))
     args = parser.parse_args()
@@ -149,7 +171,10 @@ def main() -> None:
     previous = json.loads(out.read_text()).get("parts", {}) if out.exists() else {}
     parts = dict(previous)  # a partial run replaces its own parts and keeps the others
     t0 = time.time()
-    done = {name: run_part(name, PARTS[name], work, args.seed, args.samples, args.max_new_tokens) for name in names}
+    if args.collect:  # parts stopped before the end: their finished cells
+        done = {name: r for name in names if (r := collect_part(name, work)) is not None}
+    else:
+        done = {name: run_part(name, PARTS[name], work, args.seed, args.samples, args.max_new_tokens) for name in names}
     if out.exists():  # parts another run wrote meanwhile (runs of different parts may go in parallel)
         parts.update(json.loads(out.read_text()).get("parts", {}))
     parts.update(done)
