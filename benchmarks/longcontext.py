@@ -59,6 +59,8 @@ PARTS = {
     "chains-a": dict(tasks=["passkey", "qa1", "absent"], lengths=["4k", "16k"], kinds=["retrieval"], samples=20),
     "chains-b": dict(tasks=["qa2", "qa3"], lengths=["4k", "16k"], kinds=["retrieval"], samples=20),
     "chains-b3": dict(tasks=["qa3"], lengths=["4k", "16k"], kinds=["retrieval"], samples=20),  # chains-b's qa3, sooner
+    "chains-c5": dict(tasks=["qa5"], lengths=["4k"], kinds=["retrieval"], samples=20),  # chains-c's qa5, sooner
+    "chains-abs": dict(tasks=["absent"], lengths=["4k", "16k"], kinds=["retrieval"], samples=20),  # chains-a's, sooner
     "chains-c": dict(tasks=["qa4", "qa5"], lengths=["4k", "16k"], kinds=["retrieval"], samples=20),
     "chains-64k": dict(tasks=CHAIN_TASKS, lengths=["64k"], kinds=["retrieval"], samples=20),
     "chains-64k-qa": dict(tasks=["absent", "qa2", "qa3", "qa4", "qa5", "qa1"], lengths=["64k"], kinds=["retrieval"],
