@@ -3,7 +3,8 @@
 A *system* is any `Callable[[str, list[str]], list[str]]`: a document and questions in, one answer
 per question out (`memgpt.apps.ask` with a memory kind is one). Layout of `out_dir` (BABILong style):
 
-    <kind>/<task>_<length>.jsonl   one record per sample: question, answer, prediction, correct, ...
+    <kind>/<task>_<length>.jsonl   one record per sample: question, answer, prediction, correct, and for
+                                   `Answer`s the citations (start, end, text) and whether it abstained
     <kind>/<task>_<length>.json    every setting of that run and its accuracy, beside the predictions
     results.json                   all accuracies (kind -> task -> length) and the settings
     heatmap.png                    tasks × lengths, one panel per kind, colour = accuracy
@@ -28,7 +29,7 @@ from .errors import MemGPTError
 from .metrics import score
 from .tasks.longcontext import LONG_TASKS, Sample, check_task, length_label, make_sample, parse_length
 
-System = Callable[[str, list[str]], list[str]]
+System = Callable[[str, list[str]], list[Any]]  # answers: str, or `memgpt.apps.Answer` (text + citations)
 FORMAT = 1
 
 
@@ -93,14 +94,22 @@ def run_cell(system: System, task: str, length: int, config: SuiteConfig) -> tup
         answers = system(sample.context, [sample.prompt])
         if len(answers) != 1:
             raise MemGPTError(f"the system returned {len(answers)} answers for 1 question")
-        prediction = answers[0]
-        record = sample.to_dict() | {
+        prediction, cited = answer_parts(answers[0])
+        record = sample.to_dict() | cited | {
             "prediction": prediction,
             "correct": score(task, prediction, sample.answer, sample.labels, sample.question),
             "seconds": round(time.perf_counter() - t0, 3),
         }
         records.append(record)
     return records, sum(r["correct"] for r in records) / len(records)
+
+
+def answer_parts(answer: Any) -> tuple[str, dict[str, Any]]:
+    """A system's answer as (text, extra record fields): a plain string, or an `Answer` whose citations
+    (sentences with character offsets into the document) and abstention are recorded."""
+    if isinstance(answer, str):
+        return answer, {}
+    return answer.text, {"abstained": answer.abstained, "citations": [c.to_dict() for c in answer.citations]}
 
 
 def save_cell(out_dir: Path, kind: str, task: str, length: int, records: list[dict[str, Any]], acc: float,
@@ -225,8 +234,8 @@ def app_systems(kinds: list[str], model: str = "default", max_new_tokens: int = 
     engine = get_engine(model)
 
     def system_for(kind: str) -> System:
-        def answer(document: str, questions: list[str]) -> list[str]:
-            return [a.text for a in ask(document, list(questions), memory=kind, engine=engine, max_new_tokens=max_new_tokens)]
+        def answer(document: str, questions: list[str]) -> list[Any]:
+            return list(ask(document, list(questions), memory=kind, engine=engine, max_new_tokens=max_new_tokens))
 
         return answer
 

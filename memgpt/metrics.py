@@ -53,7 +53,12 @@ def first_integer_correct(prediction: str, target: str) -> bool:
 
 
 def score(task: str, prediction: str, target: str, labels: list[str], question: str = "") -> bool:
-    """The suite's metric for `task`: first integer for passkey tasks, BABILong's rule otherwise."""
+    """The suite's metric for `task`: first integer for passkey tasks, the abstention phrase for
+    `absent` (a question the document cannot answer), BABILong's rule otherwise."""
+    if task == "absent":
+        from .abstention import is_abstention
+
+        return is_abstention(prediction)
     if task.startswith("passkey"):
         return first_integer_correct(prediction, target)
     return label_correct(prediction, target, labels, question)

@@ -1,6 +1,8 @@
 """Applications over memory kinds, on a tiny random backbone with the real tokenizer (fast):
 reading, the state files of every kind, the window baselines, bounded notes, and bad input."""
 
+import sys
+
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -186,3 +188,18 @@ def test_huge_file_is_refused_before_reading(engine, tmp_path):
         f.write(b"a")
     with pytest.raises(MemGPTError, match="over the 64 MiB input limit"):
         summarize(huge, engine=engine)
+
+
+@pytest.mark.parametrize(
+    "questions,needle",
+    [("  ", "question is empty"), ("why " * 200, "longer than 128 tokens"), (5, "string or a list"),
+     (["Who?", 3], "must be text"), ([], "no question"), ("bad \ud800", "not valid Unicode")],
+)
+def test_bad_question_is_refused_before_the_document_is_read(engine, tmp_path, monkeypatch, questions, needle):
+    # the document is a file that does not exist, and reading is a trap: the question must fail first
+    def trap(*args, **kwargs):
+        raise AssertionError("the document was read before the question was checked")
+
+    monkeypatch.setattr(sys.modules["memgpt.apps.ask"], "open_document", trap)
+    with pytest.raises(MemGPTError, match=needle):
+        ask(tmp_path / "missing.txt", questions, engine=engine)

@@ -84,6 +84,7 @@ def test_bad_arguments(tmp_path, capsys, doc):
         (["read", str(doc), "-o", str(tmp_path / "a.mem"), "--model", "nonexistent-model"], "unknown model"),
         (["ask", str(doc), ""], "question is empty"),
         (["ask", str(doc)], "no question"),
+        (["ask", str(tmp_path / "missing.txt"), "why " * 200], "longer than 128 tokens"),  # before reading
         (["ask", str(mem), "Who?"], "truncated or corrupt"),
         (["ask", "--text", "hi", str(doc), "Who?"], "either SOURCE or --text"),
         (["summarize"], "no document"),

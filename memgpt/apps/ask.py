@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import MemGPTError
 from ..generation import check_text
 from .documents import DEFAULT_MAX_BYTES, Source
-from .engine import Engine
+from .engine import Engine, get_engine
 from .memories import ANSWER_RESERVE, Answer, MemoryState, answer_from
 from .reading import Reading, open_document
 
@@ -19,21 +19,33 @@ def ask(source: Source | MemoryState, questions: str | list[str], *, memory: str
     Answer is its text (`str(answer)`), the document sentences it was read from (`citations`: Spans
     with character offsets into the document) and whether the memory declined (`abstained`)."""
     single = isinstance(questions, str)
-    qs = [questions] if single else list(questions)
+    engine = engine or get_engine()
+    qs = check_questions(questions, engine)
+    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 512:
+        raise MemGPTError(f"max_new_tokens must be from 1 to 512, got {max_new_tokens!r}")
+    reading = open_document(source, "ask", memory, engine, progress, max_bytes)
+    answers = answer_reading(reading, qs, max_new_tokens)
+    return answers[0] if single else answers
+
+
+def check_questions(questions: object, engine: Engine) -> list[str]:
+    """The questions as a list, each refused (before any document is read) when it is not text,
+    empty, or longer than MAX_QUESTION_TOKENS tokens of the engine's tokenizer."""
+    if isinstance(questions, str):
+        qs = [questions]
+    elif isinstance(questions, (list, tuple)):
+        qs = list(questions)
+    else:
+        raise MemGPTError(f"questions must be a string or a list of strings, got {type(questions).__name__}")
     if not qs:
         raise MemGPTError("no question given")
     for q in qs:
         check_text(q, "a question")
         if not q.strip():
             raise MemGPTError("a question is empty")
-    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 512:
-        raise MemGPTError(f"max_new_tokens must be from 1 to 512, got {max_new_tokens!r}")
-    reading = open_document(source, "ask", memory, engine, progress, max_bytes)
-    for q in qs:
-        if reading.memory.engine.count_tokens(q) > MAX_QUESTION_TOKENS:
+        if engine.count_tokens(q) > MAX_QUESTION_TOKENS:
             raise MemGPTError(f"a question is longer than {MAX_QUESTION_TOKENS} tokens")
-    answers = answer_reading(reading, qs, max_new_tokens)
-    return answers[0] if single else answers
+    return qs
 
 
 def answer_reading(reading: Reading, questions: list[str], max_new_tokens: int) -> list[Answer]:

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import torch
 
+from ..abstention import NOT_IN_DOCUMENT
 from ..errors import MemGPTError
 from ..memory_file import read_state_file, read_state_meta, write_state_file
 from .engine import Engine
@@ -46,6 +47,9 @@ class Evidence:
 
     text: str
     spans: list[Span] = field(default_factory=list)
+    question: str | None = None  # what to ask the reader, when not the question itself ("before X" cut)
+    support: float | None = None  # how strongly the best retrieved sentence matches the question
+    abstain: bool = False  # nothing in the document supports an answer: say so instead of guessing
 
 
 @dataclass
@@ -122,7 +126,10 @@ class Memory(ABC):
         answers = []
         for q in questions:
             found = self.evidence(state, q, budget)
-            answers.append(Answer(answer_from(self.engine, found.text, q, max_new_tokens), found.spans))
+            if found.abstain:
+                answers.append(Answer(NOT_IN_DOCUMENT, [], abstained=True))
+            else:
+                answers.append(Answer(answer_from(self.engine, found.text, found.question or q, max_new_tokens), found.spans))
         return answers
 
     def summarize(self, state: MemoryState, max_length: int) -> str:

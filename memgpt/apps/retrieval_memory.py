@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MemGPTError
+from .chains import Words, expand
 from .engine import Engine
 from .memories import Evidence, Memory, MemoryState, register
 from .spans import SentenceSplitter, plain
@@ -27,7 +28,13 @@ TOP_K = 6
 MAX_SENTENCES = 8
 KEEP_RATIO = 0.8  # chunks scoring under this fraction of the best are distractors, not context
 LEXICAL_WEIGHT = 0.5
+# abstain when the best retrieved sentence scores below this (cosine + LEXICAL_WEIGHT x lexical share);
+# measured by benchmarks/abstention.py (benchmarks/results/abstention.json)
+ABSTAIN_BELOW = 0.45
 _WORD = re.compile(r"\w+")
+# converse relations: "A is north of B" is "B is south of A"; a converse matches a question word partly
+CONVERSE = {"north": "south", "south": "north", "east": "west", "west": "east", "above": "below", "below": "above"}
+CONVERSE_MATCH = 0.75
 _STOP = frozenset("a an the is are was were be to of in on at for and or what where who whom which when how why "
                   "did do does with from by it its this that these those there he she they his her their".split())
 
@@ -159,22 +166,46 @@ class RetrievalMemory(Memory):
         if query is None:
             ids = [s for i in chosen for s in range(bounds[i], bounds[i + 1])]
             return Evidence("\n...\n".join(texts[i] for i in chosen), state.index.spans(ids))
-        ids = self._best_sentences(state, query, [s for i in chosen for s in range(bounds[i], bounds[i + 1])])
-        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids))
+        ids, support = self._best_sentences(state, query, [s for i in chosen for s in range(bounds[i], bounds[i + 1])])
+        if support < ABSTAIN_BELOW:
+            return Evidence("", support=support, abstain=True)
+        ids, asked = expand(query, self._words(state), ids)
+        ids = self._fit(state, ids, budget)
+        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids), asked, support)
 
-    def _best_sentences(self, state: MemoryState, query: str, ids: list[int]) -> list[int]:
+    def _best_sentences(self, state: MemoryState, query: str, ids: list[int]) -> tuple[list[int], float]:
         """Only the sentences of the retrieved chunks that score near the best, in document order: a
         135M model answers from "Mary went to the library." alone, not from it amid two other
-        sentences (measured: 3/3 against 0/3 on facts planted in speeches)."""
-        if len(ids) <= 1:
-            return ids
+        sentences (measured: 3/3 against 0/3 on facts planted in speeches). Also the best score: how
+        strongly the document supports an answer at all."""
+        if not ids:
+            return [], 0.0
         sentences = [plain(state.index.texts[i]) for i in ids]
         scores = state.tensors["sentence_embeddings"][ids] @ encoder_of(self.engine).encode([query])[0]
         scores = scores + LEXICAL_WEIGHT * lexical(query, sentences)
         keep = torch.argsort(scores, descending=True)[:MAX_SENTENCES].tolist()
+        support = float(scores[keep[0]])
         keep = sorted(i for i in keep if scores[i] >= KEEP_RATIO * scores[keep[0]])
         latest = latest_statements(query, [sentences[i] for i in keep])
-        return [ids[k] for k, sentence in zip(keep, [sentences[i] for i in keep]) if sentence in latest]
+        return [ids[k] for k, sentence in zip(keep, [sentences[i] for i in keep]) if sentence in latest], support
+
+    @staticmethod
+    def _words(state: MemoryState) -> Words:
+        """The word index of the document's sentences (built once per state, for chains)."""
+        words = state.work.get("words")
+        if words is None or len(words.sentences) != len(state.index):
+            words = state.work["words"] = Words([plain(t) for t in state.index.texts])
+        return words
+
+    def _fit(self, state: MemoryState, ids: list[int], budget: int) -> list[int]:
+        """The latest of `ids` that fit in `budget` tokens (a chain ends with the current state)."""
+        kept, used = [], 0
+        for i in reversed(ids):
+            used += self.engine.count_tokens(plain(state.index.texts[i])) + 1
+            if used > budget:
+                break
+            kept.append(i)
+        return kept[::-1]
 
     @classmethod
     def validate(cls, state: MemoryState, path: str | Path) -> None:
@@ -226,11 +257,14 @@ def word_edits(a: list[str], b: list[str]) -> int:
 
 def lexical(query: str, texts: list[str]) -> torch.Tensor:
     """Share of the query's content words (IDF-weighted) found in each chunk: names and rare words
-    such as "Mary" or a number matter more here than in a sentence embedding."""
+    such as "Mary" or a number matter more here than in a sentence embedding. A relation word counts
+    partly through its converse ("What is the hallway north of?" is told as "The cellar is south of the
+    hallway.")."""
     terms = {w for w in _WORD.findall(query.lower()) if w not in _STOP}
     if not terms:
         return torch.zeros(len(texts))
-    present = torch.tensor([[t in words for t in sorted(terms)] for words in
-                            (set(_WORD.findall(x.lower())) for x in texts)], dtype=torch.float32)  # (N, T)
+    present = torch.tensor([[1.0 if t in words else CONVERSE_MATCH if CONVERSE.get(t) in words else 0.0
+                             for t in sorted(terms)] for words in (set(_WORD.findall(x.lower())) for x in texts)],
+                           dtype=torch.float32)  # (N, T)
     idf = torch.log((len(texts) + 1) / (present.sum(0) + 1)) + 1  # (T,)
     return present @ idf / idf.sum()

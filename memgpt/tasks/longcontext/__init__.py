@@ -1,4 +1,5 @@
-"""Long-context tasks (BABILong-style): passkey retrieval and bAbI qa1..qa5 hidden in long prose.
+"""Long-context tasks (BABILong-style): passkey retrieval and bAbI qa1..qa5 hidden in long prose, and
+`absent` (a question about someone or something the document never names: the answer is to abstain).
 
     make_samples("qa1", parse_length("16k"), count=50, seed=0)   # test split, deterministic
 
@@ -12,12 +13,12 @@ from __future__ import annotations
 import random
 
 from ...errors import MemGPTError
-from .babi import STORIES, make_babi
+from .babi import STORIES, UNANSWERABLE, make_babi
 from .haystack import SPLITS, context_tokens
 from .passkey import make_passkey
 from .sample import KILO, Sample, length_label, parse_length
 
-LONG_TASKS = ("passkey", "passkey-prose", *STORIES)
+LONG_TASKS = ("passkey", "passkey-prose", *STORIES, *UNANSWERABLE)
 
 
 def check_task(name: str) -> str:

@@ -13,6 +13,9 @@ in the context comes from a fact.
 | qa3 three supporting facts | the object's path | Where was the football before the kitchen? |
 | qa4 two-argument relations | a relation or its inverse | What is north of the kitchen? / What is the kitchen north of? |
 | qa5 three-argument relations | who gave what to whom | Who gave the cake to Fred? (and four other forms) |
+| absent | nothing: the person or thing is nowhere in the document | Where is Hugo? / Where is the kite? |
+
+`absent` is correct when the answer is the abstention phrase ("The document does not say.").
 """
 
 from __future__ import annotations
@@ -175,8 +178,24 @@ def _qa5(rng: random.Random) -> Story:
         return Story(facts, question, answer)
 
 
+def _absent(rng: random.Random) -> Story:
+    """A qa1 or qa2 story, asked about a person or a thing it never names (nor does the haystack):
+    the right answer is the abstention phrase."""
+    from ...abstention import NOT_IN_DOCUMENT
+
+    if rng.random() < 0.5:
+        world = _World(rng, rng.randint(2, 4))
+        for _ in range(rng.randint(2, 8)):
+            world.move(rng.choice(world.people))
+        return Story(world.facts, f"Where is {rng.choice([n for n in NAMES if n not in world.people])}?", NOT_IN_DOCUMENT)
+    world = _object_world(rng, (2, 3), (1, 3), (2, 8))
+    thing = rng.choice([o for o in OBJECTS if o not in world.objects])
+    return Story(world.facts, f"Where is the {thing}?", NOT_IN_DOCUMENT)
+
+
 STORIES = {"qa1": _qa1, "qa2": _qa2, "qa3": _qa3, "qa4": _qa4, "qa5": _qa5}
-LABELS = {name: [p.lower() for p in PLACES] for name in ("qa1", "qa2", "qa3", "qa4")}
+UNANSWERABLE = {"absent": _absent}  # stories whose question the document cannot answer
+LABELS = {name: [p.lower() for p in PLACES] for name in ("qa1", "qa2", "qa3", "qa4", "absent")}
 LABELS["qa5"] = [n.lower() for n in NAMES] + [o.lower() for o in OBJECTS]
 
 
@@ -190,7 +209,7 @@ EXCLUDE = _exclusion()
 
 def make_babi(name: str, length: int, index: int, seed: int, split: str, rng: random.Random) -> Sample:
     """One qa sample: the story's facts in order at random boundaries of a haystack of ~`length` tokens."""
-    story = STORIES[name](rng)
+    story = (STORIES | UNANSWERABLE)[name](rng)
     budget = max(0, length - sum(count_tokens(story.facts)))
     haystack, docs, _ = draw_haystack(budget, split, rng, exclude=EXCLUDE) if budget else ([], [], 0)
     sentences, positions = insert_sorted(haystack, story.facts, rng)
