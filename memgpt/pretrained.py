@@ -78,7 +78,10 @@ def resolve_backbone(name: str = "default") -> Path | str:
         if not target.exists():
             _convert_default(target)
         return target
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # "~someone" without such a user
+        raise MemGPTError(f"unknown model {name!r}: no home folder for {name.split('/')[0]!r}") from None
     if os.path.exists(path):
         if not os.path.isfile(path / "config.json"):
             raise MemGPTError(f"{path} is not a model folder (no config.json)")

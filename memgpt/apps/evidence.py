@@ -22,7 +22,7 @@ _LETTERS = re.compile(r"[^\W\d_]")
 # a sentence opening on a reference to an earlier one means nothing alone ("They powerfully affect ...")
 _DEPENDENT = frozenset("""it its they them their this these those that such he she his her him there here where
 which but and or so yet nor then also however nevertheless moreover furthermore thus hence therefore
-instead otherwise meanwhile accordingly besides""".split())
+instead otherwise meanwhile accordingly besides similarly likewise again still""".split())
 
 
 def prose(text: str) -> bool:

@@ -33,7 +33,6 @@ from .spans import SentenceSplitter, Span, plain
 
 REWRITE = "Shorten this sentence, keeping its meaning: {sentence}"  # the better of two forms tried (module doc)
 CONCISE = 24  # words: a sentence this short is quoted as it is
-REWRITE_ROOM = 1.5  # evidence chosen for rewriting: this many times the summary length (rewrites are shorter)
 
 
 @dataclass
@@ -103,7 +102,7 @@ def grounded_summary(reading: Reading, max_length: int, extractive: bool = False
         ids = select(texts, vectors, max_length, engine.count_tokens)
         return Summary(fit([SummarySentence(plain(texts[i]), [state.index.span(i)], "document") for i in ids],
                            max_length, engine), "extractive")
-    ids = select(texts, vectors, int(max_length * REWRITE_ROOM), engine.count_tokens)
+    ids = select(texts, vectors, max_length, engine.count_tokens)  # rewrites only shorten: they fit too
     kept, rejected = rewritten(ids, state, vectors, engine)
     return Summary(fit(kept, max_length, engine), "grounded", rejected)
 
