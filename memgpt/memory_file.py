@@ -90,19 +90,12 @@ def read_state_meta(path: str | Path) -> dict[str, str]:
 
 def read_state_file(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a memory file's tensors and metadata; refuse truncated, foreign-format or other-kind files."""
-    path = Path(path)
-    if not os.path.isfile(path):
-        raise MemGPTError(f"{path} does not exist or is not a file")
+    meta = read_state_meta(path)
+    if kind is not None and meta.get("kind") != kind:
+        raise MemGPTError(f"{path} holds a {meta.get('kind')!r} memory, not a {kind!r} one")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != "memgpt-memory":
-                raise MemGPTError(f"{path} is not a memgpt memory file")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise MemGPTError(f"{path} is not a readable memory file (truncated or corrupt?): {e}") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise MemGPTError(f"{path} has memory format {meta.get('format_version')}, this memgpt reads {FORMAT_VERSION}")
-    if kind is not None and meta.get("kind") != kind:
-        raise MemGPTError(f"{path} holds a {meta.get('kind')!r} memory, not a {kind!r} one")
     return tensors, meta

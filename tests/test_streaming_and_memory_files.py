@@ -102,7 +102,8 @@ def test_latent_memory_file_round_trip_and_refusals(tmp_path, engine):
     state = read("one two three four five six seven " * 40, "latent", reader)
     path = write_memory_file(tmp_path / "doc.mem", state)
     tensors, meta = read_state_file(path, "latent")
-    assert set(tensors) == {"memory", "associative", "associative_carry"} and meta["tokens_read"] == str(state.tokens_read)
+    assert {k for k in tensors if not k.startswith("doc.")} == {"memory", "associative", "associative_carry"}
+    assert meta["tokens_read"] == str(state.tokens_read) and "doc.starts" in tensors  # the document's sentences ride along
     loaded = load_state(path, reader)
     make_memory("latent", reader).check_compatible(loaded, path)
     assert_same_memory(MemoryState.from_tensors(loaded.tensors), MemoryState.from_tensors(state.tensors))
@@ -112,7 +113,7 @@ def test_latent_memory_file_round_trip_and_refusals(tmp_path, engine):
         ask(path, "Who?", engine=engine)
     # a file of layout 1 (the associative memory packed into rows of the memory tensor): named, refused
     packed = torch.zeros(1, 2 + 9, 32)
-    old = write_state_file(tmp_path / "old.mem", "latent", {"memory": packed}, {k: v for k, v in meta.items() if k not in ("format", "format_version", "kind")})
+    old = write_state_file(tmp_path / "old.mem", "latent", {"memory": packed}, {k: v for k, v in meta.items() if k not in ("format", "format_version", "kind", "document_index")})
     with pytest.raises(MemGPTError, match="layout 1"):
         ask(old, "Who?", engine=reader)
     shapes = write_state_file(tmp_path / "shapes.mem", "latent", {**tensors, "associative_carry": torch.zeros(1, 3)}, {k: v for k, v in meta.items() if k not in ("format", "format_version", "kind")})
