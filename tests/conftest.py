@@ -49,3 +49,19 @@ def memory_model(kind: str, arch: str, **kwargs) -> MemGPTForCausalLM:
 @pytest.fixture(params=ARCHS)
 def arch(request) -> str:
     return request.param
+
+
+def tiny_llama_engine():
+    """An apps Engine over a tiny random Llama with the default model's tokenizer (window 512)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from memgpt.apps.engine import Engine
+    from memgpt.pretrained import resolve_backbone
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("default"))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
+    backbone = LlamaForCausalLM(config).eval()
+    backbone.config.name_or_path = "tiny-llama"
+    return Engine(name="tiny-llama", backbone=backbone, tokenizer=tokenizer, window=512)

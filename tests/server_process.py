@@ -103,11 +103,10 @@ def start_server(tmp: Path, *args: str, key: str | None = KEY, timeout: float = 
     raise AssertionError(f"the server did not start in {timeout}s: {log.read_text()[-2000:]}")
 
 
-def tiny_backbone(folder: Path) -> Path:
-    """A tiny random Llama with a byte-level BPE tokenizer (any text encodes), saved to `folder`."""
-    import torch
+def tiny_tokenizer():
+    """A byte-level BPE (any text encodes) that compresses long runs of 'a' (huge lines stay cheap)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -115,7 +114,15 @@ def tiny_backbone(folder: Path) -> Path:
     trainer = trainers.BpeTrainer(vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   special_tokens=["<eos>"], show_progress=False)
     tok.train_from_iterator(["the quick brown fox jumps over the lazy dog", "a" * 4096], trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
+
+
+def tiny_backbone(folder: Path) -> Path:
+    """A tiny random Llama with a byte-level BPE tokenizer (any text encodes), saved to `folder`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,

@@ -6,15 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from conftest import tiny_llama_engine
 
 from memgpt.abstention import NOT_IN_DOCUMENT, is_abstention
 from memgpt.apps import ask, get_engine, read, write_memory_file
-from memgpt.apps.engine import Engine
 from memgpt.apps.memories import make_memory
 from memgpt.longeval import SuiteConfig, run_suite
-from memgpt.pretrained import resolve_backbone
 from memgpt.tasks.longcontext import make_sample
 
 FILLER = ("The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
@@ -23,13 +20,7 @@ FILLER = ("The grass is green. The sky is blue. The sun is yellow. Here we go. T
 
 @pytest.fixture(scope="module")
 def engine():
-    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("default"))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
-    backbone = LlamaForCausalLM(config).eval()
-    backbone.config.name_or_path = "tiny-llama"
-    return Engine(name="tiny-llama", backbone=backbone, tokenizer=tokenizer, window=512)
+    return tiny_llama_engine()
 
 
 def story_document() -> str:

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from memgpt import MemGPTError, MemGPTForCausalLM, MemoryState, memgpt_config
 from memgpt.cli import cli, main
+from server_process import tiny_tokenizer
 
 COMMANDS = sorted(cli.commands)
 SCALE = int(os.environ.get("MEMGPT_FUZZ_SCALE", "1"))  # e.g. 20 for a long campaign
@@ -53,20 +54,6 @@ def time_limit(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-
-
-def tiny_tokenizer():
-    """A byte-level BPE (any text encodes) that compresses long runs of 'a' (huge lines stay cheap)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=["<eos>"], show_progress=False)
-    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog", "a" * 4096], trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ that refuse what is not theirs."""
 
 import pytest
 import torch
-from conftest import assert_same_memory
+from conftest import assert_same_memory, tiny_llama_engine
 
 from memgpt import MemGPTError, MemGPTForCausalLM, MemoryState
 from memgpt.streaming import iter_segments, iter_text, iter_tokens
@@ -28,18 +28,7 @@ def test_streamed_tokens_equal_one_shot_tokens(tmp_path):
 
 @pytest.fixture(scope="module")
 def engine():
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from memgpt.apps.engine import Engine
-    from memgpt.pretrained import resolve_backbone
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("default"))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
-    backbone = LlamaForCausalLM(config).eval()
-    backbone.config.name_or_path = "tiny-llama"
-    return Engine(name="tiny-llama", backbone=backbone, tokenizer=tokenizer, window=512)
+    return tiny_llama_engine()
 
 
 def associative_engine(engine, seed: int = 0):
