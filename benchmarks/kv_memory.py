@@ -3,10 +3,13 @@
     python benchmarks/kv_memory.py accuracy --tasks passkey --lengths 4k,16k --samples 3
     python benchmarks/kv_memory.py ingest --lengths 1k,4k,16k --full-max 8k
     python benchmarks/kv_memory.py ask --length 16k
+    python benchmarks/kv_memory.py scale --length 1024k --index 1
 
 Each part prints a table and saves benchmarks/results/kv_memory_<part>.json. `accuracy` runs kv beside
 window-last and none on the same samples, and for passkey records which layers retrieved the needle's
 block when the question was read. `ingest` measures each (kind, length) in a fresh process (peak RSS).
+`scale` reads one passkey sample of up to 1M tokens the way `read` does, recording time (wall and CPU)
+and RSS every stretch against a 4k reading in the same process, then asks for the key.
 """
 
 from __future__ import annotations
@@ -55,6 +58,18 @@ def needle_token(eng, context: str, marker: str) -> int | None:
     return len(head) + eng.count_tokens(context[:at])
 
 
+def needle_layers(store, needle: int) -> list[int]:
+    """Per layer, 1 when the question's first chunk saw the needle's token (retrieved block, sinks or window)."""
+    B = store.settings.block_tokens
+    layers = []
+    for li, layer in enumerate(store.layers):
+        first = store.retrieved.get(li, [[]])[0]  # the question's chunk
+        pos = layer.block_pos.tolist()
+        in_local = needle >= layer.local_start or needle < layer.sink_k.shape[1]
+        layers.append(int(in_local or any(pos[b] <= needle < pos[b] + B for b in first)))
+    return layers
+
+
 def accuracy(args) -> None:
     from memgpt.apps import ask, make_memory, read
     from memgpt.metrics import score
@@ -77,16 +92,8 @@ def accuracy(args) -> None:
                         store.track = True
                         pred = make_memory("kv", eng).answer(state, [s.prompt], 16)[0]
                         needle = needle_token(eng, s.context, "The pass key is") if task.startswith("passkey") else None
-                        layers = None
-                        if needle is not None:
-                            B = store.settings.block_tokens
-                            layers = []
-                            for li, layer in enumerate(store.layers):
-                                first = store.retrieved.get(li, [[]])[0]  # the question's chunk
-                                pos = layer.block_pos.tolist()
-                                in_local = needle >= layer.local_start or needle < layer.sink_k.shape[1]
-                                got = in_local or any(pos[b] <= needle < pos[b] + B for b in first)
-                                layers.append(int(got))
+                        layers = needle_layers(store, needle) if needle is not None else None
+                        if layers is not None:
                             hits.append(sum(layers) / len(layers))
                     else:
                         pred = ask(s.context, [s.prompt], memory=kind, engine=eng, max_new_tokens=16)[0]
@@ -221,6 +228,79 @@ def ask_latency(args) -> None:
     save("ask", {"row": row, "settings": settings_info()})
 
 
+def proc_status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def scale(args) -> None:
+    """One passkey sample read segment by segment like `read`: ms/token (wall, CPU) and RSS per stretch."""
+    from memgpt.apps import make_memory
+    from memgpt.apps.documents import token_segments
+    from memgpt.metrics import score
+    from memgpt.tasks.longcontext import length_label, make_sample, parse_length
+
+    eng = engine()
+    memory = make_memory("kv", eng)
+    seg = memory.segment_tokens
+
+    def read_segments(segments, every: int, on_stretch=None):
+        state = memory.new_state()
+        t0, c0, last, done = time.perf_counter(), time.process_time(), 0, 0
+        for segment in segments:
+            memory.update(state, segment)
+            done += len(segment)
+            if on_stretch and done - last >= every:
+                t1, c1 = time.perf_counter(), time.process_time()
+                on_stretch(done, done - last, t1 - t0, c1 - c0, state)
+                t0, c0, last = t1, c1, done
+        if on_stretch and done > last:
+            on_stretch(done, done - last, time.perf_counter() - t0, time.process_time() - c0, state)
+        return state
+
+    base = eng.tokenizer(make_sample("passkey", 4096, 0).context, add_special_tokens=False)["input_ids"][:4096]
+    t0, c0 = time.perf_counter(), time.process_time()
+    read_segments([base[i : i + seg] for i in range(0, len(base), seg)], len(base))
+    base_row = {"tokens": len(base), "ms_per_token": round(1000 * (time.perf_counter() - t0) / len(base), 3),
+                "cpu_ms_per_token": round(1000 * (time.process_time() - c0) / len(base), 3)}
+    print(f"4k reference: {base_row}", flush=True)
+
+    s = make_sample("passkey", parse_length(args.length), args.index, measure=False)
+    needle = needle_token(eng, s.context, "The pass key is")
+    rows: list[dict] = []
+    result = {"length": length_label(parse_length(args.length)), "needle_token": needle,
+              "position": s.extra["position"], "reference_4k": base_row, "stretches": rows, "settings": settings_info()}
+
+    def on_stretch(done, n, wall, cpu, state):
+        layer = state.work["store"].layers[0]
+        rows.append({"tokens_read": done, "ms_per_token": round(1000 * wall / n, 3),
+                     "cpu_ms_per_token": round(1000 * cpu / n, 3), "rss_mb": round(proc_status_kb("VmRSS") / 1024, 1),
+                     "peak_rss_mb": round(proc_status_kb("VmHWM") / 1024, 1), "blocks": layer.num_blocks,
+                     "blocks_on_disk": layer.blocks.disk_count})
+        print(json.dumps(rows[-1]), flush=True)
+        save(f"scale{args.tag}", result)
+
+    # streamed like `read`: the text in chunks, tokenized piece by piece
+    segments = token_segments(eng.tokenizer, s.context, seg, max_bytes=4 * len(s.context) + 1)
+    state = read_segments(segments, args.every, on_stretch)
+    result["tokens"] = state.tokens_read
+    store = state.work["store"]
+    store.track = True
+    t0 = time.perf_counter()
+    pred = memory.answer(state, [s.prompt], 16)[0]
+    layers = needle_layers(store, needle)
+    steady = rows[-1]
+    result.update({"answer": s.answer, "prediction": pred, "correct": bool(score("passkey", pred, s.answer, [], s.question)),
+                   "ask_seconds": round(time.perf_counter() - t0, 1), "needle_layers": layers,
+                   "last_stretch_vs_4k": round(steady["ms_per_token"] / base_row["ms_per_token"], 3),
+                   "last_stretch_vs_4k_cpu": round(steady["cpu_ms_per_token"] / base_row["cpu_ms_per_token"], 3),
+                   "peak_rss_mb": max(r["peak_rss_mb"] for r in rows)})
+    save(f"scale{args.tag}", result)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("stretches", "settings")}, indent=2))
+
+
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     p = argparse.ArgumentParser()
@@ -242,6 +322,11 @@ def main() -> None:
     d.add_argument("--schemes", default="contiguous,fixed")
     k = sub.add_parser("ask")
     k.add_argument("--length", default="16k")
+    c = sub.add_parser("scale")
+    c.add_argument("--length", default="1024k")
+    c.add_argument("--index", type=int, default=1, help="index % 3: needle at start/middle/end")
+    c.add_argument("--every", type=int, default=32768, help="tokens per recorded stretch")
+    c.add_argument("--tag", default="", help="suffix of the results file name")
     args = p.parse_args()
     if args.part == "accuracy":
         accuracy(args)
@@ -249,6 +334,8 @@ def main() -> None:
         ingest(args)
     elif args.part == "positions":
         positions(args)
+    elif args.part == "scale":
+        scale(args)
     elif args.part == "ingest-one":
         print(json.dumps(ingest_one(args.kind, args.length)))
     else:

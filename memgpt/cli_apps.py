@@ -136,13 +136,24 @@ def ask(source: str | None, questions: tuple[str, ...], memory: str | None, max_
 @click.argument("source", required=False)
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Memory file to write (.mem).")
 @click.option("--memory", type=click.Choice(KINDS), default=None, help="Memory kind (default: ask's default).")
+@click.option("--kv-storage", type=click.Choice(["bf16", "int8", "fp32"]), default=None,
+              help="With --memory kv: how blocks are stored (default bf16; int8 halves the file).")
 @_document_options
 @_engine_options
-def read(source: str | None, output: Path, memory: str | None, text: str | None, max_input_mb: float, progress: bool,
-         as_json: bool, model_name: str, dtype: str, window: int, verbose: bool) -> None:
+def read(source: str | None, output: Path, memory: str | None, kv_storage: str | None, text: str | None,
+         max_input_mb: float, progress: bool, as_json: bool, model_name: str, dtype: str, window: int,
+         verbose: bool) -> None:
     """Read SOURCE once into a memory file, to ask or summarize later without re-reading."""
     from .apps.reading import DEFAULT_KIND, read as read_app, write_memory_file
 
+    if kv_storage:
+        if memory != "kv":
+            raise MemGPTError("--kv-storage goes with --memory kv")
+        from dataclasses import replace
+
+        from .apps.kv_memory import KVMemory
+
+        KVMemory.settings = replace(KVMemory.settings, storage=kv_storage)
     if output.suffix not in (".mem", ".safetensors"):
         raise MemGPTError(f"--output should end in .mem, got {output.name!r} (refusing to overwrite other files)")
     if output.is_dir():

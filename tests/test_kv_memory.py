@@ -5,6 +5,9 @@ the local window covers the document; every block retrieved at its true position
 decoding, sessions, the disk spill, memory files (memory-mapped) and refused bad files.
 """
 
+import json
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -119,7 +122,20 @@ def test_blocks_spilled_to_disk_give_the_same_answers(tmp_path):
     assert answers[0] == answers[1]
 
 
-@pytest.mark.parametrize("storage", ["fp32", "bf16"])
+@pytest.mark.parametrize("storage", ["bf16", "int8"])
+def test_compact_storage_stays_close_to_full_attention(storage):
+    model = tiny_llama()
+    ids = torch.randint(0, 99, (1, 200), generator=torch.Generator().manual_seed(2))
+    settings = KVSettings(sink_tokens=4, local_tokens=16, block_tokens=8, top_blocks=1000, chunk_tokens=32,
+                          storage=storage, positions="true")
+    got, store = kv_logits(model, ids, settings)
+    assert store.layers[0].blocks.dtype == {"bf16": torch.bfloat16, "int8": torch.int8}[storage]
+    full = full_logits(model, ids)
+    error = (got - full).abs().max() / full.abs().max()
+    assert 0 < error < 0.02  # lossy, but by rounding only
+
+
+@pytest.mark.parametrize("storage", ["fp32", "bf16", "int8"])
 def test_store_file_round_trip_is_memory_mapped_and_exact(tmp_path, storage):
     model = tiny_llama()
     ids = torch.randint(0, 99, (1, 300), generator=torch.Generator().manual_seed(7)).tolist()[0]
@@ -156,13 +172,16 @@ def small_kv(monkeypatch):
                         KVSettings(sink_tokens=8, local_tokens=64, block_tokens=16, top_blocks=2, chunk_tokens=64))
 
 
-def test_read_save_load_answer_identically(tokenizer, tmp_path, small_kv):
+@pytest.mark.parametrize("storage", ["bf16", "int8"])
+def test_read_save_load_answer_identically(tokenizer, tmp_path, small_kv, monkeypatch, storage):
+    monkeypatch.setattr(KVMemory, "settings", replace(KVMemory.settings, storage=storage))
     engine = tiny_engine(tokenizer)
     state = read(DOC, "kv", engine)
     path = write_memory_file(tmp_path / "doc.mem", state)
     loaded = load_state(path, engine)
     assert loaded.tokens_read == state.tokens_read and loaded.info == state.info
     assert loaded.tensors["l0.blocks"].shape[0] > 10  # memory-mapped blocks, as written
+    assert loaded.tensors["l0.blocks"].element_size() == {"bf16": 2, "int8": 1}[storage]
     memory = make_memory("kv", engine)
     q = ["Where did the owl sit?"]
     assert memory.answer(loaded, q, 6) == memory.answer(state, q, 6)
@@ -179,8 +198,9 @@ def test_bad_kv_memory_files_are_refused_in_one_line(tokenizer, tmp_path, small_
         ask(cut, "Who?", engine=engine)
     assert "\n" not in str(e.value)
     header = int.from_bytes(data[:8], "little")
+    begin, end = json.loads(data[8 : 8 + header])["l0.blocks"]["data_offsets"]
     bad = bytearray(data)
-    bad[8 + header : 8 + header + 4096] = b"\xff" * 4096  # NaN where the first keys are
+    bad[8 + header + begin : 8 + header + end] = b"\xff" * (end - begin)  # NaN in every block of layer 0
     (tmp_path / "nan.mem").write_bytes(bytes(bad))
     with pytest.raises(MemGPTError, match="corrupt"):
         ask(tmp_path / "nan.mem", "Who?", engine=engine)
@@ -204,6 +224,9 @@ def test_generate_with_kv_memory_writes_past_the_window(tokenizer, small_kv):
 def test_cli_refuses_a_truncated_kv_memory_file_in_one_line(tokenizer, tmp_path, small_kv, capsys):
     from test_cli import assert_one_line_error, run_in_process
 
+    (tmp_path / "a.txt").write_text(DOC)
+    assert_one_line_error(run_in_process(capsys, "read", str(tmp_path / "a.txt"), "-o", str(tmp_path / "a.mem"),
+                                         "--kv-storage", "int8"), "--memory kv")
     path = write_memory_file(tmp_path / "doc.mem", read(DOC, "kv", tiny_engine(tokenizer)))
     cut = tmp_path / "cut.mem"
     cut.write_bytes(path.read_bytes()[:-5000])

@@ -94,18 +94,22 @@ def attend(store: KVStore, layer: LayerStore, layer_idx: int, q: torch.Tensor, k
     q_far = rope(q, d_cos, d_sin)  # [Hq, T, D]
     chosen: list[int] = []
     reps = layer.all_reps()
-    if len(reps):
+    if store.session and T == 1 and layer.session_blocks is not None and store.settings.sticky:
+        chosen = layer.session_blocks  # an answer's tokens read what its question retrieved
+    elif len(reps):
         qbar = q_far.mean(1).view(Hkv, G, D)
         scores = torch.einsum("hgd,nhrd->nhgr", qbar, reps.float()).amax(-1).sum((1, 2))  # [nb]
         chosen = scores.topk(min(s.top_blocks, len(reps))).indices.sort().values.tolist()
         if store.track:
             store.retrieved.setdefault(layer_idx, []).append(chosen)
+        if store.session:
+            layer.session_blocks = chosen
     B = s.block_tokens
     n_mem = len(chosen) * B
 
     # what the chunk sees, in order: sinks, retrieved blocks, local window, session tokens, the chunk
     if chosen:
-        blocks = layer.blocks.get(chosen)  # [n, 2, Hkv, B, D]
+        blocks = layer.get_blocks(chosen)  # [n, 2, Hkv, B, D]
         if not bool(torch.isfinite(blocks).all()):
             raise MemGPTError("the kv memory holds keys or values that are not finite numbers (a corrupt memory file?)")
         mem_k = blocks[:, 0].permute(1, 0, 2, 3).reshape(Hkv, n_mem, D)

@@ -2,7 +2,7 @@
 RAM never has to be in RAM) and read back memory-mapped (asking costs the question, not the reading).
 
 Per layer `i`: `l{i}.blocks` `[nb, 2, Hkv, B, D]` (keys, values; storage dtype), `l{i}.reps`
-`[nb, Hkv, r, D]`, `l{i}.block_pos` `[nb]`, `l{i}.sink` `[2, Hkv, S, D]`, `l{i}.local` `[2, Hkv, L, D]`,
+`[nb, Hkv, r, D]`, `l{i}.scales` `[nb, 2, Hkv, B]` (int8 storage only), `l{i}.block_pos` `[nb]`, `l{i}.sink` `[2, Hkv, S, D]`, `l{i}.local` `[2, Hkv, L, D]`,
 `l{i}.local_score` `[L]`, `l{i}.local_start` `[1]`.
 """
 
@@ -20,7 +20,7 @@ from ..atomic import temp_beside
 from ..errors import MemGPTError
 from .store import BlockArena, KVSettings, KVStore, LayerStore, map_array, tensor_bytes
 
-SAFETENSORS_DTYPE = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int64: "I64"}
+SAFETENSORS_DTYPE = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int64: "I64", torch.int8: "I8"}
 DTYPE_OF = {v: k for k, v in SAFETENSORS_DTYPE.items()}
 MAX_HEADER = 64 << 20
 
@@ -33,6 +33,8 @@ def _entries(store: KVStore) -> list[tuple[str, torch.dtype, tuple[int, ...], It
         entries += [
             (f"l{i}.blocks", layer.blocks.dtype, (nb, *layer.blocks.block_shape), layer.blocks.pieces()),
             (f"l{i}.reps", reps.dtype, tuple(reps.shape), [reps]),
+            *([(f"l{i}.scales", torch.float32, (nb, *layer.scales.block_shape), layer.scales.pieces())]
+              if layer.scales is not None else []),
             (f"l{i}.block_pos", torch.int64, tuple(layer.block_pos.shape), [layer.block_pos]),
             (f"l{i}.sink", torch.float32, (2, *layer.sink_k.shape), [torch.stack([layer.sink_k, layer.sink_v])]),
             (f"l{i}.local", torch.float32, (2, *layer.local_k.shape), [torch.stack([layer.local_k, layer.local_v])]),
@@ -137,10 +139,15 @@ def store_from_tensors(tensors: dict[str, torch.Tensor], settings: KVSettings, n
               and tuple(pos.shape) == (nb,) and sink.dim() == 4 and tuple(sink.shape[:2]) == (2, heads)
               and sink.shape[3] == head_dim and local.dim() == 4 and tuple(local.shape[:2]) == (2, heads)
               and local.shape[3] == head_dim and tuple(score.shape) == (local.shape[2],) and start.numel() == 1
-              and blocks.dtype == layer.blocks.dtype)
+              and blocks.dtype == layer.blocks.dtype and reps.dtype == layer.reps.dtype)
+        if layer.scales is not None:
+            scales = get(f"l{i}.scales")
+            ok = ok and tuple(scales.shape) == (nb, 2, heads, B) and scales.dtype == torch.float32
         if not ok:
             raise MemGPTError(f"{where} is a corrupt kv memory file (layer {i} does not fit its settings)")
         layer.blocks = BlockArena(layer.blocks.block_shape, layer.blocks.dtype, layer.blocks.ram_blocks, store.spill, base=blocks)
+        if layer.scales is not None:
+            layer.scales = BlockArena(layer.scales.block_shape, torch.float32, layer.scales.ram_blocks, store.spill, base=scales)
         layer.reps, layer.block_pos = reps, pos.clone()
         layer.sink_k, layer.sink_v = sink[0].float().clone(), sink[1].float().clone()
         layer.local_k, layer.local_v = local[0].float().clone(), local[1].float().clone()

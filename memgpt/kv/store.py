@@ -19,8 +19,9 @@ import torch
 from ..errors import MemGPTError
 
 POSITIONS = ("contiguous", "fixed", "true")
-STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-NUMPY_OF = {torch.float32: np.float32, torch.bfloat16: np.uint16, torch.int64: np.int64, torch.float16: np.float16}
+STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
+NUMPY_OF = {torch.float32: np.float32, torch.bfloat16: np.uint16, torch.int64: np.int64, torch.float16: np.float16,
+            torch.int8: np.int8}
 
 
 @dataclass
@@ -35,8 +36,9 @@ class KVSettings:
     rep_keys: int = 4  # representative keys per block (the most attended while in the local window)
     chunk_tokens: int = 512
     positions: str = "contiguous"  # of retrieved tokens: contiguous | fixed | true (see memgpt.kv.attention)
-    storage: str = "bf16"  # dtype of blocks in RAM, on disk and in memory files: bf16 | fp32
-    ram_blocks_mb: int = 512  # blocks of all layers held in RAM before the rest goes to a spill file
+    sticky: bool = True  # answer tokens attend to the blocks their question retrieved (not their own top-k)
+    storage: str = "bf16"  # of blocks in RAM, on disk and in memory files: bf16 | fp32 | int8 (+ a scale per token)
+    ram_blocks_mb: int = 256  # blocks of all layers held in RAM before the rest goes to a spill file
 
     def validate(self) -> None:
         for f in fields(self):
@@ -164,9 +166,14 @@ class LayerStore:
         self.local_score = torch.zeros(0)  # attention logit each local token received, summed over chunks
         self.local_start = 0  # absolute position of the first local token
         self.extra_k, self.extra_v = empty, empty  # a session's tokens (question, answer): never evicted
+        self.session_blocks: list[int] | None = None  # the blocks the session's prompt retrieved
         dtype = STORAGE_DTYPES[settings.storage]
         self.blocks = BlockArena((2, heads, settings.block_tokens, head_dim), dtype, ram_blocks, spill)
-        self.reps = torch.zeros(0, heads, settings.rep_keys, head_dim, dtype=dtype)  # [nb, Hkv, r, D]
+        # int8 blocks: one float32 scale per (key or value, head, token)
+        self.scales = BlockArena((2, heads, settings.block_tokens), torch.float32, ram_blocks, spill) \
+            if dtype == torch.int8 else None
+        rep_dtype = torch.bfloat16 if dtype == torch.int8 else dtype  # scanned every chunk: kept dequantized
+        self.reps = torch.zeros(0, heads, settings.rep_keys, head_dim, dtype=rep_dtype)  # [nb, Hkv, r, D]
         self.block_pos = torch.zeros(0, dtype=torch.int64)  # absolute position of each block's first token
         self._reps_buf: torch.Tensor | None = None
         self._pos_buf: torch.Tensor | None = None
@@ -180,6 +187,13 @@ class LayerStore:
     @property
     def num_blocks(self) -> int:
         return len(self.blocks)
+
+    def get_blocks(self, indices: list[int]) -> torch.Tensor:
+        """Blocks `indices` as float32 `[n, 2, Hkv, B, D]` (int8 ones dequantized)."""
+        blocks = self.blocks.get(indices)
+        if self.scales is not None:
+            blocks = blocks * self.scales.get(indices)[..., None]
+        return blocks
 
     def all_reps(self) -> torch.Tensor:
         """`[nb, Hkv, r, D]` representative keys (pending ones appended to a buffer that doubles as it fills)."""
@@ -223,12 +237,18 @@ class LayerStore:
         top = self.local_score[:B].topk(self.s.rep_keys).indices.sort().values
         self._new_reps.append(k[:, top])  # [Hkv, r, D]
         self._new_pos.append(self.local_start)
-        self.blocks.append(torch.stack([k, v]))  # [2, Hkv, B, D]
+        block = torch.stack([k, v])  # [2, Hkv, B, D]
+        if self.scales is not None:
+            scale = block.abs().amax(-1).clamp_min(1e-8) / 127  # [2, Hkv, B]
+            self.scales.append(scale)
+            block = (block / scale[..., None]).round_().clamp_(-127, 127)
+        self.blocks.append(block)
         self.local_k, self.local_v, self.local_score = self.local_k[:, B:], self.local_v[:, B:], self.local_score[B:]
         self.local_start += B
 
     def end_session(self) -> None:
         self.extra_k = self.extra_v = torch.zeros(self.heads, 0, self.head_dim)
+        self.session_blocks = None
 
 
 class KVStore:
@@ -238,7 +258,8 @@ class KVStore:
         settings.validate()
         self.settings = settings
         self.spill = SpillDir(spill_parent)
-        block_bytes = 2 * heads * settings.block_tokens * head_dim * STORAGE_DTYPES[settings.storage].itemsize
+        itemsize = STORAGE_DTYPES[settings.storage].itemsize
+        block_bytes = 2 * heads * settings.block_tokens * (head_dim * itemsize + (4 if itemsize == 1 else 0))
         ram_blocks = (settings.ram_blocks_mb << 20) // max(1, block_bytes * num_layers)
         self.layers = [LayerStore(heads, head_dim, settings, ram_blocks, self.spill) for _ in range(num_layers)]
         self.session = False  # True while answering: new tokens go to the session, not into memory
