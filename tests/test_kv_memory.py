@@ -182,6 +182,7 @@ def test_read_save_load_answer_identically(tokenizer, tmp_path, small_kv, monkey
     assert loaded.tokens_read == state.tokens_read and loaded.info == state.info
     assert loaded.tensors["l0.blocks"].shape[0] > 10  # memory-mapped blocks, as written
     assert loaded.tensors["l0.blocks"].element_size() == {"bf16": 2, "int8": 1}[storage]
+    assert loaded.index.texts == state.index.texts and len(state.index.texts) > 100  # citations survive the file
     memory = make_memory("kv", engine)
     q = ["Where did the owl sit?"]
     assert memory.answer(loaded, q, 6) == memory.answer(state, q, 6)

@@ -51,7 +51,6 @@ class KVMemory(Memory):
 
     kind = "kv"
     segment_tokens = 2048
-    keeps_index = False  # its file is the block store, memory-mapped; answers cite nothing (yet)
     settings = KVSettings()
 
     def new_state(self) -> MemoryState:
@@ -102,7 +101,7 @@ class KVMemory(Memory):
         if store is None:  # a loaded state never used: its store is built over its own tensors
             store = store_from_tensors(state.tensors, KVSettings.from_info(state.info), _layers(state.tensors, path), str(path))
         meta = {"format": "memgpt-memory", "format_version": FORMAT_VERSION, "kind": cls.kind, **metadata}
-        return save_store(path, store, meta)
+        return save_store(path, store, meta, extra)
 
     @classmethod
     def load_tensors(cls, path: str | Path) -> dict[str, torch.Tensor]:

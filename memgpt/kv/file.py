@@ -20,7 +20,7 @@ from ..atomic import temp_beside
 from ..errors import MemGPTError
 from .store import BlockArena, KVSettings, KVStore, LayerStore, map_array, tensor_bytes
 
-SAFETENSORS_DTYPE = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int64: "I64", torch.int8: "I8"}
+SAFETENSORS_DTYPE = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int64: "I64", torch.int8: "I8", torch.uint8: "U8"}
 DTYPE_OF = {v: k for k, v in SAFETENSORS_DTYPE.items()}
 MAX_HEADER = 64 << 20
 
@@ -44,14 +44,16 @@ def _entries(store: KVStore) -> list[tuple[str, torch.dtype, tuple[int, ...], It
     return entries
 
 
-def save_store(path: str | Path, store: KVStore, metadata: dict[str, str]) -> Path:
-    """Write `store` with string `metadata` to `path` atomically (a valid safetensors file)."""
+def save_store(path: str | Path, store: KVStore, metadata: dict[str, str],
+               extra: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write `store` (and `extra` tensors, e.g. the document index) with string `metadata` to `path`
+    atomically (a valid safetensors file)."""
     path = Path(path)
     if os.path.isdir(path):
         raise MemGPTError(f"{path} is a directory")
     if not os.path.isdir(path.parent):
         raise MemGPTError(f"folder {path.parent} does not exist")
-    entries = _entries(store)
+    entries = _entries(store) + [(name, t.dtype, tuple(t.shape), [t]) for name, t in (extra or {}).items()]
     header: dict = {"__metadata__": metadata}
     offset = 0
     for name, dtype, shape, _ in entries:

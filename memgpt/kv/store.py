@@ -21,7 +21,7 @@ from ..errors import MemGPTError
 POSITIONS = ("contiguous", "fixed", "true")
 STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
 NUMPY_OF = {torch.float32: np.float32, torch.bfloat16: np.uint16, torch.int64: np.int64, torch.float16: np.float16,
-            torch.int8: np.int8}
+            torch.int8: np.int8, torch.uint8: np.uint8}
 
 
 @dataclass
