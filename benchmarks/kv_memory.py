@@ -4,6 +4,7 @@
     python benchmarks/kv_memory.py ingest --lengths 1k,4k,16k --full-max 8k
     python benchmarks/kv_memory.py ask --length 16k
     python benchmarks/kv_memory.py scale --length 1024k --index 1
+    python benchmarks/kv_memory.py storage --length 8k
 
 Each part prints a table and saves benchmarks/results/kv_memory_<part>.json. `accuracy` runs kv beside
 window-last and none on the same samples, and for passkey records which layers retrieved the needle's
@@ -96,7 +97,7 @@ def accuracy(args) -> None:
                         if layers is not None:
                             hits.append(sum(layers) / len(layers))
                     else:
-                        pred = ask(s.context, [s.prompt], memory=kind, engine=eng, max_new_tokens=16)[0]
+                        pred = ask(s.context, [s.prompt], memory=kind, engine=eng, max_new_tokens=16)[0].text
                         layers = None
                     ok = bool(score(task, pred, s.answer, s.labels, s.question))
                     correct[kind] += ok
@@ -301,6 +302,37 @@ def scale(args) -> None:
     print(json.dumps({k: v for k, v in result.items() if k not in ("stretches", "settings")}, indent=2))
 
 
+def storage(args) -> None:
+    """One passkey document read with each block storage: memory file size, and the answer from the file."""
+    from dataclasses import replace
+
+    from memgpt.apps import load_state, make_memory, read, write_memory_file
+    from memgpt.apps.kv_memory import KVMemory
+    from memgpt.metrics import score
+    from memgpt.tasks.longcontext import make_sample, parse_length
+
+    eng = engine()
+    s = make_sample("passkey", parse_length(args.length), args.index)
+    rows = []
+    default = KVMemory.settings
+    for kind in args.storages.split(","):
+        KVMemory.settings = replace(default, storage=kind)
+        state = read(s.context, "kv", eng)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_memory_file(Path(tmp) / "doc.mem", state)
+            size = os.path.getsize(path)
+            blocks = state.work["store"].layers[0].num_blocks
+            t0 = time.perf_counter()
+            pred = make_memory("kv", eng).answer(load_state(path, eng), [s.prompt], 16)[0]
+        rows.append({"storage": kind, "tokens": state.tokens_read, "file_mb": round(size / 2**20, 1),
+                     "kb_per_token": round(size / 1024 / state.tokens_read, 2), "blocks_per_layer": blocks,
+                     "answer": s.answer, "prediction": pred, "correct": bool(score("passkey", pred, s.answer, [], s.question)),
+                     "ask_from_file_seconds": round(time.perf_counter() - t0, 2)})
+        print(json.dumps(rows[-1]), flush=True)
+        save("storage", {"rows": rows, "settings": settings_info()})
+    KVMemory.settings = default
+
+
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     p = argparse.ArgumentParser()
@@ -327,6 +359,10 @@ def main() -> None:
     c.add_argument("--index", type=int, default=1, help="index % 3: needle at start/middle/end")
     c.add_argument("--every", type=int, default=32768, help="tokens per recorded stretch")
     c.add_argument("--tag", default="", help="suffix of the results file name")
+    g = sub.add_parser("storage")
+    g.add_argument("--length", default="8k")
+    g.add_argument("--index", type=int, default=1)
+    g.add_argument("--storages", default="fp32,bf16,int8")
     args = p.parse_args()
     if args.part == "accuracy":
         accuracy(args)
@@ -334,6 +370,8 @@ def main() -> None:
         ingest(args)
     elif args.part == "positions":
         positions(args)
+    elif args.part == "storage":
+        storage(args)
     elif args.part == "scale":
         scale(args)
     elif args.part == "ingest-one":
