@@ -5,6 +5,7 @@
     python benchmarks/kv_memory.py ask --length 16k
     python benchmarks/kv_memory.py scale --length 1024k --index 1
     python benchmarks/kv_memory.py storage --length 8k
+    python benchmarks/kv_memory.py plot      # benchmarks/results/kv_memory.png from the JSONs above
 
 Each part prints a table and saves benchmarks/results/kv_memory_<part>.json. `accuracy` runs kv beside
 window-last and none on the same samples, and for passkey records which layers retrieved the needle's
@@ -333,6 +334,46 @@ def storage(args) -> None:
     KVMemory.settings = default
 
 
+def plot(args) -> None:
+    """Cost per token and peak RSS against tokens read (`scale*` results), accuracy by kind (`accuracy*`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from memgpt.tasks.longcontext import length_label
+
+    fig, (cost, rss, acc) = plt.subplots(1, 3, figsize=(15, 4))
+    for path in sorted(RESULTS.glob("kv_memory_scale*.json")):
+        d = json.loads(path.read_text())
+        x = [r["tokens_read"] / 1024 for r in d["stretches"]]
+        cost.plot(x, [r["cpu_ms_per_token"] for r in d["stretches"]], marker="o", label=f"kv, {d['length']} document (CPU ms)")
+        cost.axhline(d["reference_4k"]["cpu_ms_per_token"], ls="--", color="gray", label="kv reading 4k tokens")
+        rss.plot(x, [r["peak_rss_mb"] for r in d["stretches"]], marker="o", label=f"kv, {d['length']} document")
+    rss.axhline(2048, ls=":", color="red", label="2 GB")
+    cost.set(xlabel="tokens read (k)", ylabel="CPU ms per token (2 threads)", title="reading cost per token")
+    rss.set(xlabel="tokens read (k)", ylabel="peak RSS (MB, model included)", title="memory")
+    cost.legend(fontsize=7)
+    rss.legend(fontsize=7)
+    cells: dict[tuple[str, str], dict[str, list[int]]] = {}
+    for path in sorted(RESULTS.glob("kv_memory_accuracy*.json")):
+        for r in json.loads(path.read_text())["records"]:
+            cell = cells.setdefault((r["task"], length_label(r["length"])), {})
+            cell.setdefault(r["kind"], []).append(int(r["correct"]))
+    kinds = ["kv", "retrieval", "window-last", "none"]
+    names = [f"{t} {n}" for t, n in cells]
+    for j, kind in enumerate(kinds):
+        vals = [sum(c.get(kind, [])) / len(c[kind]) if c.get(kind) else float("nan") for c in cells.values()]
+        acc.bar([i + 0.2 * j for i in range(len(cells))], vals, width=0.2, label=kind)
+    acc.set_xticks([i + 0.3 for i in range(len(cells))], [f"{n}\n(n={len(c.get('kv', []))})" for n, c in zip(names, cells.values())],
+                   fontsize=7)
+    acc.set(ylabel="accuracy", title="answers (n = kv samples)", ylim=(0, 1.05))
+    acc.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "kv_memory.png", dpi=110)
+    print(f"wrote {RESULTS / 'kv_memory.png'}")
+
+
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     p = argparse.ArgumentParser()
@@ -363,6 +404,7 @@ def main() -> None:
     g.add_argument("--length", default="8k")
     g.add_argument("--index", type=int, default=1)
     g.add_argument("--storages", default="fp32,bf16,int8")
+    sub.add_parser("plot")
     args = p.parse_args()
     if args.part == "accuracy":
         accuracy(args)
@@ -370,6 +412,8 @@ def main() -> None:
         ingest(args)
     elif args.part == "positions":
         positions(args)
+    elif args.part == "plot":
+        plot(args)
     elif args.part == "storage":
         storage(args)
     elif args.part == "scale":
