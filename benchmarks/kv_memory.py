@@ -49,11 +49,11 @@ def engine():
     return get_engine(dtype="fp32")
 
 
-def needle_token(eng, context: str, marker: str) -> int | None:
-    """Token index (in the kv memory, after the chat head) where `marker` starts in `context`."""
+def needle_token(eng, context: str, marker: str, last: bool = False) -> int | None:
+    """Token index (in the kv memory, after the chat head) where `marker` (its `last` occurrence) starts."""
     from memgpt.apps.kv_memory import chat_frame
 
-    at = context.find(marker)
+    at = context.rfind(marker) if last else context.find(marker)
     if at < 0:
         return None
     head = eng.tokenizer(chat_frame(eng)[0], add_special_tokens=False)["input_ids"]
@@ -97,6 +97,11 @@ def accuracy(args) -> None:
                         layers = needle_layers(store, needle) if needle is not None else None
                         if layers is not None:
                             hits.append(sum(layers) / len(layers))
+                        elif s.facts:  # bAbI: the last fact naming the question's subject holds the answer
+                            name = next((w.strip("?") for w in s.question.split() if w[:1].isupper() and w != "Where"), "")
+                            fact = next((f for f in reversed(s.facts) if name and name in f), s.facts[-1])
+                            at = needle_token(eng, s.context, fact, last=True)
+                            layers = needle_layers(store, at) if at is not None else None
                     else:
                         pred = ask(s.context, [s.prompt], memory=kind, engine=eng, max_new_tokens=16)[0].text
                         layers = None
