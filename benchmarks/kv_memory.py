@@ -352,9 +352,10 @@ def plot(args) -> None:
     for path in sorted(RESULTS.glob("kv_memory_scale*.json")):
         d = json.loads(path.read_text())
         x = [r["tokens_read"] / 1024 for r in d["stretches"]]
-        cost.plot(x, [r["cpu_ms_per_token"] for r in d["stretches"]], marker="o", label=f"kv, {d['length']} document (CPU ms)")
-        cost.axhline(d["reference_4k"]["cpu_ms_per_token"], ls="--", color="gray", label="kv reading 4k tokens")
-        rss.plot(x, [r["peak_rss_mb"] for r in d["stretches"]], marker="o", label=f"kv, {d['length']} document")
+        label = f"kv, {d['length']} document" + (" (stopped)" if "stopped" in d else "")
+        line, = cost.plot(x, [r["cpu_ms_per_token"] for r in d["stretches"]], marker="o", label=label)
+        cost.axhline(d["reference_4k"]["cpu_ms_per_token"], ls="--", color=line.get_color(), label="its 4k reading")
+        rss.plot(x, [r["peak_rss_mb"] for r in d["stretches"]], marker="o", label=label)
     rss.axhline(2048, ls=":", color="red", label="2 GB")
     cost.set(xlabel="tokens read (k)", ylabel="CPU ms per token (2 threads)", title="reading cost per token")
     rss.set(xlabel="tokens read (k)", ylabel="peak RSS (MB, model included)", title="memory")
