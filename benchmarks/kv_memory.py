@@ -363,6 +363,8 @@ def plot(args) -> None:
     rss.legend(fontsize=7)
     cells: dict[tuple[str, str], dict[str, list[int]]] = {}
     for path in sorted(RESULTS.glob("kv_memory_accuracy*.json")):
+        if path.stem.endswith("_facts"):  # a re-run of samples counted already (to locate the facts)
+            continue
         for r in json.loads(path.read_text())["records"]:
             cell = cells.setdefault((r["task"], length_label(r["length"])), {})
             cell.setdefault(r["kind"], []).append(int(r["correct"]))
