@@ -414,23 +414,12 @@ def main() -> None:
     g.add_argument("--storages", default="fp32,bf16,int8")
     sub.add_parser("plot")
     args = p.parse_args()
-    if args.part == "accuracy":
-        accuracy(args)
-    elif args.part == "ingest":
-        ingest(args)
-    elif args.part == "positions":
-        positions(args)
-    elif args.part == "plot":
-        plot(args)
-    elif args.part == "storage":
-        storage(args)
-    elif args.part == "scale":
-        scale(args)
-    elif args.part == "ingest-one":
+    if args.part == "ingest-one":
         print(json.dumps(ingest_one(args.kind, args.length)))
-    else:
-        ask_latency(args)
-
+        return
+    parts = {"accuracy": accuracy, "ingest": ingest, "positions": positions, "plot": plot, "storage": storage,
+             "scale": scale, "ask": ask_latency}
+    parts[args.part](args)
 
 if __name__ == "__main__":
     main()
