@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ask_memory_file import QUESTIONS  # noqa: E402
 
 from memgpt.apps import get_engine, read  # noqa: E402
-from memgpt.apps.memories import ANSWER_RESERVE, make_memory  # noqa: E402
-from memgpt.apps.retrieval_memory import ABSTAIN_BELOW  # noqa: E402
-from memgpt.atomic import write_text_atomic  # noqa: E402
-from memgpt.corpora import sotu_path  # noqa: E402
-from memgpt.tasks.longcontext import make_sample, parse_length  # noqa: E402
+from memgpt.memories.base import ANSWER_RESERVE, make_memory  # noqa: E402
+from memgpt.memories.retrieval import ABSTAIN_BELOW  # noqa: E402
+from memgpt.io.atomic import write_text_atomic  # noqa: E402
+from memgpt.io.corpora import sotu_path  # noqa: E402
+from memgpt.eval.longcontext import make_sample, parse_length  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ANSWERABLE = ["qa1", "qa2", "qa3", "qa4", "qa5", "passkey"]

@@ -34,11 +34,11 @@ from memgpt.apps import get_engine  # noqa: E402
 from memgpt.apps.ask import answer_reading  # noqa: E402
 from memgpt.apps.grounding import Vocabulary, check, unsupported_name_share  # noqa: E402
 from memgpt.apps.reading import _read  # noqa: E402
-from memgpt.apps.retrieval_memory import encoder_of  # noqa: E402
+from memgpt.memories.retrieval import encoder_of  # noqa: E402
 from memgpt.apps.summarize import sentence_vectors, summarize_reading  # noqa: E402
-from memgpt.atomic import write_text_atomic  # noqa: E402
-from memgpt.corpora import sotu_speeches, wiki_articles  # noqa: E402
-from memgpt.hardware import native_bf16  # noqa: E402
+from memgpt.io.atomic import write_text_atomic  # noqa: E402
+from memgpt.io.corpora import sotu_speeches, wiki_articles  # noqa: E402
+from memgpt.model.hardware import native_bf16  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUNDED = ("grounded", "extractive")  # summarize's own methods; the rest are memory kinds
@@ -182,7 +182,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from rouge_score import rouge_scorer
 
-    from memgpt.tasks.longcontext.haystack import split_of
+    from memgpt.eval.longcontext.haystack import split_of
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     engine = get_engine("default", args.dtype, args.window)

@@ -39,7 +39,7 @@ QUESTIONS = [
 def run(args: list[str], threads: int) -> tuple[float, dict]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "memgpt.cli", *args], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "memgpt", *args], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"memgpt {' '.join(args[:2])} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -53,8 +53,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS / "ask_memory_file.json")
     a = parser.parse_args()
-    from memgpt.atomic import write_text_atomic
-    from memgpt.corpora import sotu_path
+    from memgpt.io.atomic import write_text_atomic
+    from memgpt.io.corpora import sotu_path
 
     common = ["--dtype", a.dtype, "--no-progress", "--json"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,7 @@ import torch
 import transformers
 
 from memgpt.apps.compress import cram, greedy_ids, prefix_ids, text_to_ids
-from memgpt.pretrained import load_backbone
+from memgpt.model.pretrained import load_backbone
 
 RESULTS = Path(__file__).parent / "results"
 ENGLISH = "The lighthouse keeper wrote in his log every night, even when the storm kept every ship in harbour."

@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 
 def save(part: str, data: dict) -> Path:
-    from memgpt.atomic import write_text_atomic
+    from memgpt.io.atomic import write_text_atomic
 
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"kv_memory_{part}.json"
@@ -51,7 +51,7 @@ def engine():
 
 def needle_token(eng, context: str, marker: str, last: bool = False) -> int | None:
     """Token index (in the kv memory, after the chat head) where `marker` (its `last` occurrence) starts."""
-    from memgpt.apps.kv_memory import chat_frame
+    from memgpt.memories.kv.memory import chat_frame
 
     at = context.rfind(marker) if last else context.find(marker)
     if at < 0:
@@ -74,8 +74,8 @@ def needle_layers(store, needle: int) -> list[int]:
 
 def accuracy(args) -> None:
     from memgpt.apps import ask, make_memory, read
-    from memgpt.metrics import score
-    from memgpt.tasks.longcontext import length_label, make_sample, parse_length
+    from memgpt.eval.metrics import score
+    from memgpt.eval.longcontext import length_label, make_sample, parse_length
 
     eng = engine()
     kinds = args.kinds.split(",")
@@ -129,8 +129,8 @@ def positions(args) -> None:
     """A passkey beyond a small local window, read with each position scheme: the answer, and in how
     many layers the question's queries retrieved the needle's block."""
     from memgpt.apps import make_memory, read
-    from memgpt.apps.kv_memory import KVMemory
-    from memgpt.kv import KVSettings
+    from memgpt.memories.kv.memory import KVMemory
+    from memgpt.memories.kv import KVSettings
 
     eng = engine()
     filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
@@ -155,7 +155,7 @@ def positions(args) -> None:
 
 
 def settings_info() -> dict:
-    from memgpt.apps.kv_memory import KVMemory
+    from memgpt.memories.kv.memory import KVMemory
 
     return {"kv": asdict(KVMemory.settings), "dtype": "fp32", "threads": torch.get_num_threads(),
             "model": "SmolLM2-135M-Instruct"}
@@ -166,9 +166,9 @@ def ingest_one(kind: str, length: int) -> dict:
     from rss import peak_rss_kb, reset_peak_rss
     from transformers import DynamicCache
 
-    from memgpt.apps.kv_memory import KVMemory
-    from memgpt.kv import KVStore, prefill
-    from memgpt.tasks.longcontext import make_sample
+    from memgpt.memories.kv.memory import KVMemory
+    from memgpt.memories.kv import KVStore, prefill
+    from memgpt.eval.longcontext import make_sample
 
     eng = engine()
     ids = eng.tokenizer(make_sample("passkey", length, 0).context, add_special_tokens=False)["input_ids"][:length]
@@ -190,7 +190,7 @@ def ingest_one(kind: str, length: int) -> dict:
 
 
 def ingest(args) -> None:
-    from memgpt.tasks.longcontext import parse_length
+    from memgpt.eval.longcontext import parse_length
 
     rows = []
     full_max = parse_length(args.full_max)
@@ -211,7 +211,7 @@ def ingest(args) -> None:
 
 def ask_latency(args) -> None:
     from memgpt.apps import load_state, make_memory, read, write_memory_file
-    from memgpt.tasks.longcontext import make_sample, parse_length
+    from memgpt.eval.longcontext import make_sample, parse_length
 
     eng = engine()
     s = make_sample("passkey", parse_length(args.length), 1)
@@ -246,8 +246,8 @@ def scale(args) -> None:
     """One passkey sample read segment by segment like `read`: ms/token (wall, CPU) and RSS per stretch."""
     from memgpt.apps import make_memory
     from memgpt.apps.documents import token_segments
-    from memgpt.metrics import score
-    from memgpt.tasks.longcontext import length_label, make_sample, parse_length
+    from memgpt.eval.metrics import score
+    from memgpt.eval.longcontext import length_label, make_sample, parse_length
 
     eng = engine()
     memory = make_memory("kv", eng)
@@ -313,9 +313,9 @@ def storage(args) -> None:
     from dataclasses import replace
 
     from memgpt.apps import load_state, make_memory, read, write_memory_file
-    from memgpt.apps.kv_memory import KVMemory
-    from memgpt.metrics import score
-    from memgpt.tasks.longcontext import make_sample, parse_length
+    from memgpt.memories.kv.memory import KVMemory
+    from memgpt.eval.metrics import score
+    from memgpt.eval.longcontext import make_sample, parse_length
 
     eng = engine()
     s = make_sample("passkey", parse_length(args.length), args.index)
@@ -346,7 +346,7 @@ def plot(args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from memgpt.tasks.longcontext import length_label
+    from memgpt.eval.longcontext import length_label
 
     fig, (cost, rss, acc) = plt.subplots(1, 3, figsize=(15, 4))
     for path in sorted(RESULTS.glob("kv_memory_scale*.json")):

@@ -20,11 +20,11 @@ import torch
 import transformers
 from torch import nn
 
-from memgpt.adapters import DEFAULT_ADAPTER, adapter_info, load_latent_model
-from memgpt.longeval import write_text
-from memgpt.modeling_memgpt import MemGPTForCausalLM
-from memgpt.pretrained import load_backbone
-from memgpt.tasks import IGNORE, LONG_TRAIN_TASKS, LatentMemoryTask
+from memgpt.model.adapters import DEFAULT_ADAPTER, adapter_info, load_latent_model
+from memgpt.eval.suite import write_text
+from memgpt.model.modeling_memgpt import MemGPTForCausalLM
+from memgpt.model.pretrained import load_backbone
+from memgpt.training.tasks import IGNORE, LONG_TRAIN_TASKS, LatentMemoryTask
 
 RESULTS = Path(__file__).parent / "results" / "latent_adapter.json"
 

@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 import transformers
 
-from memgpt.adapters import adapter_info
-from memgpt.longeval import SuiteConfig, app_systems, heatmap, run_suite, table, write_text
-from memgpt.tasks.longcontext import LONG_TASKS, length_label, parse_length
+from memgpt.model.adapters import adapter_info
+from memgpt.eval.suite import SuiteConfig, app_systems, heatmap, run_suite, table, write_text
+from memgpt.eval.longcontext import LONG_TASKS, length_label, parse_length
 
 RESULTS = Path(__file__).parent / "results"
 ALL = list(LONG_TASKS)

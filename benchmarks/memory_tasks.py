@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from memgpt.evaluation import evaluate_checkpoint
+from memgpt.eval.checkpoints import evaluate_checkpoint
 from memgpt.training import TrainArgs, Trainer
 
 RESULTS = Path(__file__).parent / "results"

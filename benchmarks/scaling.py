@@ -64,7 +64,7 @@ def worker(kind: str, length: int, dtype_name: str, segment_size: int, mem: int,
     transformers.utils.logging.disable_progress_bar()
     from memgpt import MemGPTForCausalLM, load_backbone
 
-    from memgpt.streaming import iter_segments, iter_tokens
+    from memgpt.io.streaming import iter_segments, iter_tokens
 
     dtype = getattr(torch, DTYPES[dtype_name])
     backbone, tokenizer = load_backbone("default", dtype=dtype)

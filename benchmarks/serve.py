@@ -32,8 +32,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from server_process import KEY, start_server  # noqa: E402
 
-from memgpt.atomic import write_text_atomic  # noqa: E402
-from memgpt.corpora import sotu_path  # noqa: E402
+from memgpt.io.atomic import write_text_atomic  # noqa: E402
+from memgpt.io.corpora import sotu_path  # noqa: E402
 
 FACTS = [("Lucy", "the cellar", 0.2), ("Oliver", "the lighthouse", 0.5), ("Nina", "the orchard", 0.8)]
 CHATS = ["Name a colour.", "Say hello.", "Name a fruit.", "Count to three.", "Name a city.", "Give me a word."]
@@ -57,7 +57,7 @@ def one_shot(memory_file: Path, question: str, dtype: str, threads: int) -> tupl
     """Wall time of `memgpt ask MEMORY_FILE QUESTION` in a fresh process (imports, model load, answer)."""
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(HERE.parent)}
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "memgpt.cli", "ask", str(memory_file), question, "--dtype", dtype,
+    out = subprocess.run([sys.executable, "-m", "memgpt", "ask", str(memory_file), question, "--dtype", dtype,
                           "--no-progress", "--json", "--max-new-tokens", "16"], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     if out.returncode != 0:

@@ -2,11 +2,11 @@
 
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from .backbones import backbone_config, memgpt_config
-from .configuration_memgpt import MemGPTConfig
+from .model.backbones import backbone_config, memgpt_config
+from .model.configuration_memgpt import MemGPTConfig
 from .errors import MemGPTError
-from .modeling_memgpt import MemGPTForCausalLM, MemGPTOutput, MemoryState
-from .pretrained import DEFAULT_MODEL, load_backbone
+from .model.modeling_memgpt import MemGPTForCausalLM, MemGPTOutput, MemoryState
+from .model.pretrained import DEFAULT_MODEL, load_backbone
 
 AutoConfig.register("memgpt", MemGPTConfig, exist_ok=True)
 AutoModelForCausalLM.register(MemGPTConfig, MemGPTForCausalLM, exist_ok=True)

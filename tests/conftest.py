@@ -3,7 +3,7 @@ import torch
 import transformers
 
 from memgpt import MemGPTForCausalLM, memgpt_config
-from memgpt.modeling_memgpt import MemoryState
+from memgpt.model.modeling_memgpt import MemoryState
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
@@ -55,8 +55,8 @@ def tiny_llama_engine():
     """An apps Engine over a tiny random Llama with the default model's tokenizer (window 512)."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from memgpt.apps.engine import Engine
-    from memgpt.pretrained import resolve_backbone
+    from memgpt.model.engine import Engine
+    from memgpt.model.pretrained import resolve_backbone
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("default"))
     torch.manual_seed(0)

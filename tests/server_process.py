@@ -81,7 +81,7 @@ def start_server(tmp: Path, *args: str, key: str | None = KEY, timeout: float = 
     log = tmp / f"server-{uuid.uuid4().hex[:8]}.log"
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     env.pop("MEMGPT_API_KEY", None)
-    argv = [sys.executable, "-m", "memgpt.cli", "serve", "--port", "0", "--threads", str(threads), *args]
+    argv = [sys.executable, "-m", "memgpt", "serve", "--port", "0", "--threads", str(threads), *args]
     if key:
         argv += ["--api-key", key]
     with open(log, "wb") as out:

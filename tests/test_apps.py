@@ -8,11 +8,11 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from memgpt.apps import ask, generate, load_state, make_memory, read, summarize, write_memory_file
-from memgpt.apps.engine import Engine
+from memgpt.model.engine import Engine
 from memgpt.apps.reading import open_document
-from memgpt.apps.text_memory import NOTES_BUDGET, notes_of
+from memgpt.memories.text import NOTES_BUDGET, notes_of
 from memgpt.errors import MemGPTError
-from memgpt.pretrained import resolve_backbone
+from memgpt.model.pretrained import resolve_backbone
 
 KINDS = ["text", "retrieval", "latent", "window-first", "window-last", "none"]
 
@@ -95,7 +95,7 @@ def test_retrieval_keeps_the_latest_statement_of_an_updated_fact(engine):
 
 
 def test_sentences_end_before_closing_quotes_and_brackets():
-    from memgpt.apps.spans import SENTENCE_END as _SENTENCE_END
+    from memgpt.io.spans import SENTENCE_END as _SENTENCE_END
 
     text = '[Delivered at 9:33 p.m.] Oscar ran. He said: "We decided." Oscar moved (twice.) 我们走了。他来了。'
     parts = [p for p in _SENTENCE_END.split(text) if p]
@@ -112,7 +112,7 @@ def test_sentences_end_before_closing_quotes_and_brackets():
     (["He was born in 1858 in New York.", "He was elected in 1904 by a wide margin."], [0, 1]),
 ])
 def test_latest_statements(sentences, kept):
-    from memgpt.apps.retrieval_memory import latest_statements
+    from memgpt.memories.retrieval import latest_statements
 
     question = "Where is Mary?" if "Mary" in sentences[0] else "What about the Navy, and him?"
     assert latest_statements(question, sentences) == [sentences[i] for i in kept]

@@ -4,8 +4,8 @@ import torch
 from conftest import memory_model
 from torch.nn import functional as F
 
-from memgpt.associative_memory import delta_write, dpfp, features
-from memgpt.modeling_memgpt import MemoryState
+from memgpt.model.associative_memory import delta_write, dpfp, features
+from memgpt.model.modeling_memgpt import MemoryState
 
 
 def test_delta_write_equals_writing_token_by_token():
@@ -54,7 +54,7 @@ def test_memory_state_holds_the_associative_memory_as_its_own_tensors(arch):
 def test_what_is_read_is_normalised_per_head():
     """The matrices start near zero: without the read norm what is read (and every gradient through
     it) would start near zero too. The read-out sees unit-RMS values whatever the matrix's scale."""
-    from memgpt.associative_memory import AssociativeMemory
+    from memgpt.model.associative_memory import AssociativeMemory
 
     torch.manual_seed(0)
     memory = AssociativeMemory(32, heads=2, key_size=8, index=0)

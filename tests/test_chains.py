@@ -1,6 +1,6 @@
 """Multi-hop evidence chains over a document's sentences (no model: the choice of what the reader sees)."""
 
-from memgpt.apps.chains import Words, expand, question_thing
+from memgpt.memories.chains import Words, expand, question_thing
 
 FILLER = ["The grass is green.", "Congress met in the winter.", "The sky is blue over the kitchen garden."]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import tiny_llama_engine
 
-from memgpt.abstention import NOT_IN_DOCUMENT, is_abstention
+from memgpt.memories.abstention import NOT_IN_DOCUMENT, is_abstention
 from memgpt.apps import ask, get_engine, read, write_memory_file
-from memgpt.apps.memories import make_memory
-from memgpt.longeval import SuiteConfig, run_suite
-from memgpt.tasks.longcontext import make_sample
+from memgpt.memories.base import make_memory
+from memgpt.eval.suite import SuiteConfig, run_suite
+from memgpt.eval.longcontext import make_sample
 
 FILLER = ("The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
           "The commissioners failed to agree within six months after the exchange of the printed cases. ")

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from memgpt.cli import main
+from memgpt.cli.main import main
 
 
 def memgpt(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "memgpt.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "memgpt", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def run_in_process(capsys, *args: str) -> subprocess.CompletedProcess:

@@ -20,10 +20,10 @@ from memgpt.apps.compress import (
     save_encoded,
     vector_counts,
 )
-from memgpt.backbones import backbone_config
+from memgpt.model.backbones import backbone_config
 from memgpt.errors import MemGPTError
-from memgpt.memory_file import read_state_file, write_state_file
-from memgpt.pretrained import resolve_backbone
+from memgpt.memories.files import read_state_file, write_state_file
+from memgpt.model.pretrained import resolve_backbone
 
 TEXT = "Hello, world! 你好"
 FAST = {"num_vectors": 4, "steps": 100, "lr": 0.1}
@@ -220,7 +220,7 @@ def test_cli_bad_arguments(tmp_path, capsys, encoded, model):
 
 def test_default_backbone_crams_a_sentence_into_one_vector():
     """The real default model: a short sentence in one vector, decoded greedily and exactly."""
-    from memgpt.pretrained import load_backbone
+    from memgpt.model.pretrained import load_backbone
 
     torch.set_num_threads(1)
     model, tokenizer = load_backbone("default")

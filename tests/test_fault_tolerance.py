@@ -1,7 +1,7 @@
 """Fault tolerance: SIGKILL at random moments and inside checkpoint writes, disk full, read-only output.
 
 Training runs are forked children of this test process (a real process, really killed with SIGKILL,
-without 5 s of imports each) calling `memgpt.cli.main`. One run directory is killed again and again
+without 5 s of imports each) calling `memgpt.cli.main.main`. One run directory is killed again and again
 (each child resumes from the last checkpoint), then finished; it must equal one uninterrupted run.
 """
 
@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from test_distributed import cli_flags
 
 from memgpt import MemGPTError
-from memgpt.cli import main
+from memgpt.cli.main import main
 from memgpt.training import TrainArgs, Trainer
 from memgpt.training import checkpoint as ckpt_mod
 from memgpt.training.checkpoint import NAME, PHASES, latest_checkpoint, load_model, load_training_state
@@ -258,7 +258,7 @@ def test_real_read_only_mount_is_a_clear_error(run_at_step_4, tmp_path):
     checkpoints = {p.name: tree_digest(p) for p in out.glob("checkpoint-*")}
     train = " ".join(f"'{a}'" for a in flags(out) + ["--resume"])
     script = (f"mount --bind {out} {out} && mount -o remount,bind,ro {out} && "
-              f"exec '{sys.executable}' -m memgpt.cli {train}")
+              f"exec '{sys.executable}' -m memgpt {train}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memgpt import MemGPTError, MemGPTForCausalLM, MemoryState, memgpt_config
-from memgpt.cli import cli, main
+from memgpt.cli.main import cli, main
 from server_process import tiny_tokenizer
 
 COMMANDS = sorted(cli.commands)
@@ -87,7 +87,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     w["nul"].write_bytes(b"text\x00more")
     w["weird_name"].write_text("hello")
     from memgpt.apps import make_memory, write_memory_file
-    from memgpt.apps.engine import Engine
+    from memgpt.model.engine import Engine
 
     model = MemGPTForCausalLM.from_backbone(str(w["tiny"]), num_mem_tokens=2, segment_size=64)
     engine = Engine(name="tiny", backbone=model.backbone, tokenizer=tokenizer, extras={"latent": model})
@@ -289,13 +289,13 @@ def test_the_command_group_survives_hostile_input(sandbox):
 
 def public_calls(w):
     """(name, strategy of a zero-argument call) for the public functions, with hostile arguments."""
-    from memgpt.backbones import backbone_config
-    from memgpt.evaluation import evaluate_checkpoint
-    from memgpt.memory_file import read_state_file
-    from memgpt.pretrained import load_backbone
-    from memgpt.streaming import iter_text
-    from memgpt.generation import generate_text
-    from memgpt.tasks import get_task
+    from memgpt.model.backbones import backbone_config
+    from memgpt.eval.checkpoints import evaluate_checkpoint
+    from memgpt.memories.files import read_state_file
+    from memgpt.model.pretrained import load_backbone
+    from memgpt.io.streaming import iter_text
+    from memgpt.model.generation import generate_text
+    from memgpt.training.tasks import get_task
     from memgpt.training import TrainArgs
     from memgpt.training.checkpoint import latest_checkpoint, load_model, load_training_state
 
@@ -343,7 +343,7 @@ def app_calls(w, tokenizer, strings, ro_paths, rw_paths, small, floats) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from memgpt.apps import ask, generate, load_state, read, summarize, write_memory_file
-    from memgpt.apps.engine import Engine
+    from memgpt.model.engine import Engine
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,

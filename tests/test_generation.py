@@ -21,7 +21,7 @@ def test_cached_logits_match_forward(arch, kind):
     model = memory_model(kind, arch, num_mem_tokens=2, segment_size=4, dtype=torch.float64)
     x = torch.randint(0, 99, (1, 15))
     full = model(x)
-    from memgpt.modeling_memgpt import GenerationState
+    from memgpt.model.modeling_memgpt import GenerationState
 
     state = GenerationState()
     step_logits = [model(x[:, :6], generation_state=state, logits_to_keep=0).logits]
@@ -53,7 +53,7 @@ def test_generate_continues_from_a_saved_memory(arch):
 def test_sampling_options_that_would_overflow_are_refused(option):
     # found by the fuzz: temperature 1e308 + repetition penalty 1e308 reached torch.multinomial as NaN
     from memgpt.errors import MemGPTError
-    from memgpt.generation import check_generation_options
+    from memgpt.model.generation import check_generation_options
 
     args = dict(max_new_tokens=1, temperature=0.7, top_k=0, top_p=0.5, repetition_penalty=1.0, seed=0) | option
     with pytest.raises(MemGPTError, match="temperature|repetition_penalty"):

@@ -18,7 +18,7 @@ DOC = [
 
 @pytest.fixture(scope="module")
 def encoder():
-    from memgpt.apps.retrieval_memory import SentenceEncoder
+    from memgpt.memories.retrieval import SentenceEncoder
 
     return SentenceEncoder()
 

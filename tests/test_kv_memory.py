@@ -1,4 +1,4 @@
-"""kv memory: the backbone's own keys/values in blocks, retrieved by its attention (memgpt.kv).
+"""kv memory: the backbone's own keys/values in blocks, retrieved by its attention (memgpt.memories.kv).
 
 Equivalences against plain attention (tiny random Llama configs, and once on the real default model):
 the local window covers the document; every block retrieved at its true position. Then cached
@@ -13,12 +13,12 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from memgpt.apps import ask, load_state, make_memory, read, write_memory_file
-from memgpt.apps.engine import Engine
-from memgpt.apps.kv_memory import KVMemory
+from memgpt.model.engine import Engine
+from memgpt.memories.kv.memory import KVMemory
 from memgpt.errors import MemGPTError
-from memgpt.kv import KVSettings, KVStore, decode, kv_attention, prefill
-from memgpt.kv.file import map_tensors, save_store, store_from_tensors
-from memgpt.pretrained import resolve_backbone
+from memgpt.memories.kv import KVSettings, KVStore, decode, kv_attention, prefill
+from memgpt.memories.kv.file import map_tensors, save_store, store_from_tensors
+from memgpt.model.pretrained import resolve_backbone
 
 CONFIGS = {  # (query heads, kv heads): grouped-query like SmolLM2, and plain multi-head
     "gqa": dict(num_attention_heads=4, num_key_value_heads=2),

@@ -8,12 +8,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from memgpt.adapters import add_lora, adapter_tensors, load_latent_model, question_ids, read_adapter, save_adapter
-from memgpt.backbones import backbone_config
+from memgpt.model.adapters import add_lora, adapter_tensors, load_latent_model, question_ids, read_adapter, save_adapter
+from memgpt.model.backbones import backbone_config
 from memgpt.errors import MemGPTError
-from memgpt.modeling_memgpt import MemGPTForCausalLM
-from memgpt.tasks import IGNORE, get_task
-from memgpt.tasks.longcontext.haystack import default_tokenizer
+from memgpt.model.modeling_memgpt import MemGPTForCausalLM
+from memgpt.training.tasks import IGNORE, get_task
+from memgpt.eval.longcontext.haystack import default_tokenizer
 from memgpt.training import TrainArgs, Trainer
 
 

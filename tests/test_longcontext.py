@@ -7,12 +7,12 @@ import re
 import pytest
 
 from memgpt.errors import MemGPTError
-from memgpt.longeval import SuiteConfig, run_suite, table
-from memgpt.metrics import first_integer, label_correct, normalize, score
-from memgpt.tasks.longcontext import LONG_TASKS, make_sample, parse_length
-from memgpt.tasks.longcontext.babi import EXCLUDE, NAMES, STORIES
-from memgpt.tasks.longcontext.haystack import documents, split_of
-from memgpt.tasks.longcontext.passkey import needle
+from memgpt.eval.suite import SuiteConfig, run_suite, table
+from memgpt.eval.metrics import first_integer, label_correct, normalize, score
+from memgpt.eval.longcontext import LONG_TASKS, make_sample, parse_length
+from memgpt.eval.longcontext.babi import EXCLUDE, NAMES, STORIES
+from memgpt.eval.longcontext.haystack import documents, split_of
+from memgpt.eval.longcontext.passkey import needle
 
 QA = list(STORIES)
 

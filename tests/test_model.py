@@ -6,7 +6,7 @@ from conftest import MEMORIES, assert_same_memory, flat, memory_model, tiny_mode
 from transformers import AutoModelForCausalLM
 
 from memgpt import MemGPTConfig, MemGPTForCausalLM
-from memgpt.modeling_memgpt import MemoryState
+from memgpt.model.modeling_memgpt import MemoryState
 
 
 def test_zero_memory_one_segment_is_the_plain_backbone(arch):

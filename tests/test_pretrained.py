@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from memgpt import MemGPTError, MemGPTForCausalLM, load_backbone
-from memgpt.pretrained import resolve_backbone
+from memgpt.model.pretrained import resolve_backbone
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_bad_model_names_are_refused(tmp_path):
 
 
 def test_streamed_tokenization_equals_one_shot_with_the_real_tokenizer(default_model, tmp_path):
-    from memgpt.streaming import iter_text, iter_tokens
+    from memgpt.io.streaming import iter_text, iter_tokens
 
     _, tokenizer = default_model
     text = ("Fourscore and seven years ago, 禅与计算机程序设计艺术：MemGPT的核心概念。\n\n" * 300) + "end"
@@ -73,7 +73,7 @@ def test_concurrent_first_uses_build_one_valid_cache(tmp_path):
     import sys
 
     env = dict(os.environ, MEMGPT_CACHE=str(tmp_path), OMP_NUM_THREADS="1")
-    code = "from memgpt.pretrained import resolve_backbone; print(resolve_backbone('default'))"
+    code = "from memgpt.model.pretrained import resolve_backbone; print(resolve_backbone('default'))"
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]

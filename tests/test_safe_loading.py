@@ -21,11 +21,11 @@ from safetensors.torch import load_file, save_file
 
 from memgpt import MemGPTError
 from memgpt.apps import make_memory, write_memory_file
-from memgpt.apps.engine import Engine
+from memgpt.model.engine import Engine
 from memgpt.apps.reading import open_document
-from memgpt.evaluation import evaluate_checkpoint
-from memgpt.memory_file import read_state_file
-from memgpt.pretrained import load_backbone
+from memgpt.eval.checkpoints import evaluate_checkpoint
+from memgpt.memories.files import read_state_file
+from memgpt.model.pretrained import load_backbone
 from memgpt.training import TrainArgs, Trainer
 from memgpt.training.checkpoint import latest_checkpoint, load_model, load_training_state
 

@@ -166,7 +166,7 @@ def test_unknown_fields_are_ignored_and_the_client_sees_openai_errors(server, cl
 ])
 def test_serve_refuses_bad_options_in_one_line(server, tmp_path, capsys, argv, message):
     """Before any model loads: one `error:` line and exit code 2."""
-    from memgpt.cli import main
+    from memgpt.cli.main import main
 
     (tmp_path / "file").write_text("x")
     values = {"port": str(server.port), "file": str(tmp_path / "file")}

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from memgpt.apps.spans import MAX_SENTENCE_CHARS, DocumentIndex, SentenceSplitter
-from memgpt.hardware import native_bf16, resolve_dtype
+from memgpt.io.spans import MAX_SENTENCE_CHARS, DocumentIndex, SentenceSplitter
+from memgpt.model.hardware import native_bf16, resolve_dtype
 
 TEXT = ("Mr. Hay signed the treaty in 1903.  It was ratified.\r\n\r\nThe canal \"will be built.\" Panama agreed!\n"
         "Lines wrapped\nin the middle of a sentence stay one sentence? 我们读书。他们写字。 End")
@@ -52,17 +52,17 @@ def test_auto_dtype_is_bf16_only_where_it_is_native(monkeypatch):
     assert native_bf16("cpu", frozenset({"avx2", "avx512_bf16"}))
     assert native_bf16("cpu", frozenset({"amx_bf16"}))
     assert not native_bf16("cpu", frozenset({"avx2", "fma", "avx512f"}))
-    monkeypatch.setattr("memgpt.hardware.cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr("memgpt.model.hardware.cpu_flags", lambda: frozenset({"avx2"}))
     assert resolve_dtype("auto") == "fp32"
-    monkeypatch.setattr("memgpt.hardware.cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    monkeypatch.setattr("memgpt.model.hardware.cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert resolve_dtype("auto") == "bf16"
     assert resolve_dtype("fp32") == "fp32" and resolve_dtype("bf16") == "bf16"
 
 
 def test_auto_engine_runs_the_real_model_in_fp32_without_native_bf16(monkeypatch):
-    from memgpt.apps.engine import get_engine
+    from memgpt.model.engine import get_engine
 
-    monkeypatch.setattr("memgpt.hardware.cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr("memgpt.model.hardware.cpu_flags", lambda: frozenset({"avx2"}))
     engine = get_engine("default", "auto")
     assert engine.dtype == torch.float32 and engine.dtype_name == "fp32"
     assert engine.chat("Say hello.", 4)

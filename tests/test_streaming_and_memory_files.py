@@ -6,7 +6,7 @@ import torch
 from conftest import assert_same_memory, tiny_llama_engine
 
 from memgpt import MemGPTError, MemGPTForCausalLM, MemoryState
-from memgpt.streaming import iter_segments, iter_text, iter_tokens
+from memgpt.io.streaming import iter_segments, iter_text, iter_tokens
 
 
 class ByteTokenizer:
@@ -46,7 +46,7 @@ def associative_engine(engine, seed: int = 0):
 def test_reading_a_file_equals_forward_on_its_tokens(tmp_path, engine):
     from memgpt.apps import read
     from memgpt.apps.documents import token_segments
-    from memgpt.apps.latent_memory import latent_model
+    from memgpt.memories.latent import latent_model
 
     text = "one two three four five six seven " * 200
     f = tmp_path / "doc.txt"
@@ -85,7 +85,7 @@ def test_latent_memory_file_round_trip_and_refusals(tmp_path, engine):
     """An associative latent memory saves as named tensors and loads back; other models' files, older
     layouts and broken files are refused in one line."""
     from memgpt.apps import ask, load_state, make_memory, read, write_memory_file
-    from memgpt.memory_file import read_state_file, write_state_file
+    from memgpt.memories.files import read_state_file, write_state_file
 
     reader = associative_engine(engine)
     state = read("one two three four five six seven " * 40, "latent", reader)
@@ -122,13 +122,13 @@ def test_atomically_written_files_get_the_usual_permissions(tmp_path):
     import os
     import stat
 
-    from memgpt.memory_file import write_state_file
+    from memgpt.memories.files import write_state_file
     from memgpt.training.checkpoint import write_text_atomic
 
     old = os.umask(0o022)
     try:
         # the module read the umask at import; an unusual test-runner umask must not decide the expectation
-        from memgpt import atomic
+        from memgpt.io import atomic
 
         atomic._UMASK, saved = 0o022, atomic._UMASK
         write_state_file(tmp_path / "m.mem", "latent", {"memory": torch.zeros(1, 2)}, {})

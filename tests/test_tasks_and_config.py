@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from memgpt import MemGPTConfig, MemGPTError, memgpt_config
-from memgpt.tasks import IGNORE, TASKS, FactRecallTask, get_task
+from memgpt.training.tasks import IGNORE, TASKS, FactRecallTask, get_task
 from memgpt.training import Curriculum
 
 
@@ -104,7 +104,7 @@ def test_memory_settings_have_one_source():
     from transformers import AutoModelForCausalLM
 
     from memgpt import MemGPTForCausalLM, backbone_config
-    from memgpt.configuration_memgpt import MEMORY_DEFAULTS, MEMORY_FIELDS, memory_settings
+    from memgpt.model.configuration_memgpt import MEMORY_DEFAULTS, MEMORY_FIELDS, memory_settings
     from memgpt.training import TrainArgs, build_model
 
     options = {f.name: f.default for f in fields(TrainArgs)}

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from ..errors import MemGPTError
-from ..generation import check_text
+from ..model.generation import check_text
 from .documents import DEFAULT_MAX_BYTES, Source
-from .engine import Engine, get_engine
-from .memories import ANSWER_RESERVE, Answer, MemoryState, answer_from
+from ..model.engine import Engine, get_engine
+from ..memories.base import ANSWER_RESERVE, Answer, DocumentState, answer_from
 from .reading import Reading, open_document
 
 MAX_QUESTION_TOKENS = 128
 
 
-def ask(source: Source | MemoryState, questions: str | list[str], *, memory: str | None = None,
+def ask(source: Source | DocumentState, questions: str | list[str], *, memory: str | None = None,
         engine: Engine | None = None, max_new_tokens: int = 32, progress: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES) -> Answer | list[Answer]:
     """Answer one question (returns an Answer) or several (a list) about a document, read once. An

@@ -69,7 +69,7 @@ class Encoded:
 
 def _load_default(model: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase | None):
     if model is None or tokenizer is None:
-        from ..pretrained import load_backbone
+        from ..model.pretrained import load_backbone
 
         loaded, loaded_tok = load_backbone("default")
         model, tokenizer = model or loaded, tokenizer or loaded_tok
@@ -290,7 +290,7 @@ OUTPUT_SUFFIXES = (".mem", ".safetensors")
 def read_source(source: str | Path | None, text: str | None = None) -> str:
     """The text to encode: `text` as given, else a file path or `-` (stdin); refuse empty, binary,
     invalid UTF-8, directories and missing files with one clear message."""
-    from ..streaming import iter_text
+    from ..io.streaming import iter_text
 
     if (source is None) == (text is None):
         raise MemGPTError("give either SOURCE (a file, or - for stdin) or --text, not both" if source is not None
@@ -304,7 +304,7 @@ def read_source(source: str | Path | None, text: str | None = None) -> str:
 def check_output(path: str | Path) -> Path:
     """Refuse an output path that is not a memory file name, sits in a missing folder, or would
     overwrite something that is not a memgpt memory file."""
-    from ..memory_file import read_state_file
+    from ..memories.files import read_state_file
 
     path = Path(path)
     if path.suffix not in OUTPUT_SUFFIXES:
@@ -323,7 +323,7 @@ def check_output(path: str | Path) -> Path:
 
 def read_state_kind(path: str | Path) -> dict[str, str]:
     """Validate that `path` is a readable vectors memory file (no model needed); its metadata."""
-    from ..memory_file import read_state_file
+    from ..memories.files import read_state_file
 
     return read_state_file(path, KIND)[1]
 
@@ -352,7 +352,7 @@ def backbone_fingerprint(model: PreTrainedModel, stride: int = 1009) -> str:
 
 def save_encoded(path: str | Path, encoded: Encoded, model: PreTrainedModel) -> Path:
     """Write the vectors and token count (never the token ids) to a memory file, atomically."""
-    from ..memory_file import write_state_file
+    from ..memories.files import write_state_file
 
     metadata = {"backbone": backbone_name(model), "fingerprint": backbone_fingerprint(model),
                 "num_tokens": str(encoded.num_tokens),
@@ -362,7 +362,7 @@ def save_encoded(path: str | Path, encoded: Encoded, model: PreTrainedModel) -> 
 
 def load_encoded(path: str | Path, model: PreTrainedModel) -> Encoded:
     """Read a vectors memory file made for `model`; refuse other kinds, other backbones, bad shapes."""
-    from ..memory_file import read_state_file
+    from ..memories.files import read_state_file
 
     tensors, meta = read_state_file(path, KIND)
     vectors = tensors.get("vectors")

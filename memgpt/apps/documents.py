@@ -13,8 +13,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import MemGPTError
-from ..generation import check_text
-from ..streaming import check_path, iter_segments, iter_text, iter_tokens
+from ..model.generation import check_text
+from ..io.streaming import check_path, iter_segments, iter_text, iter_tokens
 
 DEFAULT_MAX_BYTES = 64 << 20  # ~16M tokens: hours of reading on a CPU; raise it on purpose
 Source = str | Path  # str: the text itself; Path: a file; Path("-"): stdin

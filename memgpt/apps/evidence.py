@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from .spans import plain
+from ..io.spans import plain
 
 MIN_WORDS = 8  # shorter sentences are headings, dates, fragments
 REDUNDANT = 0.8  # cosine above which a sentence repeats one already chosen

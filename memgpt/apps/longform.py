@@ -5,7 +5,7 @@ written so far, and the most recent output (a sliding window):
 - "text": running notes of the output so far, rewritten by the model (names, places, plot);
 - "none": the sliding window only (a baseline: what was written before it is forgotten);
 - "latent": the model's memory vectors (`MemGPTForCausalLM.generate` folds full segments into memory);
-- "kv": one KV-cached decoding over the kv memory (`memgpt.kv`): every token written stays in memory
+- "kv": one KV-cached decoding over the kv memory (`memgpt.memories.kv`): every token written stays in memory
   and later tokens attend to sinks + the blocks they retrieve + a local window.
 """
 
@@ -16,10 +16,10 @@ from collections.abc import Callable
 from tqdm.auto import tqdm
 
 from ..errors import MemGPTError
-from ..generation import check_generation_options, check_text
-from .engine import Engine, get_engine
-from .memories import clean, make_memory
-from .text_memory import notes_of
+from ..model.generation import check_generation_options, check_text
+from ..model.engine import Engine, get_engine
+from ..memories.base import clean, make_memory
+from ..memories.text import notes_of
 
 CHUNK_TOKENS = 256
 RECENT_TOKENS = 768
@@ -78,7 +78,7 @@ def _complete_ids(engine: Engine, ids: list[int], n: int, seed: int, sampling: d
     """Exactly `n` new tokens (end-of-text suppressed: the caller asked for a length)."""
     import torch
 
-    from ..generation import sampling_config
+    from ..model.generation import sampling_config
 
     config = sampling_config(n, engine.pad_id, engine.tokenizer.eos_token_id, sampling["temperature"], sampling["top_k"],
                              sampling["top_p"], sampling["repetition_penalty"], min_new_tokens=n)
@@ -90,8 +90,8 @@ def _complete_ids(engine: Engine, ids: list[int], n: int, seed: int, sampling: d
 
 
 def _latent(engine: Engine, prompt: str, max_new_tokens: int, seed: int, sampling: dict) -> str:
-    from ..generation import generate_text
-    from .latent_memory import latent_model
+    from ..model.generation import generate_text
+    from ..memories.latent import latent_model
 
     text = engine.tokenizer.decode(engine.chat_ids(prompt, system="You are a creative, coherent writer."))
     return clean(generate_text(latent_model(engine), engine.tokenizer, text, max_new_tokens=max_new_tokens,
@@ -100,9 +100,9 @@ def _latent(engine: Engine, prompt: str, max_new_tokens: int, seed: int, samplin
 
 def _kv(engine: Engine, prompt: str, max_new_tokens: int, seed: int, sampling: dict,
         on_text: Callable[[str], None] | None) -> str:
-    from ..kv import KVStore, decode
-    from ..kv.runner import sampler
-    from .kv_memory import KVMemory
+    from ..memories.kv import KVStore, decode
+    from ..memories.kv.runner import sampler
+    from ..memories.kv.memory import KVMemory
 
     ids = engine.chat_ids(prompt, system="You are a creative, coherent writer.")
     store = KVStore.for_model(engine.backbone, KVMemory.settings)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import memory_file
+from ..memories import files as memory_file
 from ..errors import MemGPTError
 from .documents import DEFAULT_MAX_BYTES, Source, token_segments
-from .engine import Engine, get_engine
-from .memories import ANSWER_RESERVE, Memory, MemoryState, load_state, make_memory
-from .spans import SentenceSplitter
+from ..model.engine import Engine, get_engine
+from ..memories.base import ANSWER_RESERVE, Memory, DocumentState, load_state, make_memory
+from ..io.spans import SentenceSplitter
 
 # Each app's default memory kind, chosen by benchmarks/apps.py (see the README's results). summarize reads
 # with retrieval memory for its sentence embeddings: the grounded summary is made from them.
@@ -24,7 +24,7 @@ class Reading:
     """A document as an app sees it: a memory state, or (when it fits the window) its full text."""
 
     memory: Memory
-    state: MemoryState
+    state: DocumentState
     direct_text: str | None = None  # the whole document, when it fits in one window
 
     @property
@@ -33,22 +33,22 @@ class Reading:
 
 
 def read(source: Source, memory: str | None = None, engine: Engine | None = None, progress: bool = False,
-         max_bytes: int = DEFAULT_MAX_BYTES) -> MemoryState:
+         max_bytes: int = DEFAULT_MAX_BYTES) -> DocumentState:
     """Read a document (str: the text; Path: a file, Path("-"): stdin) into a memory state."""
     return _read(source, memory or DEFAULT_KIND["read"], engine or get_engine(), progress, max_bytes, direct=False).state
 
 
-def open_document(source: Source | MemoryState, app: str, memory: str | None, engine: Engine | None,
+def open_document(source: Source | DocumentState, app: str, memory: str | None, engine: Engine | None,
                   progress: bool, max_bytes: int) -> Reading:
     """What `app` answers from: a loaded memory file or state as it is, else the document read once
     (kept whole instead when it fits the window, where any memory would only lose information)."""
     engine = engine or get_engine()
-    if isinstance(source, MemoryState) or is_memory_file(source):
-        state = source if isinstance(source, MemoryState) else load_state(source, engine)
+    if isinstance(source, DocumentState) or is_memory_file(source):
+        state = source if isinstance(source, DocumentState) else load_state(source, engine)
         if memory and memory != state.kind:
             raise MemGPTError(f"the memory file holds a {state.kind!r} memory, not {memory!r}")
         reader = make_memory(state.kind, engine)
-        reader.check_compatible(state, source if not isinstance(source, MemoryState) else "the state")
+        reader.check_compatible(state, source if not isinstance(source, DocumentState) else "the state")
         return Reading(reader, state)
     return _read(source, memory or DEFAULT_KIND[app], engine, progress, max_bytes, direct=True)
 
@@ -87,9 +87,9 @@ def _read(source: Source, kind: str, engine: Engine, progress: bool, max_bytes: 
     return Reading(reader, reader.finish(state))
 
 
-def write_memory_file(path: str | Path, state: MemoryState) -> Path:
+def write_memory_file(path: str | Path, state: DocumentState) -> Path:
     """Save a state; refuse to overwrite a file that is not a memgpt memory file."""
-    from .memories import save_state
+    from ..memories.base import save_state
 
     path = Path(path)
     if path.suffix not in MEMORY_SUFFIXES:

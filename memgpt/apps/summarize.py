@@ -23,13 +23,13 @@ import torch
 
 from ..errors import MemGPTError
 from .documents import DEFAULT_MAX_BYTES, Source
-from .engine import Engine
+from ..model.engine import Engine
 from .evidence import select
 from .grounding import Vocabulary, check, rewrites
-from .memories import MemoryState, clean, summarize_text
+from ..memories.base import DocumentState, clean, summarize_text
 from .reading import Reading, open_document
-from .retrieval_memory import encoder_of
-from .spans import SentenceSplitter, Span, plain
+from ..memories.retrieval import encoder_of
+from ..io.spans import SentenceSplitter, Span, plain
 
 REWRITE = "Shorten this sentence, keeping its meaning: {sentence}"  # the better of two forms tried (module doc)
 CONCISE = 24  # words: a sentence this short is quoted as it is
@@ -65,7 +65,7 @@ class Summary:
                 "rejected": self.rejected}
 
 
-def summarize(source: Source | MemoryState, max_length: int = 120, *, memory: str | None = None,
+def summarize(source: Source | DocumentState, max_length: int = 120, *, memory: str | None = None,
               extractive: bool = False, engine: Engine | None = None, progress: bool = False,
               max_bytes: int = DEFAULT_MAX_BYTES) -> Summary:
     """Summarize a document (str: the text itself; Path: a file or "-"; a memory file or state).
@@ -107,7 +107,7 @@ def grounded_summary(reading: Reading, max_length: int, extractive: bool = False
     return Summary(fit(kept, max_length, engine), "grounded", rejected)
 
 
-def rewritten(evidence: list[int], state: MemoryState, vectors: torch.Tensor, engine: Engine
+def rewritten(evidence: list[int], state: DocumentState, vectors: torch.Tensor, engine: Engine
               ) -> tuple[list[SummarySentence], list[str]]:
     """Each evidence sentence rewritten shorter by the model when the rewrite passes the check (cited: the
     document sentences it rests on), else the evidence sentence itself (cited: itself)."""
@@ -143,7 +143,7 @@ def fit(sentences: list[SummarySentence], max_length: int, engine: Engine) -> li
     return kept
 
 
-def sentence_vectors(state: MemoryState, engine: Engine) -> torch.Tensor:
+def sentence_vectors(state: DocumentState, engine: Engine) -> torch.Tensor:
     """(N, 384) embeddings of the document's sentences: kept by the retrieval memory, else computed."""
     stored = state.tensors.get("sentence_embeddings")
     if stored is not None and len(stored) == len(state.index):

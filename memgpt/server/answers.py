@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..apps.ask import ask
-from ..apps.engine import Engine
-from ..apps.memories import MemoryState
+from ..model.engine import Engine
+from ..memories.base import DocumentState
 from ..apps.summarize import summarize
 
 MAX_ASK_TOKENS = 512  # what `ask` allows
@@ -21,7 +21,7 @@ class MemoryAnswer:
     citations: list[dict[str, Any]] | None = None  # None: the app gave none (the response then has no field)
 
 
-def answer_from_memory(engine: Engine, state: MemoryState, question: str, task: str, max_tokens: int) -> MemoryAnswer:
+def answer_from_memory(engine: Engine, state: DocumentState, question: str, task: str, max_tokens: int) -> MemoryAnswer:
     """`ask` the memory the question (task "ask"), or `summarize` it in at most `max_tokens` tokens."""
     if task == "summarize":
         result = summarize(state, max(SUMMARY_TOKENS[0], min(max_tokens, SUMMARY_TOKENS[1])), engine=engine)

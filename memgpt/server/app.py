@@ -21,9 +21,9 @@ from starlette.exceptions import HTTPException
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..apps.engine import Engine, get_engine
-from ..apps.memories import backbone_name
-from ..generation import check_text
+from ..model.engine import Engine, get_engine
+from ..memories.base import backbone_name
+from ..model.generation import check_text
 from ..errors import MemGPTError
 from . import errors
 from .answers import answer_from_memory

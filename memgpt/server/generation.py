@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextStreamer
 
-from ..apps.engine import Engine
+from ..model.engine import Engine
 
 
 @dataclass

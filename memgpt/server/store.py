@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..apps.documents import text_chunks, token_segments
-from ..apps.engine import Engine
-from ..apps.memories import KINDS, Memory, MemoryState, load_state, make_memory
+from ..model.engine import Engine
+from ..memories.base import KINDS, Memory, DocumentState, load_state, make_memory
 from ..apps.reading import DEFAULT_KIND, write_memory_file
-from ..atomic import temp_beside, write_text_atomic
+from ..io.atomic import temp_beside, write_text_atomic
 from ..errors import MemGPTError
-from ..generation import check_text
+from ..model.generation import check_text
 from .errors import APIError
 from .worker import ModelWorker
 
@@ -59,7 +59,7 @@ class Job:
     counting: Iterator[list[int]] | None = None
     segments: Iterator[list[int]] | None = None
     reader: Memory | None = None
-    state: MemoryState | None = None
+    state: DocumentState | None = None
     saved_at: float = field(default=0.0)
 
 
@@ -74,7 +74,7 @@ class MemoryStore:
                 raise MemGPTError(f"cannot use data folder {folder}: {e.strerror}") from None
         self.jobs: dict[str, Job] = {}
         self._guard = threading.Lock()  # jobs and adoption, across HTTP threads and the worker
-        self._states: OrderedDict[tuple[str, int], MemoryState] = OrderedDict()
+        self._states: OrderedDict[tuple[str, int], DocumentState] = OrderedDict()
 
     # -- paths -------------------------------------------------------------------------------
     def record_path(self, memory_id: str) -> Path:
@@ -248,7 +248,7 @@ class MemoryStore:
             raise APIError(409, f"memory {memory_id} is {record['status']} ({why})", code="memory_not_ready", param="memory")
         return record
 
-    def state(self, memory_id: str) -> tuple[dict[str, Any], MemoryState]:
+    def state(self, memory_id: str) -> tuple[dict[str, Any], DocumentState]:
         """A ready memory's record and state (loaded once, then cached). Runs on the model worker."""
         record = self.ready(memory_id)
         path = self.memory_path(memory_id)

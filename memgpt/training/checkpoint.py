@@ -30,10 +30,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from .. import atomic
-from ..atomic import temp_dir_in
+from ..io import atomic
+from ..io.atomic import temp_dir_in
 from ..errors import MemGPTError
-from ..safe_io import (
+from ..io.safe_io import (
     SAFE_WEIGHTS, check_weights, load_safetensors, read_json, read_json_object, regular_file, weights_header,
 )
 
@@ -66,7 +66,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str, pause: tuple[str, int] | None = None) -> None:
-    """`memgpt.atomic.write_text_atomic`, with the test hook that can stop a checkpoint write."""
+    """`memgpt.io.atomic.write_text_atomic`, with the test hook that can stop a checkpoint write."""
     atomic.write_text_atomic(path, text, (lambda: _pause_for_test(*pause)) if pause else None)
 
 
@@ -281,16 +281,16 @@ def load_model(path: Path):
     Only safetensors weights are read; they must match the config exactly (no tensor missing,
     extra, misshapen or of a non-float type) before anything is allocated.
     """
-    from ..configuration_memgpt import MemGPTConfig
-    from ..modeling_memgpt import MemGPTForCausalLM
+    from ..model.configuration_memgpt import MemGPTConfig
+    from ..model.modeling_memgpt import MemGPTForCausalLM
 
     if not os.path.lexists(path):
         raise MemGPTError(f"{path} does not exist")
     if not os.path.isdir(path):
         raise MemGPTError(f"{path} is not a model folder")
     if os.path.isfile(path / ADAPTER_FILE):  # a LoRA run: the default backbone + its adapter
-        from ..adapters import load_latent_model, read_adapter
-        from ..pretrained import load_backbone
+        from ..model.adapters import load_latent_model, read_adapter
+        from ..model.pretrained import load_backbone
 
         read_adapter(path / ADAPTER_FILE)
         model = load_latent_model(load_backbone("default")[0], path / ADAPTER_FILE)

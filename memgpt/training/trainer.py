@@ -19,12 +19,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..backbones import memgpt_config
-from ..configuration_memgpt import MEMORY_DEFAULTS, MEMORY_FIELDS, check_memory_settings, memory_settings
+from ..model.backbones import memgpt_config
+from ..model.configuration_memgpt import MEMORY_DEFAULTS, MEMORY_FIELDS, check_memory_settings, memory_settings
 from ..errors import MemGPTError
-from ..hardware import native_bf16
-from ..modeling_memgpt import MemGPTForCausalLM
-from ..tasks import IGNORE, Task, get_task
+from ..model.hardware import native_bf16
+from ..model.modeling_memgpt import MemGPTForCausalLM
+from .tasks import IGNORE, Task, get_task
 from . import distributed as D
 from .checkpoint import (
     ADAPTER_FILE, checkpoint_name, latest_checkpoint, load_model, load_training_state, save_checkpoint,
@@ -137,7 +137,7 @@ def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) ->
         if model.config.vocab_size < task.vocab_size:
             raise MemGPTError(f"task {args.task!r} needs a vocabulary of {task.vocab_size}; the backbone has {model.config.vocab_size}")
         if args.lora_rank:
-            from ..adapters import add_lora
+            from ..model.adapters import add_lora
 
             torch.manual_seed(args.seed)
             add_lora(model, args.lora_rank, args.lora_alpha)
@@ -318,7 +318,7 @@ class Trainer:
             if key in saved and saved[key] != getattr(self.args, key):
                 raise MemGPTError(f"--resume: {key}={getattr(self.args, key)!r} but the checkpoint has {saved[key]!r}")
         if self.args.lora_rank:
-            from ..adapters import load_adapter_into, read_adapter
+            from ..model.adapters import load_adapter_into, read_adapter
 
             model = build_model(self.args, self.task)
             load_adapter_into(model, read_adapter(ckpt / ADAPTER_FILE)[0])
@@ -419,7 +419,7 @@ class Trainer:
                     seen.add(id(param))
         saver = None
         if self.args.lora_rank:  # only what was trained: a few MB instead of the whole backbone
-            from ..adapters import save_adapter
+            from ..model.adapters import save_adapter
 
             info = {"task": self.args.task, "step": self.step, "evals": self.evals[-3:]}
 

@@ -1,0 +1,5 @@
+"""The `memgpt` command."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,134 @@
+"""kv memory: the backbone's own keys and values of the document, in blocks its attention retrieves
+(`memgpt.memories.kv`). Needs no training and no other model; works with RoPE (Llama-family) backbones.
+
+The document is read inside a one-turn chat frame: system prompt + "Text: " + the document, and each
+question continues it ("Question: ...", then the assistant's "Answer:"), decoded over the memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from ...errors import MemGPTError
+from . import KVSettings, KVStore, decode, prefill
+from .file import map_tensors, save_store, store_from_tensors
+from ..files import FORMAT_VERSION
+from ...model.engine import SYSTEM, Engine
+from ..base import Memory, DocumentState, clean, register, trim_to_sentence
+
+MARK = "\x00"
+
+
+def chat_frame(engine: Engine) -> tuple[str, str]:
+    """The chat text before the document and after the user's turn (up to the assistant's reply)."""
+    tok = engine.tokenizer
+    if getattr(tok, "chat_template", None):
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"Text: {MARK}"}]
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        head, tail = text.split(MARK)
+        return head, tail
+    return f"{SYSTEM}\n\nText: ", "\n\n"
+
+
+def backbone_fingerprint(model) -> str:
+    """What makes keys and values comparable: the attention shapes and the first layer's key weights."""
+    cfg = model.config.get_text_config()
+    h = hashlib.sha256(f"{cfg.model_type}|{cfg.num_hidden_layers}|{cfg.num_key_value_heads}|{cfg.hidden_size}".encode())
+    for name, p in model.named_parameters():
+        if "k_proj" in name:
+            h.update(p.detach().float().contiguous().numpy().tobytes()[: 1 << 16])
+            break
+    return h.hexdigest()[:16]
+
+
+@register
+class KVMemory(Memory):
+    """The model's own keys/values of everything read; each chunk and answer token attends to sink
+    tokens + the top-k blocks for its queries + a local window (see `memgpt.memories.kv`)."""
+
+    kind = "kv"
+    segment_tokens = 2048
+    settings = KVSettings()
+
+    def new_state(self) -> DocumentState:
+        state = super().new_state()
+        state.info.update(self.settings.as_info())
+        state.info["fingerprint"] = backbone_fingerprint(self.engine.backbone)
+        state.work["store"] = KVStore.for_model(self.engine.backbone, self.settings)
+        return state
+
+    def store(self, state: DocumentState) -> KVStore:
+        """The state's store (built over the memory-mapped tensors of a loaded file on first use)."""
+        if "store" not in state.work:
+            settings = KVSettings.from_info(state.info)
+            layers = self.engine.backbone.config.get_text_config().num_hidden_layers
+            state.work["store"] = store_from_tensors(state.tensors, settings, layers, "the memory file")
+        return state.work["store"]
+
+    def _update(self, state: DocumentState, segment: list[int]) -> None:
+        store = self.store(state)
+        if store.tokens == 0:
+            head, _ = chat_frame(self.engine)
+            segment = self.engine.tokenizer(head, add_special_tokens=False)["input_ids"] + list(segment)
+        prefill(self.engine.backbone, store, segment)
+
+    def context(self, state: DocumentState, query: str | None, budget: int) -> str:
+        return ""  # the document lives in the keys and values, not in the prompt
+
+    def _continue(self, state: DocumentState, user_tail: str, max_new_tokens: int, prefix: str = "Answer:") -> str:
+        _, tail = chat_frame(self.engine)
+        tok = self.engine.tokenizer
+        ids = tok(f"{user_tail}{tail}{prefix}", add_special_tokens=False)["input_ids"]
+        out = decode(self.engine.backbone, self.store(state), ids, max_new_tokens, eos=tok.eos_token_id)
+        return clean(tok.decode(out, skip_special_tokens=True))
+
+    def answer(self, state: DocumentState, questions: list[str], max_new_tokens: int = 32) -> list[str]:
+        return [self._continue(state, f"\n\nQuestion: {q}", max_new_tokens) for q in questions]
+
+    def summarize(self, state: DocumentState, max_length: int) -> str:
+        words = max(5, int(max_length * 0.6))
+        return trim_to_sentence(self._continue(state, f"\n\nSummarize the text above in at most {words} words.",
+                                               max_length, prefix=""))
+
+    # -- memory files: written block by block, read memory-mapped ----------------------------------
+    @classmethod
+    def save_file(cls, path: str | Path, state: DocumentState, metadata: dict[str, str],
+                  extra: dict[str, torch.Tensor]) -> Path:
+        store: KVStore | None = state.work.get("store")
+        if store is None:  # a loaded state never used: its store is built over its own tensors
+            store = store_from_tensors(state.tensors, KVSettings.from_info(state.info), _layers(state.tensors, path), str(path))
+        meta = {"format": "memgpt-memory", "format_version": FORMAT_VERSION, "kind": cls.kind, **metadata}
+        return save_store(path, store, meta, extra)
+
+    @classmethod
+    def load_tensors(cls, path: str | Path) -> dict[str, torch.Tensor]:
+        return map_tensors(path)
+
+    @classmethod
+    def validate(cls, state: DocumentState, path: str | Path) -> None:
+        try:
+            settings = KVSettings.from_info(state.info)
+        except (ValueError, MemGPTError):
+            raise MemGPTError(f"{path} is a corrupt kv memory file (bad settings)") from None
+        state.work["store"] = store_from_tensors(state.tensors, settings, _layers(state.tensors, path), str(path))
+
+    def check_compatible(self, state: DocumentState, path: str | Path) -> None:
+        fingerprint = backbone_fingerprint(self.engine.backbone)
+        if state.info.get("fingerprint") != fingerprint:
+            raise MemGPTError(f"{path} holds keys and values of another backbone (fingerprint "
+                              f"{state.info.get('fingerprint')}, this one {fingerprint})")
+        layers = self.engine.backbone.config.get_text_config().num_hidden_layers
+        if _layers(state.tensors, path) != layers:
+            raise MemGPTError(f"{path} has {_layers(state.tensors, path)} layers of memory, this backbone {layers}")
+
+
+def _layers(tensors: dict[str, torch.Tensor], path: str | Path) -> int:
+    n = 0
+    while f"l{n}.sink" in tensors:
+        n += 1
+    if n == 0:
+        raise MemGPTError(f"{path} is a corrupt kv memory file (no layers)")
+    return n
