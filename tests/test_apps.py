@@ -95,12 +95,24 @@ def test_retrieval_keeps_the_latest_statement_of_an_updated_fact(engine):
 
 
 def test_sentences_end_before_closing_quotes_and_brackets():
-    from memgpt.io.spans import SENTENCE_END as _SENTENCE_END
+    from memgpt.io.spans import SentenceSplitter
 
-    text = '[Delivered at 9:33 p.m.] Oscar ran. He said: "We decided." Oscar moved (twice.) 我们走了。他来了。'
-    parts = [p for p in _SENTENCE_END.split(text) if p]
-    assert parts == ["[Delivered at 9:33 p.m.]", "Oscar ran.", 'He said: "We decided."', "Oscar moved (twice.)",
-                     "我们走了。", "他来了。"]
+    splitter = SentenceSplitter()
+    text = 'Oscar ran. He said: "We decided." Oscar moved (twice). Then he left.\n\n我们走了。他来了。'
+    parts = [s.text for s in splitter.feed(text) + splitter.close()]
+    assert parts == ["Oscar ran.", 'He said: "We decided."', "Oscar moved (twice).", "Then he left.", "我们走了。", "他来了。"]
+
+
+@pytest.mark.parametrize("text,sentences", [
+    ("The report was written by J. D. Unwin of Leeds. It was short.", 2),  # initials do not end a sentence
+    ("Mr. Hay paid $3.50 at 5 p.m. on Monday. It rained.", 2),
+    ("The U.S. Navy grew in 1904. Congress paid for it.", 2),
+])
+def test_sentence_segmenter_knows_abbreviations(text, sentences):
+    from memgpt.io.spans import SentenceSplitter
+
+    splitter = SentenceSplitter()
+    assert len(splitter.feed(text) + splitter.close()) == sentences
 
 
 @pytest.mark.parametrize("sentences,kept", [

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import pysbd
 import torch
 
-# a sentence ends at . ! ? (also before a closing quote or bracket: 'disease." Oscar', 'p.m.] Oscar'),
-# after a CJK full stop, or at a blank line
-SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[.!?。！？][\"'”’)\]])\s+|(?<=[。！？])|\n\s*\n")
+# pysbd finds sentence ends inside a paragraph (abbreviations, initials, decimals); paragraphs end at
+# a blank line, and CJK text ends a sentence at its full stops, which pysbd's English rules do not know
+HARD_END = re.compile(r"\n\s*\n|(?<=[。！？])")
 MAX_SENTENCE_CHARS = 600  # text without sentence ends (a CSV, code, one long line) is cut into pieces this long
 _HOLD_CHARS = 4 * MAX_SENTENCE_CHARS  # unfinished text held before it is cut anyway
 
@@ -52,24 +53,40 @@ class SentenceSplitter:
 
     def _emit(self, final: bool) -> list[Span]:
         text = self.buffer
-        cuts = [(m.start(), m.end()) for m in SENTENCE_END.finditer(text) if final or m.end() < len(text)]
-        done = cuts[-1][1] if cuts else 0
-        if final:
-            done = len(text)
-        elif len(text) - done > _HOLD_CHARS:  # no sentence end in sight: cut at the last whitespace
-            ws = max(text.rfind(" ", done, len(text) - MAX_SENTENCE_CHARS), text.rfind("\n", done, len(text) - MAX_SENTENCE_CHARS))
-            cut = ws + 1 if ws > done else len(text) - MAX_SENTENCE_CHARS
-            cuts.append((cut, cut))
-            done = cut
-        spans, start = [], 0
-        for end, nxt in cuts + ([(len(text), len(text))] if final else []):
-            if end > done:
-                break
-            spans.extend(_pieces(text, start, end, self.base))
-            start = nxt
+        bounds = _sentence_bounds(text)  # [(start, end)] covering text
+        if not final:
+            bounds = bounds[:-1]  # the last sentence may go on in the next chunk
+            held = bounds[-1][1] if bounds else 0
+            if len(text) - held > _HOLD_CHARS:  # no sentence end in sight: cut at the last whitespace
+                limit = len(text) - MAX_SENTENCE_CHARS
+                ws = max(text.rfind(" ", held, limit), text.rfind("\n", held, limit))
+                bounds.append((held, ws + 1 if ws > held else limit))
+        done = bounds[-1][1] if bounds else 0
+        spans = [p for start, end in bounds for p in _pieces(text, start, end, self.base)]
         self.buffer = text[done:]
         self.base += done
         return spans
+
+
+_SEGMENTER = pysbd.Segmenter(language="en", clean=False)
+
+
+def _sentence_bounds(text: str) -> list[tuple[int, int]]:
+    """Consecutive (start, end) ranges covering `text`, one per sentence: paragraphs and CJK sentences
+    cut first, pysbd inside each (its sentences, joined, give the paragraph back)."""
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    for end in [m.end() for m in HARD_END.finditer(text)] + [len(text)]:
+        piece = text[start:end].replace("\n", " ")  # a line break inside a paragraph is wrapping, not an end
+        sentences = _SEGMENTER.segment(piece) if piece.strip() else [piece]
+        if "".join(sentences) != piece:  # never misplace offsets: keep such a paragraph whole
+            sentences = [piece]
+        pos = start
+        for sentence in sentences:
+            bounds.append((pos, pos + len(sentence)))
+            pos += len(sentence)
+        start = end
+    return [b for b in bounds if b[1] > b[0]]
 
 
 def _pieces(text: str, start: int, end: int, base: int) -> list[Span]:
