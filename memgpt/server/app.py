@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..model.engine import Engine, get_engine
-from ..memories.base import backbone_name
+from ..model.identity import backbone_name
 from ..model.generation import check_text
 from ..errors import MemGPTError
 from . import errors
@@ -90,7 +90,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     engine = engine or get_engine(settings.model, settings.dtype, settings.window)
     worker = ModelWorker(settings.max_queue)
     store = MemoryStore(settings.data_dir, engine, worker, settings.max_body_bytes)
-    model_id = backbone_name(engine).lower()  # a name, never a local path
+    model_id = backbone_name(engine.backbone).lower()  # a name, never a local path
     names = {model_id, settings.model, "default"}
 
     @contextlib.asynccontextmanager
