@@ -14,7 +14,6 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from memgpt.apps import ask, load_state, make_memory, read, write_memory_file
 from memgpt.model.engine import Engine
-from memgpt.memories.kv.memory import KVMemory
 from memgpt.errors import MemGPTError
 from memgpt.memories.kv import KVSettings, KVStore, decode, kv_attention, prefill
 from memgpt.memories.kv.file import map_tensors, save_store, store_from_tensors
@@ -166,17 +165,14 @@ def tiny_engine(tokenizer, seed: int = 0) -> Engine:
 DOC = " ".join(f"Sentence number {i} says that the {['cat', 'dog', 'owl'][i % 3]} sat on mat {i}." for i in range(150))
 
 
-@pytest.fixture
-def small_kv(monkeypatch):
-    monkeypatch.setattr(KVMemory, "settings",
-                        KVSettings(sink_tokens=8, local_tokens=64, block_tokens=16, top_blocks=2, chunk_tokens=64))
+SMALL_KV = KVSettings(sink_tokens=8, local_tokens=64, block_tokens=16, top_blocks=2, chunk_tokens=64)
 
 
 @pytest.mark.parametrize("storage", ["bf16", "int8"])
-def test_read_save_load_answer_identically(tokenizer, tmp_path, small_kv, monkeypatch, storage):
-    monkeypatch.setattr(KVMemory, "settings", replace(KVMemory.settings, storage=storage))
+def test_read_save_load_answer_identically(tokenizer, tmp_path, storage):
     engine = tiny_engine(tokenizer)
-    state = read(DOC, "kv", engine)
+    state = read(DOC, "kv", engine, kv=replace(SMALL_KV, storage=storage))
+    assert state.work["store"].layers[0].blocks.dtype == {"bf16": torch.bfloat16, "int8": torch.int8}[storage]
     path = write_memory_file(tmp_path / "doc.mem", state)
     loaded = load_state(path, engine)
     assert loaded.tokens_read == state.tokens_read and loaded.info == state.info
@@ -189,9 +185,9 @@ def test_read_save_load_answer_identically(tokenizer, tmp_path, small_kv, monkey
     assert ask(path, q[0], engine=engine, max_new_tokens=6) == memory.answer(state, q, 6)[0]
 
 
-def test_bad_kv_memory_files_are_refused_in_one_line(tokenizer, tmp_path, small_kv):
+def test_bad_kv_memory_files_are_refused_in_one_line(tokenizer, tmp_path):
     engine = tiny_engine(tokenizer)
-    path = write_memory_file(tmp_path / "doc.mem", read(DOC, "kv", engine))
+    path = write_memory_file(tmp_path / "doc.mem", read(DOC, "kv", engine, kv=SMALL_KV))
     data = path.read_bytes()
     cut = tmp_path / "cut.mem"
     cut.write_bytes(data[: len(data) - 1000])
@@ -209,26 +205,30 @@ def test_bad_kv_memory_files_are_refused_in_one_line(tokenizer, tmp_path, small_
         ask(path, "Who?", engine=tiny_engine(tokenizer, seed=1))  # same name and shapes, other weights
 
 
-def test_generate_with_kv_memory_writes_past_the_window(tokenizer, small_kv):
+def test_generate_with_kv_memory_writes_past_the_window(tokenizer):
     from memgpt.apps import generate
 
     engine = tiny_engine(tokenizer)
     pieces: list[str] = []
     first = generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=3,
-                     on_text=pieces.append)
+                     on_text=pieces.append, kv=SMALL_KV)
     assert "".join(pieces) == first  # streamed as it is written
-    assert first == generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=3)
+    again = generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=3, kv=SMALL_KV)
+    assert first == again
     assert len(tokenizer(first, add_special_tokens=False)["input_ids"]) > 150  # well past the 64-token window
-    assert first != generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=4)
+    assert first != generate("Write a story about a cat.", 200, memory="kv", engine=engine, temperature=0.8, seed=4,
+                             kv=SMALL_KV)
+    with pytest.raises(MemGPTError, match="kv settings go with the kv memory"):
+        generate("Write a story.", 10, memory="text", engine=engine, kv=SMALL_KV)
 
 
-def test_cli_refuses_a_truncated_kv_memory_file_in_one_line(tokenizer, tmp_path, small_kv, capsys):
+def test_cli_refuses_a_truncated_kv_memory_file_in_one_line(tokenizer, tmp_path, capsys):
     from test_cli import assert_one_line_error, run_in_process
 
     (tmp_path / "a.txt").write_text(DOC)
     assert_one_line_error(run_in_process(capsys, "read", str(tmp_path / "a.txt"), "-o", str(tmp_path / "a.mem"),
                                          "--kv-storage", "int8"), "--memory kv")
-    path = write_memory_file(tmp_path / "doc.mem", read(DOC, "kv", tiny_engine(tokenizer)))
+    path = write_memory_file(tmp_path / "doc.mem", read(DOC, "kv", tiny_engine(tokenizer), kv=SMALL_KV))
     cut = tmp_path / "cut.mem"
     cut.write_bytes(path.read_bytes()[:-5000])
     assert_one_line_error(run_in_process(capsys, "ask", str(cut), "Who?", "--window", "512"), "truncated")
@@ -253,11 +253,10 @@ def test_real_model_true_positions_equal_full_attention(real_engine):
     torch.testing.assert_close(got, full_logits(model, ids), atol=2e-3, rtol=1e-3)
 
 
-def test_real_model_finds_a_passkey_beyond_its_local_window(real_engine, monkeypatch):
-    monkeypatch.setattr(KVMemory, "settings",
-                        KVSettings(sink_tokens=16, local_tokens=256, block_tokens=64, top_blocks=4, chunk_tokens=256))
+def test_real_model_finds_a_passkey_beyond_its_local_window(real_engine):
+    kv = KVSettings(sink_tokens=16, local_tokens=256, block_tokens=64, top_blocks=4, chunk_tokens=256)
     filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
     doc = filler * 10 + "The pass key is 68231. Remember it. 68231 is the pass key. " + filler * 60
-    state = read(doc, "kv", real_engine)
+    state = read(doc, "kv", real_engine, kv=kv)
     assert state.tokens_read > 1500 and state.work["store"].layers[0].num_blocks > 15
-    assert "68231" in make_memory("kv", real_engine).answer(state, ["What is the pass key?"], 12)[0]
+    assert "68231" in make_memory("kv", real_engine, kv=kv).answer(state, ["What is the pass key?"], 12)[0]
