@@ -18,6 +18,7 @@ from memgpt.model.engine import Engine
 from memgpt.errors import MemGPTError
 from memgpt.memories.kv import KVSettings, KVStore, decode, kv_attention, prefill
 from memgpt.memories.kv.file import map_tensors, save_store, store_from_tensors
+from memgpt.memories.files import read_state_meta
 from memgpt.model.pretrained import resolve_backbone
 
 CONFIGS = {  # (query heads, kv heads): grouped-query like SmolLM2, and plain multi-head
@@ -319,6 +320,13 @@ def test_cli_refuses_a_truncated_kv_memory_file_in_one_line(tokenizer, tmp_path,
     (tmp_path / "a.txt").write_text(DOC)
     assert_one_line_error(run_in_process(capsys, "read", str(tmp_path / "a.txt"), "-o", str(tmp_path / "a.mem"),
                                          "--kv-storage", "int8"), "--memory kv")
+    done = run_in_process(capsys, "read", str(tmp_path / "a.txt"), "-o", str(tmp_path / "a.mem"), "--memory", "kv",
+                          "--kv-storage", "int8", "--window", "512", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert read_state_meta(tmp_path / "a.mem")["info.kv.storage"] == "int8"  # the setting of this call only
+    assert make_memory("kv", tiny_engine(tokenizer)).settings == KVSettings()
+    with pytest.raises(MemGPTError, match="kv settings go with the kv memory"):
+        make_memory("text", tiny_engine(tokenizer), kv=SMALL_KV)
     path = write_memory_file(tmp_path / "doc.mem", read(DOC, "kv", tiny_engine(tokenizer), kv=SMALL_KV))
     cut = tmp_path / "cut.mem"
     cut.write_bytes(path.read_bytes()[:-5000])
