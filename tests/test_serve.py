@@ -197,8 +197,14 @@ def test_kill_9_while_reading_leaves_no_half_memory(tmp_path):
     assert not (data / "memories" / f"{big['id']}.mem").exists()
     on_disk = json.loads((data / "memories" / f"{big['id']}.json").read_text())
     assert on_disk["status"] == "reading"
+    # what writes a kill -9 interrupts leave (memgpt.io.atomic's one scheme), and an older version's leftover
+    planted = [data / "memories" / f".{big['id']}.mem.k2j3h4.tmp", data / "memories" / f".{small['id']}.json.x8y9z0",
+               data / "documents" / f".{big['id']}.txt.q1w2e3", data / "memories" / ".tmpab12cd34"]
+    for path in planted:
+        path.write_bytes(b"\0" * 4096)
 
     server = start_server(tmp_path, *args)
+    assert not [p for p in planted if p.exists()], "temporary files survived the restart"
     try:
         record = server.request("GET", f"/v1/memories/{big['id']}")[1]
         assert record["status"] in ("queued", "reading"), record
@@ -441,3 +447,23 @@ def test_half_open_connections_are_capped_and_timed_out(keyless):
     assert sum(t < 0.5 for t in closed_at) >= 4, closed_at  # over the cap
     assert max(closed_at) < 4, closed_at  # the header timeout
     assert keyless.alive()
+
+
+def test_data_quota_counts_every_file_of_the_store(tmp_path):
+    """--max-data-gb: the bytes of documents and memory files under --data-dir; at the quota, 429."""
+    from memgpt.server.errors import APIError
+    from memgpt.server.store import MemoryStore, Quota
+    from memgpt.server.worker import ModelWorker
+
+    worker = ModelWorker(4)
+    try:
+        store = MemoryStore(tmp_path, None, worker, 1 << 20, Quota(memories=10, data_bytes=1 << 20))
+        store.check_room()
+        (tmp_path / "memories" / "mem_0123456789abcdef01234567.mem").write_bytes(b"\0" * (600 << 10))
+        store.check_room()
+        (tmp_path / "documents" / "mem_0123456789abcdef01234567.txt").write_bytes(b"a" * (500 << 10))
+        with pytest.raises(APIError) as e:
+            store.check_room()
+        assert e.value.status == 429 and e.value.code == "memory_quota_exceeded"
+    finally:
+        worker.close()
