@@ -89,7 +89,9 @@ def uvicorn_config(app, settings: ServeSettings):
                             http=guarded_protocol(settings.max_connections, settings.header_timeout_s),
                             timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections + 1,
                             h11_max_incomplete_event_size=settings.max_header_bytes)
-    logging.getLogger("uvicorn.access").addFilter(ShortAccessLines())  # after Config: it sets up logging
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, ShortAccessLines) for f in access.filters):
+        access.addFilter(ShortAccessLines())  # after Config: it sets up logging
     return config
 
 
