@@ -26,7 +26,7 @@ from .settings import DEFAULT_DATA_DIR, ServeSettings
 @click.option("--max-body-mb", type=click.FloatRange(0.001, 1 << 16), default=16, show_default=True,
               help="Largest request body (a document upload included).")
 @click.option("--max-queue", type=click.IntRange(1, 1 << 20), default=64, show_default=True,
-              help="Requests that may wait for the model; more get 503.")
+              help="Requests (and memories being read) that may wait for the model; more get 503.")
 @click.option("--max-tokens", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
               help="Most tokens one request may generate.")
 @click.option("--max-memories", type=click.IntRange(1, 1 << 30), default=1000, show_default=True,
