@@ -199,7 +199,8 @@ def test_kill_9_while_reading_leaves_no_half_memory(tmp_path):
     assert on_disk["status"] == "reading"
     # what writes a kill -9 interrupts leave (memgpt.io.atomic's one scheme), and an older version's leftover
     planted = [data / "memories" / f".{big['id']}.mem.k2j3h4.tmp", data / "memories" / f".{small['id']}.json.x8y9z0",
-               data / "documents" / f".{big['id']}.txt.q1w2e3", data / "memories" / ".tmpab12cd34"]
+               data / "documents" / f".{big['id']}.txt.q1w2e3", data / "memories" / ".tmpab12cd34",
+               data / "locks" / "mem_0123456789abcdef01234567.lock"]
     for path in planted:
         path.write_bytes(b"\0" * 4096)
 

@@ -25,8 +25,8 @@ class Context:
     engine: Engine
     worker: ModelWorker
     store: MemoryStore
-    model_id: str = ""  # a name, never a local path
-    names: set[str] = field(default_factory=set)  # what a request's `model` may say
+    model_id: str = field(init=False)  # a name, never a local path
+    names: set[str] = field(init=False)  # what a request's `model` may say
 
     def __post_init__(self) -> None:
         self.model_id = backbone_name(self.engine).lower()

@@ -379,6 +379,13 @@ class MemoryStore:
                 if record is None or record["status"] not in UNFINISHED:
                     self.lock_path(memory_id).unlink(missing_ok=True)
                 os.close(fd)
+        for lock in self.locks.glob("mem_*.lock"):  # the lock of a memory that never got a record or document
+            memory_id = lock.stem
+            if self.record_path(memory_id).exists() or self.document_path(memory_id).exists() or memory_id in self.jobs:
+                continue
+            if (fd := self._try_lock(memory_id)) is not None:
+                lock.unlink(missing_ok=True)
+                os.close(fd)
         return removed
 
     def _adopt(self, memory_id: str) -> dict[str, Any] | None:
