@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     summary, resumed_from = train(settings)
     train_wall = time.perf_counter() - t0
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the trainer's activations and optimizer are gone; give their memory back
     print(f"trained {summary['step']} steps ({summary['elapsed']:.0f} s of training, {summary['stop_reason']}; "
           f"resumed from step {resumed_from}); scoring", file=sys.stderr, flush=True)
 

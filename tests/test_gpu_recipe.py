@@ -44,7 +44,7 @@ def dry_run(tmp_path: Path, backbone: Path, max_steps: int) -> subprocess.Comple
     """The GPU command with a tiny config: 2 -> 3 segments (a stage per step), a checkpoint every step
     by the clock, scoring 2 samples at 2 and 3 segments."""
     tiny = ["num_mem_tokens=2", "associative_heads=2", "associative_size=8", "eval_every=1", "eval_size=2",
-            "stage_steps=1", "warmup_steps=1", "lr=0.01", "data_workers=1"]
+            "stage_steps=1", "warmup_steps=1", "lr=0.01", "data_workers=0"]
     command = ["bash", str(SCRIPT), "--out-dir", str(tmp_path / "run"), "--results", str(tmp_path / "res" / "latent_gpu.json"),
                "--backbone", str(backbone), "--max-steps", str(max_steps), "--batch-size", "2", "--curriculum", "2,3",
                "--stage-seconds", "0", "--checkpoint-seconds", "1e-9", "--eval-segments", "2,3", "--samples", "2",
