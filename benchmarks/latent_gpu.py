@@ -196,7 +196,7 @@ def score_cells(engine, models: dict[str, Any], kinds: list[str], tasks: list[st
     predictions: dict = {}
     for task in tasks:
         for n in segments:
-            cell = [make_sample(task, (n - 1) * segment_size - 8, i, seed, "test") for i in range(samples)]
+            cell = [make_sample(task, (n - 1) * segment_size - 8, i, seed, "test", measure=False) for i in range(samples)]
             for kind in kinds:
                 t0 = time.perf_counter()
                 said: list[str] = []
@@ -251,6 +251,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
         if name not in fields or not _:
             raise MemGPTError(f"--set expects FIELD=VALUE with a training setting, got {item!r}")
         kind = type(PRESET.get(name, fields[name].default))
+        if kind not in (bool, int, float, str):
+            raise MemGPTError(f"--set {name}: not a single value (use --{name.replace('_', '-')})")
         try:
             settings[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
         except ValueError:
