@@ -144,3 +144,23 @@ def test_batches_made_ahead_in_worker_processes_train_the_same(tmp_path):
         return [json.loads(line)["loss"] for line in (tmp_path / f"w{workers}" / "log.jsonl").read_text().splitlines()]
 
     assert losses(2) == losses(0)  # the same batches, whichever process made them (the stage moves at step 2)
+
+
+def test_preset_on_the_default_backbone_trains_an_adapter_under_10_mb(tmp_path):
+    """The recipe's model on the real default backbone: only LoRA + memory train, and their file fits the
+    10 MB an adapter may weigh (the figures of benchmarks/results/latent_gpu_sizing.json)."""
+    from memgpt.model.adapters import read_adapter, save_adapter
+    from memgpt.training import TrainArgs, build_model
+    from memgpt.training.tasks import get_task
+
+    recipe = recipe_module()
+    args = TrainArgs(**recipe.PRESET)
+    model = build_model(args, get_task(args.task))
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert sum(p.numel() for p in trained.values()) == 2_678_428
+    assert any(n.startswith("memory_associative.0.") for n in trained) and "memory_init" in trained
+    assert len(model.memory_associative) == 1 and model.config.associative_features == "outer"
+    path = tmp_path / "adapter.safetensors"
+    save_adapter(path, model, args.lora_rank, args.lora_alpha)
+    assert path.stat().st_size <= recipe.MAX_ADAPTER_BYTES
+    assert read_adapter(path)[1]["associative_layers"] == 1
