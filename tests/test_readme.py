@@ -49,7 +49,7 @@ class Block:
 
     @property
     def id(self) -> str:
-        return f"{self.language}@{self.line}"
+        return f"{self.language}-line{self.line}"
 
 
 def readme_blocks() -> list[Block]:
@@ -74,8 +74,9 @@ def commands(block: Block) -> list[list[str]]:
 # -- running a command --------------------------------------------------------------------------------
 
 def memgpt(argv: list[str], cwd: Path, stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The `memgpt` CLI as `sys.executable -m memgpt ...` in `cwd`."""
-    env = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    """The `memgpt` CLI as `sys.executable -m memgpt ...` in `cwd` (one thread: on a busy machine, threads
+    that wait for each other cost far more than they bring)."""
+    env = {"OMP_NUM_THREADS": "1"} | os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "memgpt", *argv], cwd=cwd, input=stdin, capture_output=True,
                           env=env, timeout=timeout)
 
@@ -195,6 +196,24 @@ def test_readme_and_docs_speak_of_the_product_only():
         hits = [f"{path.name}:{i}: {line}" for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                 if words.search(line)]
         assert not hits, hits
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_into_docs_resolve():
+    """Every relative link of README.md and docs/*.md names a file that exists, and its #anchor a heading."""
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]+))?\)", page.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://")):
+                continue
+            path = (page.parent / target).resolve() if target else page
+            assert path.exists(), f"{page.name} links to missing {target}"
+            if anchor and path.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), re.M)
+                assert anchor in {slug(h) for h in headings}, f"{page.name} links to {target}#{anchor}: no such heading"
 
 
 def test_benchmark_questions_are_not_product_examples():
