@@ -23,6 +23,7 @@ names and the numbers (by value) of each answer that the document does not conta
 
     nice -n 10 python benchmarks/naturalqa.py --systems old,none,window-last --splits dev,test --lengths 4k,16k
     python benchmarks/naturalqa.py --score-only        # table and JSON from the caches
+    nice -n 10 python benchmarks/naturalqa.py --babi --lengths 4k,16k   # bAbI qa1-qa5 + absent, 10 samples a cell
 
 Predictions are cached per system in --work-dir (<system>.jsonl, one line per answer), so a killed run
 resumes; `--rerun SYSTEM` moves a system's cache aside (new code). Writes benchmarks/results/naturalqa.json.
@@ -431,21 +432,90 @@ def pct(a: int, b: int) -> str:
 
 
 def render(table: dict, systems: list[str]) -> str:
-    """Markdown: per system and split, each length's one-hop / two-hop / unanswerable abstained / false
-    abstention (%), tiny and infobox accuracy, and the names/numbers not in the document."""
-    lines = ["| system | split | length | one-hop | two-hop | unanswerable abstained | false abstention | "
-             "tiny | infobox | answers with names/numbers not in doc |", "|---" * 10 + "|"]
-    for system in systems:
-        for split in ("dev", "test", "all"):
-            for length, cell in table.get(system, {}).get(split, {}).items():
-                g = lambda c: pct(cell[c]["correct"], cell[c]["n"]) + f" ({cell[c]['n']})" if c in cell else "-"  # noqa: E731
-                s = cell["summary"]
-                tiny = g("tiny")
-                lines.append(f"| {system} | {split} | {length} | {g('one_hop')} | {g('two_hop')} | "
-                             f"{pct(s['abstained'], s['unanswerable'])} ({s['unanswerable']}) | "
-                             f"{pct(s['false_abstentions'], s['answerable'])} ({s['answerable']}) | {tiny} | "
-                             f"{g('infobox')} | {s['answers_not_in_document']}/{s['answers']} |")
+    """Markdown, dev and test side by side per system: accuracy in % (questions) for each length's
+    one-hop, two-hop and unanswerable (abstained) questions, false abstention on answerable ones, tiny
+    and infobox accuracy, and the answers holding names/numbers the document does not contain."""
+    cols = [(s, sp) for s in systems for sp in ("dev", "test")]
+    lines = ["| section | metric | " + " | ".join(f"{s} {sp}" for s, sp in cols) + " |", "|---" * (len(cols) + 2) + "|"]
+
+    def cell(system: str, split: str, length: str, metric: str) -> str:
+        c = table.get(system, {}).get(split if length not in ("article",) else "all", {}).get(length)
+        if c is None:
+            return "-"
+        s = c["summary"]
+        if metric in c and isinstance(c[metric], dict) and "n" in c[metric]:
+            return f"{pct(c[metric]['correct'], c[metric]['n'])} ({c[metric]['n']})"
+        if metric == "unanswerable abstained":
+            return f"{pct(s['abstained'], s['unanswerable'])} ({s['unanswerable']})"
+        if metric == "false abstention":
+            return f"{pct(s['false_abstentions'], s['answerable'])} ({s['answerable']})"
+        if metric == "names/numbers not in doc":
+            return f"{s['answers_not_in_document']}/{s['answers']}"
+        return "-"
+
+    lengths = sorted({n for t in table.values() for by_len in t.values() for n in by_len},
+                     key=lambda n: (n in ("tiny", "article"), n == "article", len(n), n))
+    for length in lengths:
+        if length == "tiny":
+            metrics = ["tiny", "unanswerable abstained", "false abstention", "names/numbers not in doc"]
+        elif length == "article":
+            metrics = ["infobox", "false abstention", "names/numbers not in doc"]
+        else:
+            metrics = ["one_hop", "two_hop", "absent_attribute", "absent_entity", "unanswerable abstained",
+                       "false abstention", "names/numbers not in doc"]
+        for m in metrics:
+            splits = [("all", "all")] if length == "article" else None
+            row = [cell(s, sp, length, m) for s, sp in cols] if splits is None else \
+                  [cell(s, "all", length, m) if sp == "test" else "" for s, sp in cols]
+            lines.append(f"| {length} | {m.replace('_', '-')} | " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+BABI_TASKS = ("qa1", "qa2", "qa3", "qa4", "qa5", "absent")
+# the README's long-context table for the retrieval memory (main at b39a0d8): % (samples)
+BABI_README = {"qa1": {"4k": [90, 20], "16k": [95, 20]}, "qa2": {"4k": [100, 20], "16k": [100, 20]},
+               "qa3": {"4k": [95, 20], "16k": [80, 20]}, "qa4": {"4k": [80, 20], "16k": [80, 20]},
+               "qa5": {"4k": [65, 20], "16k": [33, 3]}, "absent": {"4k": [100, 20], "16k": [100, 20]}}
+
+
+def run_babi(lengths: list[str], samples: int, work: Path, out: Path) -> None:
+    """bAbI qa1-qa5 and `absent` (memgpt.eval.suite, test-split speeches, seed 0, 16 new tokens) with the
+    retrieval memory of this checkout, cell by cell (a finished cell's file is kept: resumable); the
+    README's table (the old code) beside it."""
+    from memgpt.eval.longcontext import parse_length
+    from memgpt.eval.suite import SuiteConfig, app_systems, run_cell, save_cell
+    from memgpt.io.atomic import write_text_atomic
+
+    config = SuiteConfig(list(BABI_TASKS), [parse_length(n) for n in lengths], samples, ["retrieval"], 0, max_new_tokens=16)
+    system = app_systems(["retrieval"], "default", 16)["retrieval"]
+    folder = work / "babi"
+    commit = code_commit(ROOT)
+    for length in lengths:
+        for task in BABI_TASKS:
+            stem = folder / "retrieval" / f"{task}_{length}.json"
+            if stem.exists() and json.loads(stem.read_text())["samples"] == samples:
+                continue
+            t0 = time.time()
+            records, acc = run_cell(system, task, parse_length(length), config)
+            save_cell(folder, "retrieval", task, parse_length(length), records, acc, config, {"code": commit})
+            print(f"[babi] {task} {length}: {100 * acc:.0f}% ({samples}) {time.time() - t0:.0f}s", flush=True)
+    cells = {p.stem: json.loads(p.read_text()) for p in sorted((folder / "retrieval").glob("*.json"))}
+    new = {t: {n: [round(100 * cells[f"{t}_{n}"]["accuracy"]), cells[f"{t}_{n}"]["samples"], cells[f"{t}_{n}"].get("code")]
+               for n in lengths if f"{t}_{n}" in cells} for t in BABI_TASKS}
+    payload = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit, "cpu": cpu_model(),
+               "command": " ".join(["python", "benchmarks/naturalqa.py", *sys.argv[1:]]),
+               "settings": {"tasks": list(BABI_TASKS), "lengths": lengths, "samples": samples, "seed": 0, "split": "test",
+                            "memory": "retrieval", "max_new_tokens": 16, "threads": 1},
+               "new": new, "old_readme": BABI_README,
+               "predictions": {k: f"{folder}/retrieval/{k}.jsonl" for k in cells}}
+    write_text_atomic(out, json.dumps(payload, indent=1))
+    print("| task | " + " | ".join(f"new {n} | old {n}" for n in lengths) + " |")
+    print("|---" * (1 + 2 * len(lengths)) + "|")
+    for t in BABI_TASKS:
+        row = [f"{new[t][n][0]} ({new[t][n][1]})" if n in new[t] else "-" for n in lengths]
+        old = [f"{BABI_README[t][n][0]} ({BABI_README[t][n][1]})" for n in lengths]
+        print(f"| {t} | " + " | ".join(f"{a} | {b}" for a, b in zip(row, old)) + " |")
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -460,6 +530,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "naturalqa.json")
     ap.add_argument("--score-only", action="store_true", help="run nothing: score the cached answers")
     ap.add_argument("--rerun", default="", help="systems whose cache is moved aside first (their code changed)")
+    ap.add_argument("--babi", action="store_true", help="run bAbI qa1-qa5 + absent instead (retrieval, this checkout)")
+    ap.add_argument("--babi-samples", type=int, default=10)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--jobs", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
@@ -471,6 +543,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    if args.babi:
+        run_babi(args.lengths.split(","), args.babi_samples, args.work_dir,
+                 args.out if args.out != RESULTS / "naturalqa.json" else RESULTS / "naturalqa_babi.json")
+        return
     systems = [s for s in args.systems.split(",") if s]
     if bad := [s for s in systems if s not in SYSTEMS]:
         raise SystemExit(f"error: unknown system(s) {', '.join(bad)}; choose from {', '.join(SYSTEMS)}")
