@@ -149,24 +149,46 @@ def verdict(category: str, answer: str, gold: str | None, aliases: list[str]) ->
 _CAPITALISED = re.compile(r"\b[A-Z][A-Za-z'\u2019-]*")
 
 
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\n]\s*)[\"'(]*$")
+
+
+def common_words() -> frozenset[str]:
+    """Words that every State of the Union speech corpus writes in lower case (English words, not names):
+    a capitalised one that opens an answer's sentence ("She", "Red", "Captain") is not counted as a name."""
+    global _COMMON
+    if _COMMON is None:
+        from memgpt.eval.longcontext.haystack import documents
+
+        _COMMON = frozenset(w for split in ("train", "test") for d in documents(split) for s in d.sentences
+                            for w in re.findall(r"\b[a-z]+\b", s))
+    return _COMMON
+
+
+_COMMON: frozenset[str] | None = None
+
+
 class DocumentVocabulary:
     """The lower-case words and the number values of a document, for the faithfulness check."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, common: frozenset[str] | None = None):
         self.words = set(_words(text))
         self.numbers = {w for w in canon(text) if w.startswith("#")}
+        self.common = common_words() if common is None else common
 
     def unsupported(self, answer: str) -> list[str]:
-        """Capitalised names and numbers (by value) of `answer` that the document does not contain."""
+        """Capitalised names and numbers (by value) of `answer` that the document does not contain, each
+        once. A capitalised common word opening a sentence is no name."""
         if is_abstention(answer):
             return []
-        missing = []
-        for name in _CAPITALISED.findall(answer):
-            parts = _words(name)
+        missing: list[str] = []
+        for m in _CAPITALISED.finditer(answer):
+            parts = _words(m.group())
+            if _SENTENCE_START.search(answer[: m.start()]) and all(p in self.common for p in parts):
+                continue
             if parts and not all(p in self.words for p in parts):
-                missing.append(name)
+                missing.append(m.group())
         missing += [n for n in canon(answer) if n.startswith("#") and n not in self.numbers]
-        return missing
+        return list(dict.fromkeys(missing))
 
 
 # -- documents ----------------------------------------------------------------------------------

@@ -90,6 +90,8 @@ def test_names_and_numbers_not_in_document():
     assert vocab.unsupported("Greta Solberg was 18 years old.") == ["#18"]
     assert vocab.unsupported("Greta charged 9 pennies in 1853.") == []
     assert vocab.unsupported("Greta Olsen of Bergen.") == ["Olsen", "Bergen"]
+    assert vocab.unsupported("She charged 12 pennies. Red wine, 12.") == ["#12"]  # common words open sentences
+    assert vocab.unsupported("Hefebeel.") == ["Hefebeel"]  # a name, even at the start
     assert vocab.unsupported("The document does not say.") == []
 
 
