@@ -336,8 +336,12 @@ def worker(system: str, jobs: Path, cache: Path, max_new_tokens: int, commit: st
     torch.set_num_threads(1)
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-    from memgpt.apps import ask, get_engine, read
+    from memgpt.apps import ask, get_engine
 
+    try:
+        from memgpt.apps import read
+    except ImportError:  # a tree without `read`: each question reads the document again
+        read = None
     engine = get_engine()
     done = read_cache(cache)
     with cache.open("a", encoding="utf-8") as out:
@@ -347,7 +351,7 @@ def worker(system: str, jobs: Path, cache: Path, max_new_tokens: int, commit: st
                 continue
             t0 = time.perf_counter()
             source = doc["text"]
-            if system != "none" and engine.count_tokens(doc["text"]) > engine.window:
+            if system != "none" and read is not None and engine.count_tokens(doc["text"]) > engine.window:
                 source = read(doc["text"], memory=KIND[system], engine=engine)  # read once, ask one by one
             read_s = time.perf_counter() - t0
             for q in todo:
