@@ -327,6 +327,14 @@ def read_cache(path: Path) -> dict[str, dict]:
     return out
 
 
+def system_cache(work: Path, system: str) -> dict[str, dict]:
+    """Every cached answer of `system`: its cache and its shards' (runs side by side)."""
+    out: dict[str, dict] = {}
+    for path in [work / f"{system}.jsonl", *sorted(work.glob(f"{system}.*.part.jsonl"))]:
+        out |= read_cache(path)
+    return out
+
+
 def worker(system: str, jobs: Path, cache: Path, max_new_tokens: int, commit: str) -> None:
     """Answer every question of the jobs file with `system`, appending one JSON line per answer to
     `cache` (imports only memgpt.apps' public ask/read/get_engine, so the old tree runs it too)."""
@@ -395,9 +403,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def run_system(system: str, docs: list[dict], work: Path, old_tree: Path, max_new_tokens: int) -> None:
-    cache = work / f"{system}.jsonl"
-    done = read_cache(cache)
+def run_system(system: str, docs: list[dict], work: Path, old_tree: Path, max_new_tokens: int, shard: str = "") -> None:
+    cache = work / (f"{system}.{shard}.part.jsonl" if shard else f"{system}.jsonl")
+    done = system_cache(work, system)
     jobs, queued = [], set(done)
     for d in docs:
         todo = [q for q in d["questions"] if cache_key(system, d["doc"], q["qid"]) not in queued]
@@ -420,7 +428,7 @@ def run_system(system: str, docs: list[dict], work: Path, old_tree: Path, max_ne
 def score(docs: list[dict], systems: list[str], work: Path) -> tuple[list[dict], dict]:
     predictions, table = [], {}
     for system in systems:
-        cache = read_cache(work / f"{system}.jsonl")
+        cache = system_cache(work, system)
         for d in docs:
             vocab = DocumentVocabulary(d["text"])
             for q in d["questions"]:
@@ -555,6 +563,7 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "naturalqa")
     ap.add_argument("--out", type=Path, default=RESULTS / "naturalqa.json")
     ap.add_argument("--score-only", action="store_true", help="run nothing: score the cached answers")
+    ap.add_argument("--shard", default="", help="write this run's answers to <system>.SHARD.part.jsonl (runs side by side)")
     ap.add_argument("--rerun", default="", help="systems whose cache is moved aside first (their code changed)")
     ap.add_argument("--babi", action="store_true", help="run bAbI qa1-qa5 + absent instead (retrieval, this checkout)")
     ap.add_argument("--babi-samples", type=int, default=10)
@@ -597,12 +606,12 @@ def main() -> None:
     keys = [k for s in sections for k in ([f"haystack-{sp}-{n}" for n in lengths for sp in splits] if s == "haystack" else [s])]
     docs = [d for k in keys for d in built[k] if d["split"] in splits + ["all"]]
     for system in [s for s in args.rerun.split(",") if s]:
-        cache = work / f"{system}.jsonl"
-        if cache.exists():
-            cache.rename(work / f"{system}.{int(time.time())}.jsonl")
+        for cache in [work / f"{system}.jsonl", *work.glob(f"{system}.*.part.jsonl")]:
+            if cache.exists():
+                cache.rename(cache.with_name(f"moved-{int(time.time())}-{cache.name}"))
     if not args.score_only:
         for system in systems:
-            run_system(system, docs, work, args.old_tree, args.max_new_tokens)
+            run_system(system, docs, work, args.old_tree, args.max_new_tokens, args.shard)
     predictions, table = score(docs, systems, work)
     commits = {s: sorted({p["commit"] for p in predictions if p["system"] == s and p["commit"]}) for s in systems}
     payload = {
