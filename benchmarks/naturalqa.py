@@ -369,9 +369,11 @@ def worker(system: str, jobs: Path, cache: Path, max_new_tokens: int, commit: st
                 else:
                     answer = ask(source, q["question"], memory=KIND[system], engine=engine, max_new_tokens=max_new_tokens)
                 citations = [c.to_dict() for c in getattr(answer, "citations", None) or []]
+                quote = getattr(answer, "quote", None)  # new: the verbatim span the answer rests on
+                quote = quote.to_dict() if hasattr(quote, "to_dict") else quote
                 record = {"key": cache_key(system, doc["doc"], q["qid"]), "system": system, "doc": doc["doc"],
                           "qid": q["qid"], "question": q["question"], "answer": str(answer),
-                          "quote": getattr(answer, "quote", None), "abstained_flag": getattr(answer, "abstained", None),
+                          "quote": quote, "abstained_flag": getattr(answer, "abstained", None),
                           "citations": citations, "seconds": round(time.perf_counter() - t, 2),
                           "read_seconds": round(read_s, 2), "commit": commit}
                 done[record["key"]] = record
