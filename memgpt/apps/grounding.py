@@ -105,10 +105,15 @@ def rewrites(draft: str, source: str, similarity: float) -> bool:
     content = content_words(draft)
     source_stems = {stem(w) for w in words(source)}
     covered = sum(stem(w) in source_stems for w in content) / len(content) if content else 0.0
-    tokens = [w.lower() for w in words(draft)]
-    grams = [tuple(tokens[k : k + 3]) for k in range(max(0, len(tokens) - 2))]
     return (len(draft) < len(source) and similarity >= MIN_REWRITE_SIMILARITY and covered >= MIN_REWRITE_COVERAGE
-            and len(set(grams)) == len(grams))
+            and not repeats(draft))
+
+
+def repeats(text: str) -> bool:
+    """Does `text` say a phrase (three words) twice, as a small model's loops do?"""
+    tokens = [w.lower() for w in words(text)]
+    grams = [tuple(tokens[k : k + 3]) for k in range(max(0, len(tokens) - 2))]
+    return len(set(grams)) != len(grams)
 
 
 def unsupported_name_share(summary_sentences: list[str], vocab: Vocabulary) -> tuple[int, int]:
