@@ -127,8 +127,9 @@ def choose_quotes(texts: list[str], vectors: torch.Tensor, sections: list[Sectio
                 used += cost
                 progress = True
                 break
-    if not chosen:  # nothing fits: the most central sentence, even over the budget
-        chosen.add(int((vectors @ centroid).argmax()))
+    inside = [i for s in sections for i in s.ids]
+    if not chosen and inside:  # nothing fits: the most central sentence of a part, even over the budget
+        chosen.add(inside[int((vectors[inside] @ centroid).argmax())])
     return chosen
 
 
