@@ -24,6 +24,7 @@ from .topics import Section, by_headings, by_shifts
 PER_PART = 32  # tokens a part takes: its heading and one sentence
 ABOUT_SHARE = 0.25  # of the budget, at most, for the About line
 MAX_PARTS = 8
+LOCAL = 0.5  # a quote's closeness to its part's centroid, against the document's
 MAX_ABOUT = 10
 MIN_QUOTE_WORDS = 12  # shorter sentences are transitions ("No subject better warrants the attention of the Congress.")
 MAX_QUOTE_WORDS = 40
@@ -81,7 +82,7 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
     wanted = max(1, min(MAX_PARTS, room // PER_PART))
     sections = by_headings(document, [s.start for s in spans], [s.end for s in spans]) if document else []
     if sections:
-        sections = sorted(sorted(sections, key=lambda s: -(s.last - s.first))[:wanted], key=lambda s: s.first)
+        sections = grouped(sections, wanted)
     else:
         sections = by_shifts(vectors, wanted)
     parts = [Part(s.heading, "document", s.first, s.last) for s in sections]
@@ -92,6 +93,22 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
     parts = [p for p in parts if p.quotes] or parts[:1]
     rejected = name_parts(parts, texts, vectors, kept, engine, write_headings)
     return Outline(kept, parts, rejected)
+
+
+def grouped(sections: list[Section], wanted: int) -> list[Section]:
+    """At most `wanted` parts covering all the sections: neighbours merged into stretches of about equal
+    length, each under the heading of its longest section."""
+    if len(sections) <= wanted:
+        return sections
+    total = sum(len(s.ids) for s in sections)
+    groups: list[list[Section]] = [[]]
+    done = 0
+    for s in sections:
+        if groups[-1] and done >= total * len(groups) / wanted and len(groups) < wanted:
+            groups.append([])
+        groups[-1].append(s)
+        done += len(s.ids)
+    return [Section(g[0].first, g[-1].last, max(g, key=lambda s: len(s.ids)).heading) for g in groups]
 
 
 def choose_quotes(texts: list[str], vectors: torch.Tensor, sections: list[Section], usable: list[bool], budget: int,
@@ -108,7 +125,7 @@ def choose_quotes(texts: list[str], vectors: torch.Tensor, sections: list[Sectio
             queues.append([])
             continue
         local = torch.nn.functional.normalize(vectors[ids].mean(0), dim=0)
-        score = (vectors[ids] @ local + vectors[ids] @ centroid) / 2  # (len(ids),)
+        score = LOCAL * (vectors[ids] @ local) + (1 - LOCAL) * (vectors[ids] @ centroid)  # (len(ids),)
         queues.append([ids[k] for k in score.argsort(descending=True).tolist()])
     chosen: set[int] = set()
     used = 0
