@@ -64,9 +64,10 @@ def self_contained(texts: list[str], i: int, quoted: set[int]) -> bool:
 
 
 def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: Engine, max_length: int,
-            document: str | None = None, write_headings: bool = True) -> Outline:
+            document: str | None = None, write_headings: bool = True, salience: torch.Tensor | None = None) -> Outline:
     """The outline of a document of sentences `texts` (cited as `spans`, embedded as `vectors` (N, D)),
-    within `max_length` tokens; `document`: its full text when at hand (to find its own headings)."""
+    within `max_length` tokens; `document`: its full text when at hand (to find its own headings);
+    `salience`: (N,) scores that rank each part's quotes instead of centrality (benchmarks/salience.py)."""
     n = len(texts)
     usable = [self_contained(texts, i, set()) for i in range(n)]
     terms = about(texts, spans, lambda w: engine.tokenizer(w, add_special_tokens=False)["input_ids"],
@@ -87,7 +88,7 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
         sections = by_shifts(vectors, wanted)
     parts = [Part(s.heading, "document", s.first, s.last) for s in sections]
     quoted = choose_quotes(texts, vectors, sections, usable, room - sum(engine.count_tokens(p.heading) for p in parts),
-                           engine)
+                           engine, salience)
     for part in parts:
         part.quotes = sorted(i for i in quoted if part.first <= i <= part.last)
     parts = [p for p in parts if p.quotes] or parts[:1]
@@ -112,7 +113,7 @@ def grouped(sections: list[Section], wanted: int) -> list[Section]:
 
 
 def choose_quotes(texts: list[str], vectors: torch.Tensor, sections: list[Section], usable: list[bool], budget: int,
-                  engine: Engine) -> set[int]:
+                  engine: Engine, salience: torch.Tensor | None = None) -> set[int]:
     """One sentence per part first, then more while the budget lasts: each part's sentences closest to its
     own centroid and to the document's (its gist, in the document's terms), never two alike."""
     if not len(vectors):
@@ -126,6 +127,8 @@ def choose_quotes(texts: list[str], vectors: torch.Tensor, sections: list[Sectio
             continue
         local = torch.nn.functional.normalize(vectors[ids].mean(0), dim=0)
         score = LOCAL * (vectors[ids] @ local) + (1 - LOCAL) * (vectors[ids] @ centroid)  # (len(ids),)
+        if salience is not None:
+            score = salience[ids]
         queues.append([ids[k] for k in score.argsort(descending=True).tolist()])
     chosen: set[int] = set()
     used = 0
