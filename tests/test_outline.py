@@ -113,6 +113,7 @@ def test_a_speech_without_headings_is_cut_by_topic_with_checked_headings(engine)
     ("It is the duty of the Congress to supervise the railways engaged in interstate commerce.", False),
     ("In his opinion the railways engaged in interstate commerce should be supervised by the Government.", False),
     ("No subject better warrants the attention of the Congress.", False),
+    ("From the very nature of the case this is especially true of the laws affecting the employment of capital.", False),
     ("Smith, J. (1999). The railways of the coast, 2nd ed. Oxford University Press, pp. 12-40.", False),
 ])
 def test_only_sentences_that_stand_alone_are_quoted(sentence, alone):

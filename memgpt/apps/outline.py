@@ -25,11 +25,12 @@ PER_PART = 32  # tokens a part takes: its heading and one sentence
 ABOUT_SHARE = 0.25  # of the budget, at most, for the About line
 MAX_PARTS = 8
 LOCAL = 0.5  # a quote's closeness to its part's centroid, against the document's
-MAX_ABOUT = 10
+MAX_ABOUT = 12
 MIN_QUOTE_WORDS = 12  # shorter sentences are transitions ("No subject better warrants the attention of the Congress.")
 MAX_QUOTE_WORDS = 40
 HEADING_TOKENS = 12
 HEADING = "Write a short title (2 to 5 words) for this passage.\n\nPassage: {text}"
+_POINTING = re.compile(r"\b(this|these|those|such)\s+(is|was|are|were|has|have|will|would|can|must|should)\b", re.I)
 _PRONOUN = frozenset("he she him his her hers they them their theirs it its this these those such".split())
 
 
@@ -60,7 +61,7 @@ def self_contained(texts: list[str], i: int, quoted: set[int]) -> bool:
     if (i - 1) in quoted:
         return True
     opening = [re.sub(r"[^\w]", "", w.lower()) for w in words[:6]]
-    return stands_alone(text) and not any(w in _PRONOUN for w in opening)
+    return stands_alone(text) and not any(w in _PRONOUN for w in opening) and not _POINTING.search(text)
 
 
 def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: Engine, max_length: int,
@@ -74,7 +75,7 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
                   lambda i: usable[i], MAX_ABOUT)
     kept, used = [], 0
     for t in terms:
-        cost = engine.count_tokens(f"{t.text} ({t.count}), ")
+        cost = engine.count_tokens(f"{t.text}, ")  # as `Summary.said` counts it
         if used + cost > ABOUT_SHARE * max_length:
             break
         kept.append(t)
