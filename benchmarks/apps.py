@@ -106,7 +106,7 @@ def run_kind(engine, kind: str, document: str, max_length: int | None, questions
     reset_peak_rss()
     start = time.perf_counter()
     grounded = kind in GROUNDED
-    reading = _read(document, "retrieval" if grounded else kind, engine, False, 1 << 30, direct=False)
+    reading = _read(document, "retrieval" if grounded else kind, engine, False, 1 << 30, direct=False, kv=None)
     read_s = time.perf_counter() - start
     out: dict = {"kind": kind, "tokens": reading.state.tokens_read, "read_s": round(read_s, 2)}
     if max_length:
@@ -125,7 +125,7 @@ def run_kind(engine, kind: str, document: str, max_length: int | None, questions
 def faithfulness(engine, document: str, summary_sentences: list[str]) -> dict:
     """How much of a summary the document supports: names/numbers absent from the document (counted), and
     sentences the grounding check cannot support (counted), whatever method wrote them."""
-    reading = _read(document, "retrieval", engine, False, 1 << 30, direct=False)
+    reading = _read(document, "retrieval", engine, False, 1 << 30, direct=False, kv=None)
     texts = reading.state.index.texts
     vectors = sentence_vectors(reading.state, engine)
     vocab = Vocabulary.of([document])

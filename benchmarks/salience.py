@@ -99,7 +99,7 @@ def main() -> None:
     extra = [a for a in wiki_articles(min_body_words=800) if a.title not in titles][: args.extra]
 
     def load(a):
-        reading = _read(a.body, "retrieval", engine, False, 1 << 30, direct=False)
+        reading = _read(a.body, "retrieval", engine, False, 1 << 30, direct=False, kv=None)
         texts = reading.state.index.texts
         vectors = sentence_vectors(reading.state, engine)
         return {"article": a, "reading": reading, "x": features(texts, vectors), "y": labels(texts, a.lead)}

@@ -37,7 +37,8 @@ from rss import peak_rss_kb, reset_peak_rss  # noqa: E402
 
 from memgpt.apps import get_engine  # noqa: E402
 from memgpt.apps.evidence import stands_alone  # noqa: E402
-from memgpt.apps.grounding import _STOP, Vocabulary, unsupported_name_share  # noqa: E402
+from memgpt.apps.grounding import Vocabulary, unsupported_name_share  # noqa: E402
+from memgpt.io.words import STOP  # noqa: E402
 from memgpt.apps.reading import _read  # noqa: E402
 from memgpt.apps.summarize import summarize_reading  # noqa: E402
 from memgpt.io.atomic import write_text_atomic  # noqa: E402
@@ -109,7 +110,7 @@ def lead_names(lead: str) -> set[str]:
     names = set()
     for sentence in re.split(r"(?<=[.!?])\s+", lead):
         for k, w in enumerate(re.findall(r"[^\W_]+", sentence)):
-            if k and w[:1].isupper() and w.lower() not in _STOP and len(w) > 1:
+            if k and w[:1].isupper() and w.lower() not in STOP and len(w) > 1:
                 names.add(w)
     return names
 
@@ -119,7 +120,7 @@ def run_doc(engine, scorer, name: str, section: str, split: str, text: str, refe
     rows = []
     encoder_of(engine).cache.clear()
     start = time.perf_counter()
-    reading = _read(text, "retrieval", engine, False, 1 << 30, direct=False)
+    reading = _read(text, "retrieval", engine, False, 1 << 30, direct=False, kv=None)
     read_s = time.perf_counter() - start
     sentences = [plain(t) for t in reading.state.index.texts]
     vocab = Vocabulary.of([text])

@@ -92,7 +92,7 @@ def test_a_speech_without_headings_is_cut_by_topic_with_checked_headings(engine)
     from memgpt.apps.reading import _read
     from memgpt.apps.summarize import sentence_vectors
 
-    state = _read(speech, "retrieval", engine, False, 1 << 30, direct=False).state
+    state = _read(speech, "retrieval", engine, False, 1 << 30, direct=False, kv=None).state
     vectors = sentence_vectors(state, engine)
     vocab = Vocabulary.of(state.index.texts)
     for part in summary.parts:

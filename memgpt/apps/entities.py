@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..io.spans import Span, plain
 from .evidence import reference_entry
-from .grounding import _STOP
+from ..io.words import STOP
 
 COMMON_RANK = 500  # a word whose token ranks above this is as common as function words: no information
 NAME_FLOOR = 1.0  # a capitalised phrase is a name even when its words are common ("United States")
@@ -53,13 +53,13 @@ def names_in(sentence: str) -> list[str]:
     k = 0
     while k < len(tokens):
         word, _ = tokens[k]
-        if not word[:1].isupper() or word.lower() in _STOP:
+        if not word[:1].isupper() or word.lower() in STOP:
             k += 1
             continue
         j = k + 1
         while j < len(tokens):
             nxt = tokens[j][0]
-            if nxt[:1].isupper() and nxt.lower() not in _STOP:
+            if nxt[:1].isupper() and nxt.lower() not in STOP:
                 j += 1
             elif nxt.lower() in _JOINERS and j + 1 < len(tokens) and tokens[j + 1][0][:1].isupper():
                 j += 2
@@ -118,7 +118,7 @@ def about(texts: list[str], spans: list[Span], token_ids: Callable[[str], list[i
         tokens = [w for w in _TOKEN.findall(plain(t))]
         keys = []
         for w in tokens:
-            ok = w.islower() and w not in _STOP and len(w) > 3 and w.isalpha()
+            ok = w.islower() and w not in STOP and len(w) > 3 and w.isalpha()
             keys.append(_singular(w) if ok else None)
         for w, key in zip(tokens, keys):
             if key:

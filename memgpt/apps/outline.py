@@ -18,7 +18,8 @@ from ..io.spans import Span, plain
 from ..model.engine import Engine
 from .entities import Term, about, names_in
 from .evidence import prose, reference_entry, stands_alone
-from .grounding import _STOP, Vocabulary, check, repeats
+from ..io.words import STOP
+from .grounding import Vocabulary, check, repeats
 from .topics import Section, by_headings, by_shifts
 
 PER_PART = 32  # tokens a part takes: its heading and one sentence
@@ -203,7 +204,7 @@ def key_terms(texts: list[str], part: Part, parts: list[Part], about_terms: list
         c = inside.count(t.text)
         if c:
             counts[t.text] = counts.get(t.text, 0) + c * 2
-    words = [w for w in re.findall(r"\b[a-z]{5,}\b", inside) if w not in _STOP]
+    words = [w for w in re.findall(r"\b[a-z]{5,}\b", inside) if w not in STOP]
     for w in words:
         counts[w] = counts.get(w, 0) + 0.25
     others = " ".join(plain(texts[i]) for p in parts if p is not part for i in range(p.first, p.last + 1))
