@@ -144,6 +144,7 @@ def test_headings_are_short_lines_above_longer_text():
 def test_names_are_capitalised_phrases_after_the_first_word():
     assert names_in("Congress asked the Department of Commerce about the Monroe Doctrine's future.") == [
         "Department of Commerce", "Monroe Doctrine"]
+    assert names_in("Then I'm sure, said Ilsa, that I've seen Tomas.") == ["Ilsa", "Tomas"]
 
 
 def test_cli_outline_markdown_prose_and_json(tmp_path, capsys):

@@ -53,7 +53,7 @@ def names_in(sentence: str) -> list[str]:
     k = 0
     while k < len(tokens):
         word, _ = tokens[k]
-        if not word[:1].isupper() or word.lower() in STOP:
+        if not word[:1].isupper() or word.lower() in STOP or re.match(r"I['’]", word):  # "I'm", "I've"
             k += 1
             continue
         j = k + 1

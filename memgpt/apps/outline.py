@@ -19,7 +19,7 @@ from ..model.engine import Engine
 from .entities import Term, about, names_in
 from .evidence import prose, reference_entry, stands_alone
 from ..io.words import STOP
-from .grounding import Vocabulary, check, repeats
+from .grounding import Vocabulary, check, content_words, repeats
 from .topics import Section, by_headings, by_shifts
 
 PER_PART = 32  # tokens a part takes: its heading and one sentence
@@ -172,7 +172,7 @@ def name_parts(parts: list[Part], texts: list[str], vectors: torch.Tensor, about
     draft_vectors = encoder_of(engine).encode([d or "-" for d in drafts])  # (len(todo), D)
     for part, draft, v in zip(todo, drafts, draft_vectors):
         k = parts.index(part)
-        ok = bool(draft) and not repeats(draft)
+        ok = len(content_words(draft)) >= 2 and not repeats(draft)  # "Bite this" says nothing checkable
         if ok:
             verdict = check(draft, v, texts, vectors, vocab)
             ok = verdict.supported and int((centroids @ v).argmax()) == k
