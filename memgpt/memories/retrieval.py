@@ -202,7 +202,11 @@ class RetrievalMemory(Memory):
         vectors = state.tensors["sentence_embeddings"]
         for anchor, anchor_score in ranked[:HOP2_ANCHORS]:
             adds, rest = bridge_terms(asked, lexicon.terms[anchor], lexicon)
-            candidates = linked(adds, lexicon, seen | set(found))
+            if not rest:  # the anchor holds every term of the question: nothing is left to look for
+                continue
+            topic = lexicon.terms[anchor] & set(asked)
+            # a sentence with the anchor's own question terms restates it (the first hop ranked it): no link
+            candidates = [i for i in linked(adds, lexicon, seen | set(found)) if not topic or lexicon.terms[i] & topic != topic]
             if asks_current_state(query):  # of the anchor's links by the same terms, the latest
                 candidates = latest_per_topic(candidates, adds + rest, lexicon)
             if not candidates:
