@@ -35,7 +35,7 @@ from .abstention import NOT_IN_DOCUMENT, is_abstention
 MIN_MARGIN = 0.0  # a chosen span's score over the abstention phrase's (nats, length-normalised)
 MIN_COVERAGE = 0.75  # share of a free answer's new content words found in the evidence
 MAX_FOCUS = 6  # evidence sentences candidates are drawn from (the most relevant first)
-MAX_CANDIDATES = 24  # spans scored per question
+MAX_CANDIDATES = 32  # spans scored per question
 
 PERSON, NAME, PLACE, DATE, NUMBER, AGE, AMOUNT, COLOUR, OTHER = (
     "person", "name", "place", "date", "number", "age", "amount", "colour", "other")
@@ -80,9 +80,12 @@ PEOPLE = frozenset("""man woman men women boy girl lad lass king queen prince pr
 priest vicar monk nun friar captain doctor nurse clerk servant maid friend neighbour neighbor guest host hostess
 stranger cook chef smith judge mayor president governor general colonel sergeant soldier sailor pilot chief
 merchant widow orphan poet artist scholar student pupil apprentice master mistress innkeeper landlord landlady
-tenant squire knight thief fool hermit fiddler""".split())
-_PERSON_SUFFIX = ("er", "or", "ess", "ist", "man", "woman", "wright", "smith", "maid", "herd", "ian", "lad", "boy",
-                  "girl", "keeper", "monger")
+tenant squire knight thief fool hermit fiddler teacher farmer baker miller butcher sailor tailor weaver carpenter
+officer minister preacher lawyer banker trader dealer painter printer potter porter brewer carter carver cobbler
+tanner dyer player singer dancer writer ruler owner leader member partner founder prisoner traveller traveler
+stranger rector curator doctor actor author sculptor editor sexton ostler monk poacher glover cooper mason""".split())
+_PERSON_SUFFIX = ("ist", "keeper", "maker", "monger", "wright", "smith", "man", "woman", "men", "women", "ess", "herd",
+                  "maid", "master", "mistress", "boy", "girl")
 
 
 def tokens(text: str) -> list[tuple[int, int, str]]:
@@ -293,22 +296,25 @@ def name_phrases(text: str, names: set[str]) -> list[tuple[int, int]]:
 
 
 def noun_phrases(text: str) -> list[tuple[int, int]]:
-    """(start, end) of the word runs after a determiner ("a glovemaker", "her grandmother", "the kitchen"),
-    up to three words, cut at function words and punctuation; each with and without its determiner."""
+    """(start, end) of the word runs after a function word, up to three words, cut at function words and
+    punctuation: after a determiner with and without it ("a glovemaker", "her grandmother", "the kitchen"),
+    after any other ("as town crier") without it; those after a determiner first."""
     toks = tokens(text)
-    out = []
+    first, rest = [], []
     for k, (s, e, t) in enumerate(toks):
-        if t.lower() not in DETERMINERS:
+        if t.lower() not in STOP:
             continue
         j = k + 1
         while j < len(toks) and j - k <= 3 and toks[j][2].lower() not in STOP and not _is_number_token(toks[j][2]) \
                 and text[toks[j - 1][1] : toks[j][0]].strip() in ("", "-"):
             j += 1
-        if j > k + 1:
-            for last in range(k + 1, j):
-                out.append((s, toks[last][1]))
-                out.append((toks[k + 1][0], toks[last][1]))
-    return out
+        for last in range(k + 1, j):
+            if t.lower() in DETERMINERS:
+                first.append((s, toks[last][1]))
+                first.append((toks[k + 1][0], toks[last][1]))
+            else:
+                rest.append((toks[k + 1][0], toks[last][1]))
+    return first + rest
 
 
 def _personal(phrase: str) -> bool:
@@ -349,14 +355,15 @@ def candidates(kind: str, sentences: list[str], question: str, names: set[str] |
         spans: list[tuple[int, int]] = []
         if kind in (NUMBER, AGE, AMOUNT):
             for n in find_numbers(text):
-                if n.value in asked_numbers or (kind == AMOUNT) != n.currency and kind != NUMBER:
-                    continue
-                if kind == NUMBER and n.currency:
-                    continue
-                spans.append((n.start, n.end))
-                nxt = [t for t in tokens(text[n.end:])[:2]]
-                if nxt and nxt[0][2].lower() not in STOP and not _is_number_token(nxt[0][2]):
-                    spans.append((n.start, n.end + nxt[0][1]))  # with its unit: "nine pennies", "six days"
+                if n.value in asked_numbers or n.currency != (kind == AMOUNT):
+                    continue  # an amount of money answers "how much", never "how many" or "how old"
+                nxt = tokens(text[n.end:])[:1]
+                unit = (n.start, n.end + nxt[0][1]) if nxt and nxt[0][2].lower() not in STOP \
+                    and not _is_number_token(nxt[0][2]) else None
+                if kind != AMOUNT or text[n.start] in "$£€¥" or unit is None:
+                    spans.append((n.start, n.end))
+                if unit:
+                    spans.append(unit)  # with its unit: "nine pennies", "six days"
         elif kind == DATE:
             spans = _date_spans(text)
         elif kind == COLOUR:
@@ -515,6 +522,7 @@ class Grounded:
     quote: Span | None
     cited: list[Span]
     how: str  # "free" (the model's answer, verified), "span" (chosen from the evidence), "abstain"
+    margin: float | None = None  # the best span's log P over the abstention phrase's (the span path only)
 
 
 def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: str | None) -> Grounded:
@@ -531,20 +539,49 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
     found = candidates(kind, [texts[i] for i in focus], question, names)
     found = [Candidate(c.text, focus[c.sentence], c.start, c.end) for c in found]
     context = " ".join(texts[i] for i in sorted(focus))
+    verified = None
     if free and not is_abstention(free):
         free = first_sentence(free)
         for i in focus:
             mine = [c for c in found if c.sentence == i]
             if supports(free, question, texts[i], context, kind, mine):
-                return Grounded(concise(free, mine), evidence[i], cited, "free")
+                verified = i
+                break
+    if verified is not None and (kind == OTHER or len(_groups(found)) < 2):
+        return Grounded(concise(free, found), evidence[verified], cited, "free")
     if not found:
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
     found = found[:MAX_CANDIDATES]
     scores, given, abstain_score = score_candidates(engine, question, context, [c.text for c in found])
     best = max(range(len(found)), key=lambda k: scores[k])
-    if given[best] - abstain_score < MIN_MARGIN:
-        return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
-    return Grounded(found[best].text, evidence[found[best].sentence], cited, "span")
+    group = next(g for g in _groups(found) if found[best] in g)
+    if verified is not None and any(_names(free, c) for c in group):  # the free answer names the best candidate
+        return Grounded(concise(free, found), evidence[verified], cited, "free")
+    margin = given[best] - abstain_score
+    if margin < MIN_MARGIN:
+        return Grounded(NOT_IN_DOCUMENT, None, [], "abstain", margin)
+    return Grounded(found[best].text, evidence[found[best].sentence], cited, "span", margin)
+
+
+def _groups(found: list[Candidate]) -> list[list[Candidate]]:
+    """Candidates grouped by place: overlapping spans of one sentence ("slate grey", "grey") are one answer."""
+    groups: list[list[Candidate]] = []
+    for c in found:
+        for g in groups:
+            if any(o.sentence == c.sentence and o.start < c.end and c.start < o.end for o in g):
+                g.append(c)
+                break
+        else:
+            groups.append([c])
+    return groups
+
+
+def _names(free: str, candidate: Candidate) -> bool:
+    """Does a free answer name this candidate (its words, or its number by value)?"""
+    if number_values(candidate.text) & number_values(free):
+        return True
+    words = " ".join(t.lower() for _, _, t in tokens(candidate.text))
+    return f" {words} " in " " + " ".join(t.lower() for _, _, t in tokens(free)) + " "
 
 
 def concise(free: str, found: list[Candidate], most_words: int = 12) -> str:
