@@ -76,11 +76,13 @@ def test_candidates_by_type():
 
 
 def test_relevant_sentences_follow_the_question_and_its_links():
-    assert relevant("Where does Anna live?", ["Anna lives in Oslo.", "Bob lives in Rome."]) == ([0], True)
+    assert relevant("Where does Anna live?", ["Anna lives in Oslo.", "Bob lives in Rome."]) == ([0], [], True)
     chain = ["The miller of Fenwick Cross was a tall man called Ivo Brandt.", "The weather was fine.",
              "The miller's brother ran a tannery in the port of Saltmouth."]
-    assert relevant("What business did Ivo Brandt's brother run?", chain) == ([0, 2], True)
-    assert relevant("Who was the father of Cosmo Tilbrook?", chain) == ([], False)  # never named
+    assert relevant("What business did Ivo Brandt's brother run?", chain) == ([0], [2], True)  # linked by "the miller"
+    assert relevant("Who was the father of Cosmo Tilbrook?", chain) == ([], [], False)  # never named
+    painted = ["The apothecary had his door painted a vivid saffron yellow.", "They painted the hull of the Corabel grey."]
+    assert relevant("What colour was the Corabel's hull?", painted) == ([1], [], True)  # a shared verb is no link
 
 
 def test_verification_rejects_a_fabricated_number_or_name():
@@ -146,3 +148,11 @@ def test_cli_kv_memory_file_answers_with_a_quote(tmp_path, capsys):
     assert "68231" in lines[0] and "68231" in lines[1] and lines[1].strip().startswith("[")
     out = json.loads(run_in_process(capsys, "ask", str(mem), "What is the pass key?", "--json", "--no-progress").stdout)
     assert "68231" in out["answers"][0]["answer"] and "68231" in out["answers"][0]["quote"]["text"]
+
+
+def test_real_model_answers_chinese_text_from_its_sentences(engine):
+    doc = "灯塔看守人的猫叫胡椒。灯塔看守人每晚写日志。"
+    answer = ask(doc, "灯塔看守人的猫叫什么？", engine=engine)
+    assert isinstance(answer, Answer) and "\ufffd" not in answer.text
+    assert answer.abstained or (answer.quote is not None and doc[answer.quote.start : answer.quote.end] == answer.quote.text)
+    assert not answer.abstained and "胡椒" in answer.text, answer
