@@ -54,6 +54,7 @@ def test_numbers_in_digits_and_words(text, value):
 def test_numbers_found_in_a_sentence_with_their_values_and_money():
     found = find_numbers("He paid $240 for 1,250 sheep, four hundred and twelve goats and nine pennies a night.")
     assert [(n.value, n.currency) for n in found] == [(240, True), (1250, False), (412, False), (9, True)]
+    assert [n.value for n in find_numbers("He had gone bankrupt twice.")] == [2]
     assert parse_number("the ferry") is None and find_numbers("A farthing for a goat and a penny for a man.")[1].value == 1
 
 
@@ -83,6 +84,8 @@ def test_relevant_sentences_follow_the_question_and_its_links():
     assert relevant("Who was the father of Cosmo Tilbrook?", chain) == ([], [], False)  # never named
     painted = ["The apothecary had his door painted a vivid saffron yellow.", "They painted the hull of the Corabel grey."]
     assert relevant("What colour was the Corabel's hull?", painted) == ([1], [], True)  # a shared verb is no link
+    band = ["The little steamer Orinda crossed twice each month.", "Old Nicodemus Farr played at Little Haddow."]
+    assert relevant("Who was the captain of the Orinda?", band) == ([0], [], True)  # "Little Haddow" is not "little"
 
 
 def test_verification_rejects_a_fabricated_number_or_name():

@@ -58,6 +58,7 @@ UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eigh
 TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
 SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 COUNT_WORDS = {"dozen": 12, "score": 20}  # after a number word or "a": "a dozen", "three score"
+TIMES = {"once": 1, "twice": 2, "thrice": 3}  # how many times
 ORDINALS = {w: i + 1 for i, w in enumerate(
     "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth "
     "fifteenth sixteenth seventeenth eighteenth nineteenth twentieth".split())}
@@ -206,6 +207,9 @@ def find_numbers(text: str) -> list[Number]:
             continue  # "a" alone is a number only before a scale or a currency unit
         found.append(Number(start, end, value, money))
         i = j
+    for w, v in TIMES.items():
+        for m in re.finditer(rf"\b{w}\b", text, re.IGNORECASE):
+            found.append(Number(m.start(), m.end(), v))
     for w in ("sixpence", "twopence", "threepence"):
         for m in re.finditer(rf"\b{w}\b", text, re.IGNORECASE):
             found.append(Number(m.start(), m.end(), {"sixpence": 6, "twopence": 2, "threepence": 3}[w], True))
@@ -435,7 +439,8 @@ def relevant(question: str, sentences: list[str]) -> tuple[list[int], list[int],
             return [], [], False
         return sorted(range(len(sentences)), key=lambda i: -score[i]), [], True
     lower = {t for s in sentences for _, _, t in tokens(s) if t.islower()}
-    links = [link_terms(s, lower) - asked for s in sentences]
+    taken = asked | {"=" + a for a in asked}
+    links = [link_terms(s, lower) - taken for s in sentences]
     linked = [i for i in range(len(sentences)) if i not in focus and any(links[i] & links[f] for f in focus)]
     return sorted(focus, key=lambda i: -score[i]), sorted(linked, key=lambda i: -score[i]), True
 
@@ -445,12 +450,12 @@ def link_terms(sentence: str, lower: set[str]) -> set[str]:
     the evidence never writes it in lower case: "John took the football.") and the nouns it names with a
     determiner or a possessive ("the miller", "Brindlecombe's sexton")."""
     toks = tokens(sentence)
-    found = {stem(t) for k, (_, _, t) in enumerate(toks) if t[:1].isupper() and t.lower() not in STOP
-             and (k > 0 or t.lower() not in lower)}
+    found = {"=" + stem(t) for k, (_, _, t) in enumerate(toks) if t[:1].isupper() and t.lower() not in STOP
+             and (k > 0 or t.lower() not in lower)}  # a name links only to the same name ("Little Haddow" != "little")
     for k, (_, _, t) in enumerate(toks[:-1]):
         if t.lower() in DETERMINERS or t.endswith(("'s", "’s")):
             for _, _, nxt in toks[k + 1 : k + 3]:
-                if nxt.lower() in STOP:
+                if nxt.lower() in STOP or nxt[:1].isupper():
                     break
                 found.add(stem(nxt))
     return found
@@ -553,6 +558,8 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
     names = known_names(texts + [question])
     found = candidates(kind, [texts[i] for i in focus], question, names)
     found = [Candidate(c.text, focus[c.sentence], c.start, c.end) for c in found]
+    if any(c.sentence in direct for c in found):  # a linked sentence answers only what the named ones do not
+        found = [c for c in found if c.sentence in direct]
     context = " ".join(texts[i] for i in sorted(focus))
     verified = None
     if free and not is_abstention(free):
