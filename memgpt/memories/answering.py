@@ -560,7 +560,7 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
     found = [Candidate(c.text, focus[c.sentence], c.start, c.end) for c in found]
     if any(c.sentence in direct for c in found):  # a linked sentence answers only what the named ones do not
         found = [c for c in found if c.sentence in direct]
-    context = " ".join(texts[i] for i in sorted(focus))
+    context = engine.clip(" ".join(texts[i] for i in sorted(focus)), max(64, engine.window // 2))  # room for the span
     verified = None
     if free and not is_abstention(free):
         free = first_sentence(free)
