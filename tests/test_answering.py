@@ -70,6 +70,8 @@ def test_candidates_by_type():
     assert texts(PLACE, ANNA.split(". "), "Where does Anna live?") == {"Oslo", "Rome"}  # not Anna: the question's own name
     assert "Greta Solberg" in texts(PERSON, [INN], "Who kept the Blue Heron?")
     assert "Blue Heron" not in texts(PERSON, [INN], "Who kept the Blue Heron?")
+    mill = "Fenella Dunsmore inherited the mill at Crossley Beck from a godmother."
+    assert texts(PERSON, [mill], "From whom did Fenella Dunsmore inherit the mill?") == {"a godmother", "godmother"}
     assert texts(DATE, ["The bridge was opened on the eleventh of October, 1884, by a bishop."], "When?") >= {
         "the eleventh of October, 1884"}
     assert texts(DATE, ["The first train reached Glassford Junction in 1889."], "In what year?") == {"1889"}

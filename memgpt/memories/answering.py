@@ -390,7 +390,8 @@ def candidates(kind: str, sentences: list[str], question: str, names: set[str] |
                     k += 1
         elif kind in (PERSON, NAME):
             spans = name_phrases(text, names)
-            if kind == PERSON:
+            if kind == PERSON:  # a name just after "at" or "in" is a place ("the mill at Crossley Beck")
+                spans = [(s, e) for s, e in spans if text[:s].split()[-1:] not in (["at"], ["in"], ["near"])]
                 spans += [(s, e) for s, e in noun_phrases(text) if _personal(text[s:e])]
         elif kind == PLACE:
             spans = name_phrases(text, names)
