@@ -33,7 +33,7 @@ from ..model.engine import Engine
 from .abstention import NOT_IN_DOCUMENT, is_abstention
 
 # -- thresholds (calibrated on the dev split of benchmarks/naturalqa_items.json: docs/answering.md) --
-MIN_MARGIN = 0.0  # a chosen span's score over the abstention phrase's (nats, length-normalised)
+MIN_MARGIN = -0.75  # a chosen span's log P over the abstention phrase's (mean per token; dev: docs/answering.md)
 MIN_COVERAGE = 0.75  # share of a free answer's new content words found in the evidence
 MAX_FOCUS = 6  # evidence sentences candidates are drawn from (the most relevant first)
 MAX_CANDIDATES = 32  # spans scored per question
