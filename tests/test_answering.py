@@ -123,6 +123,12 @@ def test_real_model_answers_from_the_sentence_or_abstains(engine):
     assert winters.quote == winters.citations[0] and SCHOOL[winters.quote.start : winters.quote.end] == winters.quote.text
 
 
+def test_real_model_answers_a_date_in_full(engine):
+    doc = "The new bridge at Culvercombe was opened on the eleventh of October, 1884, by a bishop."
+    answer = ask(doc, "On what date was the Culvercombe bridge opened?", engine=engine)
+    assert "eleventh of October, 1884" in answer.text and answer.quote.text == doc
+
+
 def test_real_model_two_sentence_document_both_ways(engine):
     anna, bob = ask(ANNA, ["Where does Anna live?", "Where does Bob live?"], engine=engine)
     assert "Oslo" in anna.text and "Rome" not in anna.text and anna.quote.text == "Anna lives in Oslo."

@@ -583,7 +583,8 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
     margin = scores[best] - abstain_score
     if margin < MIN_MARGIN:
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain", margin)
-    return Grounded(found[best].text, evidence[found[best].sentence], cited, "span", margin)
+    chosen = max(group, key=lambda c: len(c.text)) if kind == DATE else found[best]  # a date in full, not its year
+    return Grounded(chosen.text, evidence[chosen.sentence], cited, "span", margin)
 
 
 def _groups(found: list[Candidate]) -> list[list[Candidate]]:
