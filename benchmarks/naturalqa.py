@@ -418,7 +418,7 @@ def run_system(system: str, docs: list[dict], work: Path, old_tree: Path, max_ne
         print(f"[{system}] cached", flush=True)
         return
     tree = old_tree if system == "old" else ROOT
-    jobs_path = work / f"jobs-{system}.json"
+    jobs_path = work / f"jobs-{system}{'.' + shard if shard else ''}.json"
     jobs_path.write_text(json.dumps(jobs, ensure_ascii=False), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system, "--jobs", str(jobs_path.resolve()),
