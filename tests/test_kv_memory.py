@@ -13,6 +13,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from memgpt.apps import ask, load_state, make_memory, read, write_memory_file
+from memgpt.memories.base import Answer
 from memgpt.model.engine import Engine
 from memgpt.memories.kv.memory import KVMemory
 from memgpt.errors import MemGPTError
@@ -185,8 +186,10 @@ def test_read_save_load_answer_identically(tokenizer, tmp_path, small_kv, monkey
     assert loaded.index.texts == state.index.texts and len(state.index.texts) > 100  # citations survive the file
     memory = make_memory("kv", engine)
     q = ["Where did the owl sit?"]
-    assert memory.answer(loaded, q, 6) == memory.answer(state, q, 6)
-    assert ask(path, q[0], engine=engine, max_new_tokens=6) == memory.answer(state, q, 6)[0]
+    answers = memory.answer(state, q, 6)
+    assert all(isinstance(a, Answer) for a in answers) and len(answers) == 1  # an Answer, like every kind's
+    assert memory.answer(loaded, q, 6) == answers
+    assert ask(path, q[0], engine=engine, max_new_tokens=6) == answers[0]
 
 
 def test_bad_kv_memory_files_are_refused_in_one_line(tokenizer, tmp_path, small_kv):
@@ -260,4 +263,5 @@ def test_real_model_finds_a_passkey_beyond_its_local_window(real_engine, monkeyp
     doc = filler * 10 + "The pass key is 68231. Remember it. 68231 is the pass key. " + filler * 60
     state = read(doc, "kv", real_engine)
     assert state.tokens_read > 1500 and state.work["store"].layers[0].num_blocks > 15
-    assert "68231" in make_memory("kv", real_engine).answer(state, ["What is the pass key?"], 12)[0]
+    answer = make_memory("kv", real_engine).answer(state, ["What is the pass key?"], 12)[0]
+    assert "68231" in answer.text and "68231" in answer.quote.text

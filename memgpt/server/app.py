@@ -165,6 +165,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
                 extra = {"memory": {"id": memory_id, "kind": record["kind"], "task": body.memory_task}}
                 if result.citations is not None:
                     extra["citations"] = result.citations
+                if result.quote is not None:
+                    extra["quote"] = result.quote
                 return generated, extra
 
             if body.stream:

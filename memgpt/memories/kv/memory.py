@@ -17,7 +17,7 @@ from . import KVSettings, KVStore, decode, prefill
 from .file import map_tensors, save_store, store_from_tensors
 from ..files import FORMAT_VERSION
 from ...model.engine import SYSTEM, Engine
-from ..base import Memory, DocumentState, clean, register, trim_to_sentence
+from ..base import DocumentState, Evidence, Memory, clean, register, trim_to_sentence
 
 MARK = "\x00"
 
@@ -85,8 +85,9 @@ class KVMemory(Memory):
         out = decode(self.engine.backbone, self.store(state), ids, max_new_tokens, eos=tok.eos_token_id)
         return clean(tok.decode(out, skip_special_tokens=True))
 
-    def answer(self, state: DocumentState, questions: list[str], max_new_tokens: int = 32) -> list[str]:
-        return [self._continue(state, f"\n\nQuestion: {q}", max_new_tokens) for q in questions]
+    def free_answer(self, state: DocumentState, found: Evidence, question: str, max_new_tokens: int) -> str:
+        """The answer decoded over the keys and values (checked against the document's sentences after)."""
+        return self._continue(state, f"\n\nQuestion: {question}", max_new_tokens)
 
     def summarize(self, state: DocumentState, max_length: int) -> str:
         words = max(5, int(max_length * 0.6))
