@@ -131,10 +131,10 @@ def pad_left(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tenso
 def generate(model, rows: list[list[int]], engine, max_new_tokens: int, device: torch.device, **kwargs) -> list[str]:
     """Greedy continuations of token `rows` in one batch, decoded and cleaned as the apps do."""
     from memgpt.memories.base import clean
-    from memgpt.model.generation import sampling_config
+    from memgpt.model.generation import pad_id, sampling_config
 
-    ids, mask = pad_left(rows, engine.pad_id)
-    config = sampling_config(max_new_tokens, engine.pad_id, engine.tokenizer.eos_token_id)
+    ids, mask = pad_left(rows, pad_id(engine.tokenizer))
+    config = sampling_config(engine.tokenizer, max_new_tokens)
     out = model.generate(ids.to(device), attention_mask=mask.to(device), generation_config=config, **kwargs)
     return [clean(engine.tokenizer.decode(row[ids.shape[1] :], skip_special_tokens=True)) for row in out.tolist()]
 
@@ -160,13 +160,14 @@ def latent_memory(model, engine, documents: list[str], device: torch.device):
     document has ended reads only padding, which leaves its memory as it is)."""
     from memgpt.apps.documents import token_segments
     from memgpt.memories.latent import LatentMemory
+    from memgpt.model.generation import pad_id
 
     segments = [list(token_segments(engine.tokenizer, d, LatentMemory.segment_tokens)) for d in documents]
     memory = model.init_memory(len(documents)).to(device)
     for j in range(max(len(s) for s in segments)):
         rows = [s[j] if j < len(s) else [] for s in segments]
         width = max(len(r) for r in rows)
-        ids = torch.tensor([r + [engine.pad_id] * (width - len(r)) for r in rows], device=device)  # (B, S) right-padded
+        ids = torch.tensor([r + [pad_id(engine.tokenizer)] * (width - len(r)) for r in rows], device=device)  # (B, S) right-padded
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
         _, memory = model.memory_step(model.get_input_embeddings()(ids), mask, memory)
     return memory

@@ -418,7 +418,7 @@ def run_system(system: str, docs: list[dict], work: Path, old_tree: Path, max_ne
         print(f"[{system}] cached", flush=True)
         return
     tree = old_tree if system == "old" else ROOT
-    jobs_path = work / f"jobs-{system}.json"
+    jobs_path = work / f"jobs-{system}{'.' + shard if shard else ''}.json"
     jobs_path.write_text(json.dumps(jobs, ensure_ascii=False), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system, "--jobs", str(jobs_path.resolve()),
@@ -566,6 +566,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "naturalqa.json")
     ap.add_argument("--score-only", action="store_true", help="run nothing: score the cached answers")
     ap.add_argument("--shard", default="", help="write this run's answers to <system>.SHARD.part.jsonl (runs side by side)")
+    ap.add_argument("--only", default=".*", help="run and score only the documents whose id matches (regex)")
     ap.add_argument("--rerun", default="", help="systems whose cache is moved aside first (their code changed)")
     ap.add_argument("--babi", action="store_true", help="run bAbI qa1-qa5 + absent instead (retrieval, this checkout)")
     ap.add_argument("--babi-samples", type=int, default=10)
@@ -606,7 +607,7 @@ def main() -> None:
 
                 write_text_atomic(docs_path, json.dumps(built, ensure_ascii=False))
     keys = [k for s in sections for k in ([f"haystack-{sp}-{n}" for n in lengths for sp in splits] if s == "haystack" else [s])]
-    docs = [d for k in keys for d in built[k] if d["split"] in splits + ["all"]]
+    docs = [d for k in keys for d in built[k] if d["split"] in splits + ["all"] and re.fullmatch(args.only, d["doc"])]
     for system in [s for s in args.rerun.split(",") if s]:
         for cache in [work / f"{system}.jsonl", *work.glob(f"{system}.*.part.jsonl")]:
             if cache.exists():

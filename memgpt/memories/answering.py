@@ -30,6 +30,7 @@ import torch
 
 from ..io.spans import Span, plain
 from ..model.engine import Engine
+from ..model.generation import pad_id
 from .abstention import NOT_IN_DOCUMENT, is_abstention
 
 # -- thresholds (calibrated on the dev split of benchmarks/naturalqa_items.json: docs/answering.md) --
@@ -503,13 +504,13 @@ def reader_prompt(question: str, context: str) -> str:
 def span_logprobs(engine: Engine, prompt_ids: list[int], spans: list[str], batch_size: int = 16) -> list[float]:
     """Mean log P(span tokens | prompt) of each span, batched (right-padded, so positions are unchanged)."""
     tok = engine.tokenizer
-    span_ids = [tok(" " + s, add_special_tokens=False)["input_ids"] or [engine.pad_id] for s in spans]
+    span_ids = [tok(" " + s, add_special_tokens=False)["input_ids"] or [_pad(engine)] for s in spans]
     out: list[float] = []
     for b in range(0, len(span_ids), batch_size):
         group = span_ids[b : b + batch_size]
         seqs = [prompt_ids + s for s in group]
         width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), engine.pad_id, dtype=torch.long)
+        ids = torch.full((len(seqs), width), _pad(engine), dtype=torch.long)
         mask = torch.zeros_like(ids)
         for k, s in enumerate(seqs):
             ids[k, : len(s)] = torch.tensor(s)
@@ -644,3 +645,8 @@ def index_evidence(texts: list[str], question: str, free: str | None, k: int = M
     scored = [(score(i), i) for i in range(len(texts))]
     best = sorted((x for x in scored if x[0] > 0), reverse=True)[:k]
     return sorted(i for _, i in best)
+
+
+def _pad(engine: Engine) -> int:
+    """The id that pads a batch of scored spans (masked out, so any id the tokenizer knows works)."""
+    return pad_id(engine.tokenizer) or 0
