@@ -129,7 +129,6 @@ def positions(args) -> None:
     """A passkey beyond a small local window, read with each position scheme: the answer, and in how
     many layers the question's queries retrieved the needle's block."""
     from memgpt.apps import make_memory, read
-    from memgpt.memories.kv.memory import KVMemory
     from memgpt.memories.kv import KVSettings
 
     eng = engine()
@@ -138,26 +137,26 @@ def positions(args) -> None:
     needle = needle_token(eng, doc, "The pass key is")
     rows = []
     for scheme in args.schemes.split(","):
-        KVMemory.settings = KVSettings(sink_tokens=16, local_tokens=256, block_tokens=64, top_blocks=4,
-                                       chunk_tokens=256, positions=scheme)
-        state = read(doc, "kv", eng)
+        kv = KVSettings(sink_tokens=16, local_tokens=256, block_tokens=64, top_blocks=4, chunk_tokens=256,
+                        positions=scheme)
+        state = read(doc, "kv", eng, kv=kv)
         store = state.work["store"]
         store.track = True
-        answer = make_memory("kv", eng).answer(state, ["What is the pass key?"], 12)[0]
+        answer = make_memory("kv", eng, kv=kv).answer(state, ["What is the pass key?"], 12)[0]
         pos = store.layers[0].block_pos.tolist()
         block = next(i for i, p in enumerate(pos) if p <= needle < p + 64)
         layers = [int(block in store.retrieved[li][0]) for li in range(len(store.layers))]
         rows.append({"positions": scheme, "answer": answer, "correct": "68231" in answer, "tokens": store.tokens,
                      "blocks": len(pos), "needle_block": block, "layers_retrieving_needle": sum(layers),
-                     "per_layer": layers, "settings": asdict(KVMemory.settings)})
+                     "per_layer": layers, "settings": asdict(kv)})
         print(f"{scheme:<11} {answer!r:<40} needle block retrieved in {sum(layers)}/{len(layers)} layers", flush=True)
         save("positions", {"rows": rows})
 
 
 def settings_info() -> dict:
-    from memgpt.memories.kv.memory import KVMemory
+    from memgpt.memories.kv import KVSettings
 
-    return {"kv": asdict(KVMemory.settings), "dtype": "fp32", "threads": torch.get_num_threads(),
+    return {"kv": asdict(KVSettings()), "dtype": "fp32", "threads": torch.get_num_threads(),
             "model": "SmolLM2-135M-Instruct"}
 
 
@@ -166,8 +165,7 @@ def ingest_one(kind: str, length: int) -> dict:
     from rss import peak_rss_kb, reset_peak_rss
     from transformers import DynamicCache
 
-    from memgpt.memories.kv.memory import KVMemory
-    from memgpt.memories.kv import KVStore, prefill
+    from memgpt.memories.kv import KVSettings, KVStore, prefill
     from memgpt.eval.longcontext import make_sample
 
     eng = engine()
@@ -178,10 +176,10 @@ def ingest_one(kind: str, length: int) -> dict:
     t0 = time.perf_counter()
     with torch.inference_mode():
         if kind == "kv":
-            prefill(model, KVStore.for_model(model, KVMemory.settings), ids)
+            prefill(model, KVStore.for_model(model, KVSettings()), ids)
         else:  # full attention: the same chunks, every past key and value kept (DynamicCache)
             cache = DynamicCache(config=model.config)
-            step = KVMemory.settings.chunk_tokens
+            step = KVSettings().chunk_tokens
             for start in range(0, len(ids), step):
                 model.get_decoder()(input_ids=torch.tensor([ids[start : start + step]]), past_key_values=cache, use_cache=True)
     seconds = time.perf_counter() - t0
@@ -310,20 +308,16 @@ def scale(args) -> None:
 
 def storage(args) -> None:
     """One passkey document read with each block storage: memory file size, and the answer from the file."""
-    from dataclasses import replace
-
     from memgpt.apps import load_state, make_memory, read, write_memory_file
-    from memgpt.memories.kv.memory import KVMemory
+    from memgpt.memories.kv import KVSettings
     from memgpt.eval.metrics import score
     from memgpt.eval.longcontext import make_sample, parse_length
 
     eng = engine()
     s = make_sample("passkey", parse_length(args.length), args.index)
     rows = []
-    default = KVMemory.settings
     for kind in args.storages.split(","):
-        KVMemory.settings = replace(default, storage=kind)
-        state = read(s.context, "kv", eng)
+        state = read(s.context, "kv", eng, kv=KVSettings(storage=kind))
         with tempfile.TemporaryDirectory() as tmp:
             path = write_memory_file(Path(tmp) / "doc.mem", state)
             size = os.path.getsize(path)
@@ -336,7 +330,6 @@ def storage(args) -> None:
                      "ask_from_file_seconds": round(time.perf_counter() - t0, 2)})
         print(json.dumps(rows[-1]), flush=True)
         save("storage", {"rows": rows, "settings": settings_info()})
-    KVMemory.settings = default
 
 
 def plot(args) -> None:

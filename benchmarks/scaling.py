@@ -95,11 +95,11 @@ def worker(kind: str, length: int, dtype_name: str, segment_size: int, mem: int,
         elif kind in ("gen_memgpt", "gen_plain"):
             prompt = ids[:, : min(length, 256)]
             model = model if kind == "gen_memgpt" else backbone
-            kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                          pad_token_id=tokenizer.eos_token_id)
-            model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+            from memgpt.model.generation import sampling_config
+
+            model.generate(prompt, generation_config=sampling_config(tokenizer, 4))  # warm-up
             t0 = time.perf_counter()
-            gen = model.generate(prompt, **kwargs)
+            gen = model.generate(prompt, generation_config=sampling_config(tokenizer, new_tokens, min_new_tokens=new_tokens))
             out["seconds"] = time.perf_counter() - t0
             out["new_tokens"] = int(gen.shape[1] - prompt.shape[1])
         elif kind == "matmul":

@@ -4,11 +4,17 @@ memory file, in the same run.
 
     python benchmarks/serve.py                          # 1 and 4 clients for 30 s, 16 clients for 120 s
     python benchmarks/serve.py --seconds 10 --seconds-16 20 --one-shot 2   # a quick look
+    python benchmarks/serve.py --hostile                # 4 normal clients beside 4 abusive ones (serve_hostile.json)
 
 Each client alternates a short chat (max_tokens 8) and a question to a stored memory; each client of
 the 16-client run also uploads one document of its own at the start. Afterwards every memory made
 must be ready and answer, the server must be alive and its log free of tracebacks. Prints a table and
 writes benchmarks/results/serve.json.
+
+`--hostile` (benchmarks/hostile_clients.py): the 1-token chat latency of 4 normal clients without and
+with 4 abusive clients beside them (long stop strings, abandoned requests, half-open sockets, a memory
+flood), the server's RSS around 100 long-stop-string requests, responses >= 500 and tracebacks; writes
+benchmarks/results/serve_hostile.json. Traffic goes to 127.0.0.1 only, with bounded counts and durations.
 """
 
 from __future__ import annotations
@@ -139,8 +145,14 @@ def main() -> None:
     parser.add_argument("--speech", default="1904-Roosevelt-1")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=1, help="CPU threads, server and one-shot alike (1: best on a shared machine).")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/serve.json (serve_hostile.json with --hostile)")
+    parser.add_argument("--hostile", action="store_true", help="The hostile-client run instead (see benchmarks/hostile_clients.py).")
     args = parser.parse_args()
+    if args.hostile:
+        from hostile_clients import hostile_run
+
+        return hostile_run(args.seconds, args.dtype, args.threads, args.out or HERE / "results" / "serve_hostile.json")
+    args.out = args.out or HERE / "results" / "serve.json"
     clients = [int(c) for c in args.clients.split(",")]
     text = document(args.speech)
     upload = text[: len(text) // 8]  # each 16-client run client reads one document of its own

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +53,22 @@ class Server:
         except ValueError:
             data = raw
         return response.status, data, dict(response.getheaders())
+
+    def rss(self) -> int:
+        """The server process's resident memory in bytes (Linux: /proc)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS in /proc")
+
+    def abandon(self, path: str, body: dict, after: float) -> None:
+        """Send a request and hang up `after` seconds later, without reading the answer."""
+        data = json.dumps(body).encode()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+            auth = f"Authorization: Bearer {self.key}\r\n" if self.key else ""
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n"
+                         f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+            time.sleep(after)
 
     def alive(self) -> bool:
         return self.process.poll() is None and self.request("GET", "/health", timeout=60)[0] == 200

@@ -19,7 +19,6 @@ the token ids.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import MemGPTError
+from ..model.identity import backbone_name, check_fingerprint, fingerprint
 
 KIND = "vectors"
 MAX_TOKENS = 4096  # far beyond what a small backbone crams in a few vectors; keeps runs bounded
@@ -331,30 +331,11 @@ def read_state_kind(path: str | Path) -> dict[str, str]:
 # ---- memory files --------------------------------------------------------------------------------
 
 
-def backbone_name(model: PreTrainedModel) -> str:
-    """A readable name of a plain backbone: its folder/hub name, else architecture and size."""
-    name = getattr(model.config, "name_or_path", "") or ""
-    if name:
-        return Path(name).name
-    return f"{model.config.model_type}-{model.config.num_hidden_layers}x{model.config.hidden_size}"
-
-
-def backbone_fingerprint(model: PreTrainedModel, stride: int = 1009) -> str:
-    """A hash of every weight tensor's name, shape and a strided sample of its values (fast, and
-    any fine-tuning that moves a tensor changes it)."""
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        flat = tensor.detach().reshape(-1)[::stride].float().cpu().contiguous()
-        h.update(f"{name}|{tuple(tensor.shape)}|".encode())
-        h.update(flat.numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def save_encoded(path: str | Path, encoded: Encoded, model: PreTrainedModel) -> Path:
     """Write the vectors and token count (never the token ids) to a memory file, atomically."""
     from ..memories.files import write_state_file
 
-    metadata = {"backbone": backbone_name(model), "fingerprint": backbone_fingerprint(model),
+    metadata = {"backbone": backbone_name(model), "fingerprint": fingerprint(model),
                 "num_tokens": str(encoded.num_tokens),
                 "prefix_ids": ",".join(map(str, encoded.prefix_ids)), "exact": str(encoded.exact).lower(), "steps": str(encoded.steps)}
     return write_state_file(path, KIND, {"vectors": encoded.vectors.float()}, metadata)
@@ -368,10 +349,12 @@ def load_encoded(path: str | Path, model: PreTrainedModel) -> Encoded:
     vectors = tensors.get("vectors")
     if vectors is None or set(tensors) != {"vectors"}:
         raise MemGPTError(f"{path} is not a vectors memory file (tensors: {', '.join(sorted(tensors)) or 'none'})")
-    name, fingerprint = backbone_name(model), backbone_fingerprint(model)
-    if meta.get("backbone") != name or meta.get("fingerprint") != fingerprint:
-        raise MemGPTError(f"{path} was made for backbone {meta.get('backbone')!r} (weights {meta.get('fingerprint')}), "
-                          f"not this model ({name!r}, weights {fingerprint})")
+    name, current = backbone_name(model), fingerprint(model)
+    mismatch = (f"{path} was made for backbone {meta.get('backbone')!r} (weights {meta.get('fingerprint')}), "
+                f"not this model ({name!r}, weights {current})")
+    if meta.get("backbone") != name:
+        raise MemGPTError(mismatch)
+    check_fingerprint(path, meta.get("fingerprint"), current, mismatch)
     hidden = model.get_input_embeddings().weight.shape[1]
     if vectors.dim() != 2 or vectors.shape[0] < 1 or vectors.shape[1] != hidden or not torch.isfinite(vectors).all():
         raise MemGPTError(f"{path} holds vectors of shape {tuple(vectors.shape)}, expected finite [n, {hidden}]")

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..io.words import STOP
+
 STEM = 5  # words compare by their first 5 letters ("ratified" ~ "ratify", "nations" ~ "national")
 NEAREST = 3  # document sentences a summary sentence is compared with (its candidate citations)
 MIN_COVERAGE = 0.6  # share of content words that must be found in the cited sentences
@@ -23,12 +25,6 @@ MIN_SIMILARITY = 0.35  # a cited sentence is at least this close (cosine) to the
 MIN_REWRITE_SIMILARITY = 0.75  # a rewrite's cosine to the sentence it shortens
 MIN_REWRITE_COVERAGE = 0.75  # share of a rewrite's content words taken from that sentence
 _WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*")
-_STOP = frozenset("""a an the and or but if then than so as of in on at to for from by with without into onto over
-under about above below between through during before after since until while within upon against among is are
-was were be been being am has have had do does did will would shall should can could may might must not no nor
-it its this that these those there here he she they them his her their we our us you your i me my mine which
-who whom whose what when where why how all any each every both either neither some such more most other
-another same also very just only own too again further once also yet still even much many few""".split())
 
 
 def words(text: str) -> list[str]:
@@ -48,13 +44,13 @@ def names_and_numbers(sentence: str) -> list[str]:
     """Capitalised words after the first word, and every word with a digit."""
     found = []
     for k, w in enumerate(words(sentence)):
-        if any(c.isdigit() for c in w) or (k > 0 and w[:1].isupper() and w.lower() not in _STOP):
+        if any(c.isdigit() for c in w) or (k > 0 and w[:1].isupper() and w.lower() not in STOP):
             found.append(w)
     return found
 
 
 def content_words(sentence: str) -> list[str]:
-    return [w for w in words(sentence) if w.lower() not in _STOP and not w.isdigit() and len(w) > 2]
+    return [w for w in words(sentence) if w.lower() not in STOP and not w.isdigit() and len(w) > 2]
 
 
 @dataclass

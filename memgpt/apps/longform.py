@@ -19,6 +19,7 @@ from ..errors import MemGPTError
 from ..model.generation import check_generation_options, check_text
 from ..model.engine import Engine, get_engine
 from ..memories.base import clean, make_memory
+from ..memories.kv.store import KVSettings
 from ..memories.text import notes_of
 
 CHUNK_TOKENS = 256
@@ -29,8 +30,10 @@ KINDS = ("text", "none", "latent", "kv")  # the memory kinds generate writes wit
 
 def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", engine: Engine | None = None,
              temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, repetition_penalty: float = 1.1,
-             seed: int = 0, progress: bool = False, on_text: Callable[[str], None] | None = None) -> str:
-    """Write up to `max_new_tokens` tokens continuing `prompt`; `on_text` receives each new chunk."""
+             seed: int = 0, progress: bool = False, on_text: Callable[[str], None] | None = None,
+             kv: KVSettings | None = None) -> str:
+    """Write up to `max_new_tokens` tokens continuing `prompt`; `on_text` receives each new chunk; `kv`:
+    the kv memory's settings (with `memory="kv"` only; default `KVSettings()`)."""
     check_text(prompt, "the prompt")
     if not prompt.strip():
         raise MemGPTError("the prompt is empty")
@@ -39,13 +42,15 @@ def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", e
     check_generation_options(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
     if memory not in KINDS:
         raise MemGPTError(f"generate supports memory {', '.join(KINDS)}, not {memory!r}")
+    if kv is not None and memory != "kv":
+        raise MemGPTError(f"kv settings go with the kv memory, not {memory!r}")
     engine = engine or get_engine()
     prompt = engine.clip(prompt, engine.window // 4)
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     if memory == "latent":
         return _latent(engine, prompt, max_new_tokens, seed, sampling)
     if memory == "kv":
-        return _kv(engine, prompt, max_new_tokens, seed, sampling, on_text)
+        return _kv(engine, prompt, max_new_tokens, seed, sampling, on_text, kv or KVSettings())
     notes_memory = make_memory("text", engine)
     state = notes_memory.new_state()
     out_ids: list[int] = []
@@ -76,17 +81,7 @@ def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", e
 
 def _complete_ids(engine: Engine, ids: list[int], n: int, seed: int, sampling: dict) -> list[int]:
     """Exactly `n` new tokens (end-of-text suppressed: the caller asked for a length)."""
-    import torch
-
-    from ..model.generation import sampling_config
-
-    config = sampling_config(n, engine.pad_id, engine.tokenizer.eos_token_id, sampling["temperature"], sampling["top_k"],
-                             sampling["top_p"], sampling["repetition_penalty"], min_new_tokens=n)
-    torch.manual_seed(seed)
-    with torch.inference_mode():
-        x = torch.tensor([ids])
-        out = engine.backbone.generate(x, attention_mask=torch.ones_like(x), generation_config=config)
-    return out[0, len(ids) :].tolist()
+    return engine.generate_ids(ids, n, min_new_tokens=n, seed=seed, **sampling)
 
 
 def _latent(engine: Engine, prompt: str, max_new_tokens: int, seed: int, sampling: dict) -> str:
@@ -99,13 +94,12 @@ def _latent(engine: Engine, prompt: str, max_new_tokens: int, seed: int, samplin
 
 
 def _kv(engine: Engine, prompt: str, max_new_tokens: int, seed: int, sampling: dict,
-        on_text: Callable[[str], None] | None) -> str:
+        on_text: Callable[[str], None] | None, kv: KVSettings) -> str:
     from ..memories.kv import KVStore, decode
-    from ..memories.kv.runner import sampler
-    from ..memories.kv.memory import KVMemory
+    from ..model.generation import sampler, sampling_config
 
     ids = engine.chat_ids(prompt, system="You are a creative, coherent writer.")
-    store = KVStore.for_model(engine.backbone, KVMemory.settings)
+    store = KVStore.for_model(engine.backbone, kv)
     sent = ""
 
     def stream(out: list[int]) -> None:  # new text every 16 tokens (a multi-byte character may span tokens)
@@ -117,5 +111,5 @@ def _kv(engine: Engine, prompt: str, max_new_tokens: int, seed: int, sampling: d
                 sent = text
 
     out = decode(engine.backbone, store, ids, max_new_tokens, eos=None, session=False,
-                 pick=sampler(seed=seed, **sampling), on_token=stream)
+                 pick=sampler(sampling_config(engine.tokenizer, max_new_tokens, **sampling), seed), on_token=stream)
     return clean(engine.tokenizer.decode(out, skip_special_tokens=True))

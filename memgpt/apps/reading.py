@@ -12,6 +12,7 @@ from .documents import DEFAULT_MAX_BYTES, Source, token_segments
 from ..model.engine import Engine, get_engine
 from ..memories.base import ANSWER_RESERVE, Memory, DocumentState, load_state, make_memory
 from ..io.spans import SentenceSplitter
+from ..memories.kv.store import KVSettings
 
 # Each app's default memory kind, chosen by benchmarks/apps.py (see the README's results). summarize reads
 # with retrieval memory for its sentence embeddings: the grounded summary is made from them.
@@ -33,15 +34,18 @@ class Reading:
 
 
 def read(source: Source, memory: str | None = None, engine: Engine | None = None, progress: bool = False,
-         max_bytes: int = DEFAULT_MAX_BYTES) -> DocumentState:
-    """Read a document (str: the text; Path: a file, Path("-"): stdin) into a memory state."""
-    return _read(source, memory or DEFAULT_KIND["read"], engine or get_engine(), progress, max_bytes, direct=False).state
+         max_bytes: int = DEFAULT_MAX_BYTES, *, kv: KVSettings | None = None) -> DocumentState:
+    """Read a document (str: the text; Path: a file, Path("-"): stdin) into a memory state; `kv`: the
+    kv memory's settings (with `memory="kv"` only)."""
+    return _read(source, memory or DEFAULT_KIND["read"], engine or get_engine(), progress, max_bytes, direct=False,
+                 kv=kv).state
 
 
 def open_document(source: Source | DocumentState, app: str, memory: str | None, engine: Engine | None,
-                  progress: bool, max_bytes: int) -> Reading:
+                  progress: bool, max_bytes: int, *, kv: KVSettings | None = None) -> Reading:
     """What `app` answers from: a loaded memory file or state as it is, else the document read once
-    (kept whole instead when it fits the window, where any memory would only lose information)."""
+    (kept whole instead when it fits the window, where any memory would only lose information); `kv`
+    as in `read`."""
     engine = engine or get_engine()
     if isinstance(source, DocumentState) or is_memory_file(source):
         state = source if isinstance(source, DocumentState) else load_state(source, engine)
@@ -50,7 +54,7 @@ def open_document(source: Source | DocumentState, app: str, memory: str | None, 
         reader = make_memory(state.kind, engine)
         reader.check_compatible(state, source if not isinstance(source, DocumentState) else "the state")
         return Reading(reader, state)
-    return _read(source, memory or DEFAULT_KIND[app], engine, progress, max_bytes, direct=True)
+    return _read(source, memory or DEFAULT_KIND[app], engine, progress, max_bytes, direct=True, kv=kv)
 
 
 def is_memory_file(source: object) -> bool:
@@ -58,8 +62,9 @@ def is_memory_file(source: object) -> bool:
     return isinstance(source, Path) and source.suffix in MEMORY_SUFFIXES and str(source) != "-"
 
 
-def _read(source: Source, kind: str, engine: Engine, progress: bool, max_bytes: int, direct: bool) -> Reading:
-    reader = make_memory(kind, engine)
+def _read(source: Source, kind: str, engine: Engine, progress: bool, max_bytes: int, direct: bool,
+          kv: KVSettings | None) -> Reading:
+    reader = make_memory(kind, engine, kv=kv)
     state = reader.new_state()
     splitter = SentenceSplitter()
     state.work["indexed"] = True  # the index follows the original text (memories need not split decoded tokens)

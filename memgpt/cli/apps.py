@@ -146,21 +146,21 @@ def read(source: str | None, output: Path, memory: str | None, kv_storage: str |
     """Read SOURCE once into a memory file, to ask or summarize later without re-reading."""
     from ..apps.reading import DEFAULT_KIND, read as read_app, write_memory_file
 
+    kv = None
     if kv_storage:
         if memory != "kv":
             raise MemGPTError("--kv-storage goes with --memory kv")
-        from dataclasses import replace
+        from ..memories.kv import KVSettings
 
-        from ..memories.kv.memory import KVMemory
-
-        KVMemory.settings = replace(KVMemory.settings, storage=kv_storage)
+        kv = KVSettings(storage=kv_storage)
     if output.suffix not in (".mem", ".safetensors"):
         raise MemGPTError(f"--output should end in .mem, got {output.name!r} (refusing to overwrite other files)")
     if output.is_dir():
         raise MemGPTError(f"--output {output} is a directory")
     doc = _source(source, text)
     kind = memory or DEFAULT_KIND["read"]
-    state = read_app(doc, kind, _engine(model_name, dtype, window, verbose), progress, int(max_input_mb * (1 << 20)))
+    state = read_app(doc, kind, _engine(model_name, dtype, window, verbose), progress, int(max_input_mb * (1 << 20)),
+                     kv=kv)
     write_memory_file(output, state)
     info = {"memory_file": str(output), "memory": kind, "tokens_read": state.tokens_read, "segments": state.segments}
     _emit(as_json, json.dumps(info), info)

@@ -21,7 +21,9 @@ from .abstention import NOT_IN_DOCUMENT
 from ..errors import MemGPTError
 from .files import read_state_file, read_state_meta, write_state_file
 from ..model.engine import Engine
+from ..model.identity import backbone_name
 from ..io.spans import DocumentIndex, Span
+from .kv.store import KVSettings
 
 ANSWER_RESERVE = 192  # prompt tokens kept free for the instructions and the question
 
@@ -78,7 +80,7 @@ class Memory(ABC):
         self.engine = engine
 
     def new_state(self) -> DocumentState:
-        return DocumentState(kind=self.kind, backbone=backbone_name(self.engine))
+        return DocumentState(kind=self.kind, backbone=backbone_name(self.engine.backbone))
 
     def update(self, state: DocumentState, segment: list[int]) -> DocumentState:
         """Fold one segment of token ids into the state (in place) and return it."""
@@ -137,11 +139,6 @@ class Memory(ABC):
         return summarize_text(self.engine, self.context(state, None, budget), max_length)
 
 
-def backbone_name(engine: Engine) -> str:
-    name = getattr(engine.backbone.config, "name_or_path", "") or engine.name
-    return Path(str(name)).name
-
-
 def answer_from(engine: Engine, context: str, question: str, max_new_tokens: int) -> str:
     # The question before and after the text, and a started reply: the best of 9 prompt forms tried on
     # facts hidden in filler with SmolLM2-135M (10/16 correct, against 0/16 for text-then-question).
@@ -177,10 +174,15 @@ def register(cls: type[Memory]) -> type[Memory]:
     return cls
 
 
-def make_memory(kind: str, engine: Engine) -> Memory:
+def make_memory(kind: str, engine: Engine, kv: KVSettings | None = None) -> Memory:
+    """The memory `kind` over `engine`; `kv`: the kv memory's settings (that kind only; default `KVSettings()`)."""
     if kind not in KINDS:
         raise MemGPTError(f"unknown memory kind {kind!r}; choose from {', '.join(sorted(KINDS))}")
-    return KINDS[kind](engine)
+    if kv is None:
+        return KINDS[kind](engine)
+    if kind != "kv":
+        raise MemGPTError(f"kv settings go with the kv memory, not {kind!r}")
+    return KINDS[kind](engine, kv=kv)
 
 
 INDEX_VERSION = "1"  # the document's sentences and offsets (for citations) ride in every memory file since then
@@ -205,8 +207,8 @@ def load_state(path: str | Path, engine: Engine | None = None) -> DocumentState:
     kind = meta.get("kind", "")
     if kind not in KINDS:
         raise MemGPTError(f"{path} holds a {kind!r} memory, which this memgpt cannot answer from")
-    if engine is not None and meta.get("backbone") != backbone_name(engine):
-        raise MemGPTError(f"{path} was made with backbone {meta.get('backbone')!r}, not {backbone_name(engine)!r}")
+    if engine is not None and meta.get("backbone") != backbone_name(engine.backbone):
+        raise MemGPTError(f"{path} was made with backbone {meta.get('backbone')!r}, not {backbone_name(engine.backbone)!r}")
     try:
         tokens, segments = int(meta.get("tokens_read", "0")), int(meta.get("segments", "0"))
     except ValueError:

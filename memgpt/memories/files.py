@@ -4,7 +4,6 @@ foreign or of another kind. `apps.memories` saves and loads the states of every 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -14,37 +13,8 @@ from safetensors.torch import save_file
 
 from ..io.atomic import temp_beside, usual_permissions
 from ..errors import MemGPTError
-from ..model.modeling_memgpt import MemGPTForCausalLM
 
 FORMAT_VERSION = "1"
-
-
-def memory_fingerprint(model: MemGPTForCausalLM) -> str:
-    """A hash of what gives a memory its meaning: the memory parameters, backbone and layout."""
-    h = hashlib.sha256()
-    for tensor in (model.memory_init, model.memory_gain):
-        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    cfg = model.config
-    layout = f"{backbone_id(model)}|{cfg.num_mem_tokens}|{cfg.segment_size}|{cfg.memory_update}|{cfg.memory_norm}"
-    if cfg.associative_heads:  # (kept out of the layout string without one: older memory files stay valid)
-        layout += f"|{cfg.associative_heads}x{cfg.associative_size}|{cfg.associative_conv}"
-        if cfg.associative_features != "plain":
-            layout += f"|{cfg.associative_features}"
-        if cfg.associative_layers:
-            layout += f"|layers{cfg.associative_layers}"
-        for tensor in model.memory_associative.state_dict().values():
-            h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    h.update(layout.encode())
-    return h.hexdigest()[:16]
-
-
-def backbone_id(model: MemGPTForCausalLM) -> str:
-    """A readable name of the backbone: its name/path, else architecture and size."""
-    text = model.config.text_config
-    name = getattr(text, "name_or_path", "") or ""
-    if name:
-        return Path(name).name
-    return f"{text.model_type}-{text.num_hidden_layers}x{text.hidden_size}"
 
 
 def write_state_file(path: str | Path, kind: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:

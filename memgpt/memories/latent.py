@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from ..errors import MemGPTError
+from ..model.configuration_memgpt import MEMORY_FIELDS
 from ..model.generation import sampling_config
-from .files import memory_fingerprint
+from ..model.identity import check_fingerprint, fingerprint
 from ..model.modeling_memgpt import MemGPTForCausalLM
 from ..model.modeling_memgpt import MemoryState as LatentState  # the model's memory; DocumentState: an app's
 from ..model.engine import Engine
@@ -38,6 +39,11 @@ def latent_model(engine: Engine) -> MemGPTForCausalLM:
                                                    segment_size=SEGMENT_TOKENS)
         engine.extras["latent"] = model.eval()
     return engine.extras["latent"]
+
+
+def memory_fingerprint(model: MemGPTForCausalLM) -> str:
+    """The weights fingerprint of the memory model (backbone + memory parameters) and its memory settings."""
+    return fingerprint(model, "|".join(f"{name}={getattr(model.config, name)}" for name in MEMORY_FIELDS))
 
 
 @register
@@ -67,7 +73,7 @@ class LatentMemory(Memory):
     def _generate(self, state: DocumentState, user: str, max_new_tokens: int, **options) -> str:
         model = latent_model(self.engine)
         ids = torch.tensor([self.engine.chat_ids(user)[-model.config.segment_size :]])
-        config = sampling_config(max_new_tokens, self.engine.pad_id, self.engine.tokenizer.eos_token_id, **options)
+        config = sampling_config(self.engine.tokenizer, max_new_tokens, **options)
         memory = LatentState.from_tensors(state.tensors).to(model.dtype)
         out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config, memory_state=memory)
         return clean(self.engine.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
@@ -91,8 +97,8 @@ class LatentMemory(Memory):
 
     def check_compatible(self, state: DocumentState, path: str | Path) -> None:
         model = latent_model(self.engine)
-        if state.info.get("fingerprint") != memory_fingerprint(model):
-            raise MemGPTError(f"{path} was written by another latent memory (adapter) than this model's")
+        check_fingerprint(path, state.info.get("fingerprint"), memory_fingerprint(model),
+                          f"{path} was written by another latent memory (adapter) than this model's")
         if model.config.associative_heads and set(state.tensors) == {"memory"}:
             raise MemGPTError(f"{path} is a latent memory of memgpt layout 1 (associative memory packed into the "
                               f"memory rows); this memgpt reads layout 2: read the document again")

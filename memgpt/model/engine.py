@@ -61,16 +61,17 @@ class Engine:
 
     @torch.inference_mode()
     def generate_ids(self, ids: list[int], max_new_tokens: int, *, streamer: Any = None, stopping_criteria: Any = None,
-                     logits_processor: Any = None, stop_strings: list[str] | None = None, **sampling: Any) -> list[int]:
-        """New token ids continuing `ids` (greedy unless `temperature` > 0). `streamer`, `stopping_criteria`,
-        `logits_processor` and `stop_strings` go to `generate` as they are (the server streams and cancels
-        through them)."""
+                     logits_processor: Any = None, stop_strings: list[str] | None = None, min_new_tokens: int = 0,
+                     **sampling: Any) -> list[int]:
+        """New token ids continuing `ids` (greedy unless `temperature` > 0; at least `min_new_tokens`, the
+        end of text suppressed until then). `streamer`, `stopping_criteria`, `logits_processor` and
+        `stop_strings` go to `generate` as they are (the server streams and cancels through them)."""
         if len(ids) + max_new_tokens > self.max_positions:
             raise MemGPTError(f"prompt of {len(ids)} tokens + {max_new_tokens} new exceeds the model's {self.max_positions}")
         config = sampling_config(
-            max_new_tokens, self.pad_id, self.tokenizer.eos_token_id, float(sampling.pop("temperature", 0.0) or 0.0),
-            sampling.pop("top_k", 0) or 0, sampling.pop("top_p", 1.0), sampling.pop("repetition_penalty", 1.0),
-            stop_strings=stop_strings or None,
+            self.tokenizer, max_new_tokens, float(sampling.pop("temperature", 0.0) or 0.0), sampling.pop("top_k", 0) or 0,
+            sampling.pop("top_p", 1.0), sampling.pop("repetition_penalty", 1.0),
+            stop_strings=stop_strings or None, **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
         )
         seed = sampling.pop("seed", 0)
         if sampling:
@@ -92,11 +93,6 @@ class Engine:
     @property
     def max_positions(self) -> int:
         return int(getattr(self.backbone.config, "max_position_embeddings", 1 << 30))
-
-    @property
-    def pad_id(self) -> int:
-        tok = self.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
 
 _ENGINES: dict[tuple[str, str, int], Engine] = {}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
-from transformers import GenerationConfig
+from transformers import (GenerationConfig, LogitsProcessorList, PreTrainedTokenizerBase,
+                          RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from ..errors import MemGPTError
 from .modeling_memgpt import MemGPTForCausalLM
@@ -40,10 +42,14 @@ def check_generation_options(
         raise MemGPTError(f"seed must be in 0..2^63-1, got {seed}")
 
 
+def pad_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The pad id of generation: the tokenizer's own, else its end-of-text id."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def sampling_config(
+    tokenizer: PreTrainedTokenizerBase,
     max_new_tokens: int,
-    pad_token_id: int | None,
-    eos_token_id: int | None,
     temperature: float = 0.0,
     top_k: int = 0,
     top_p: float = 1.0,
@@ -51,13 +57,39 @@ def sampling_config(
     **options,
 ) -> GenerationConfig:
     """The generation settings every memgpt generation uses: greedy when `temperature` is 0, else
-    sampling with `top_k` (0: off) and `top_p`; `options`: other `GenerationConfig` fields."""
+    sampling with `top_k` (0: off) and `top_p`; pad and end ids from `tokenizer`; `options`: other
+    `GenerationConfig` fields."""
     sample = temperature > 0
     return GenerationConfig(
         max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else None,
         top_k=top_k if sample and top_k else None, top_p=top_p if sample else None,
-        repetition_penalty=repetition_penalty, pad_token_id=pad_token_id, eos_token_id=eos_token_id, **options,
+        repetition_penalty=repetition_penalty, pad_token_id=pad_id(tokenizer), eos_token_id=tokenizer.eos_token_id,
+        **options,
     )
+
+
+def sampler(config: GenerationConfig, seed: int = 0) -> Callable[[torch.Tensor, list[int]], int]:
+    """A next-token picker `pick(logits [V], ids so far) -> id` for hand-written decoding loops (the kv
+    memory's), following `config` (from `sampling_config`) with transformers' logits processors:
+    greedy, or sampling seeded by `seed`."""
+    procs = LogitsProcessorList()
+    if config.repetition_penalty not in (None, 1.0):
+        procs.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
+    if config.do_sample:
+        procs.append(TemperatureLogitsWarper(config.temperature))
+        if config.top_k:
+            procs.append(TopKLogitsWarper(config.top_k))
+        if config.top_p is not None and config.top_p < 1.0:
+            procs.append(TopPLogitsWarper(config.top_p))
+    generator = torch.Generator().manual_seed(seed)
+
+    def pick(logits: torch.Tensor, ids: list[int]) -> int:
+        scores = procs(torch.tensor([ids]), logits[None])[0]
+        if not config.do_sample:
+            return int(scores.argmax())
+        return int(torch.multinomial(torch.softmax(scores, -1), 1, generator=generator))
+
+    return pick
 
 
 def generate_text(
@@ -83,8 +115,7 @@ def generate_text(
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     if ids.shape[1] == 0:
         raise MemGPTError("the prompt is empty")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    config = sampling_config(max_new_tokens, pad, tokenizer.eos_token_id, temperature, top_k, top_p, repetition_penalty,
+    config = sampling_config(tokenizer, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
                              stop_strings=stop or None)
     torch.manual_seed(seed)
     with torch.inference_mode():

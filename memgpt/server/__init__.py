@@ -6,7 +6,10 @@
 Layout: `settings` (what can be set), `errors` (OpenAI's error JSON), `schemas` (request bodies),
 `worker` (the one thread that runs the model), `generation` (sampling, streaming, stop strings),
 `store` (memory files and their background reading), `answers` (answering from a memory),
-`app` (the routes), `command` (the click command).
+`context` (what the routes share), `replies` (whole or streamed answers, cancelled when the client
+goes), `routes/` (one module per resource), `middleware` (API key, Host/Origin, body limit),
+`protocol` (uvicorn's h11 with a connection cap and header timeout), `app` (assembles them),
+`command` (the click command). How to run and secure it: docs/serving.md.
 """
 
 from .settings import ServeSettings

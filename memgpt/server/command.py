@@ -26,19 +26,35 @@ from .settings import DEFAULT_DATA_DIR, ServeSettings
 @click.option("--max-body-mb", type=click.FloatRange(0.001, 1 << 16), default=16, show_default=True,
               help="Largest request body (a document upload included).")
 @click.option("--max-queue", type=click.IntRange(1, 1 << 20), default=64, show_default=True,
-              help="Requests that may wait for the model; more get 503.")
+              help="Requests (and memories being read) that may wait for the model; more get 503.")
 @click.option("--max-tokens", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
               help="Most tokens one request may generate.")
+@click.option("--max-memories", type=click.IntRange(1, 1 << 30), default=1000, show_default=True,
+              help="Most memories kept at once; more get 429.")
+@click.option("--max-data-gb", type=click.FloatRange(0.001, 1 << 20), default=20, show_default=True,
+              help="Most data (documents and memory files) under --data-dir; past it, new memories get 429.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Without --api-key: another name this server answers to in Host and Origin (repeatable).")
+@click.option("--max-connections", type=click.IntRange(4, 1 << 20), default=128, show_default=True,
+              help="Open connections at once; more are closed as they arrive.")
+@click.option("--header-timeout", type=click.FloatRange(0.1, 3600), default=10, show_default=True,
+              help="Seconds a connection has to send a request's headers.")
+@click.option("--keep-alive", type=click.FloatRange(0.1, 3600), default=5, show_default=True,
+              help="Seconds an idle kept-alive connection stays open.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for the model (default: torch's).")
 def serve(host: str, port: int, model_name: str, dtype: str, window: int, data_dir: Path, api_key: str | None,
-          max_body_mb: float, max_queue: int, max_tokens: int, threads: int | None) -> None:
+          max_body_mb: float, max_queue: int, max_tokens: int, max_memories: int, max_data_gb: float,
+          allowed_hosts: tuple[str, ...], max_connections: int, header_timeout: float, keep_alive: float,
+          threads: int | None) -> None:
     """Serve the model over HTTP, OpenAI-compatible (/v1/chat/completions, /v1/completions, /v1/models),
     with document memories (/v1/memories) read once and asked by many clients."""
     import torch
 
     settings = ServeSettings(host=host, port=port, model=model_name, dtype=dtype, window=window, data_dir=data_dir,
-                             api_key=api_key or None, max_body_bytes=int(max_body_mb * (1 << 20)),
-                             max_queue=max_queue, max_tokens=max_tokens)
+                             api_key=api_key or None, allowed_hosts=list(allowed_hosts),
+                             max_body_bytes=int(max_body_mb * (1 << 20)), max_queue=max_queue, max_tokens=max_tokens,
+                             max_memories=max_memories, max_data_bytes=int(max_data_gb * (1 << 30)),
+                             max_connections=max_connections, header_timeout_s=header_timeout, keep_alive_s=keep_alive)
     settings.validate()
     if threads:
         torch.set_num_threads(threads)
@@ -51,10 +67,32 @@ def serve(host: str, port: int, model_name: str, dtype: str, window: int, data_d
         app = create_app(settings)
         where = f"http://{host if ':' not in host else f'[{host}]'}:{listener.getsockname()[1]}/v1"
         click.echo(f"memgpt serve: {app.state.engine.name} on {where} (memories in {data_dir})", err=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5))
+        if not settings.api_key:
+            names = ", ".join(sorted(settings.host_names()))
+            click.echo(f"memgpt serve: no API key: any program on this machine can use it; browsers only from "
+                       f"pages on {names} (set --api-key or MEMGPT_API_KEY to require a key)", err=True)
+        server = uvicorn.Server(uvicorn_config(app, settings))
         server.run(sockets=[listener])
     finally:
         listener.close()
+
+
+def uvicorn_config(app, settings: ServeSettings):
+    """uvicorn's settings from ours: h11 with the connection cap and header timeout, keep-alive, header size."""
+    import logging
+
+    import uvicorn
+
+    from .protocol import ShortAccessLines, guarded_protocol
+
+    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5,
+                            http=guarded_protocol(settings.max_connections, settings.header_timeout_s),
+                            timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections + 1,
+                            h11_max_incomplete_event_size=settings.max_header_bytes)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, ShortAccessLines) for f in access.filters):
+        access.addFilter(ShortAccessLines())  # after Config: it sets up logging
+    return config
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -88,6 +88,22 @@ class Cancelled(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
 
 
+class StopText(StoppingCriteria):
+    """Stops generation once the decoded new text holds a stop sequence. Only the last few tokens are
+    decoded each step (enough for the longest stop sequence, 4 tokens a character at worst), and nothing
+    is cached: transformers' own `stop_strings` builds a vocabulary-sized table per set of stop strings
+    and keeps the last 8 (`STOP_STRING_EMBEDDING_CACHE`), hundreds of MB for long ones."""
+
+    def __init__(self, tokenizer, prompt_length: int, stops: list[str]):
+        self.tokenizer, self.prompt_length, self.stops = tokenizer, prompt_length, stops
+        self.tail = 4 * max(len(s) for s in stops) + 4
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        new = input_ids[0, self.prompt_length :][-self.tail :].tolist()  # the last tokens of the one sequence
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        return torch.full((input_ids.shape[0],), any(s in text for s in self.stops), dtype=torch.bool)
+
+
 class _Deltas(TextStreamer):
     """transformers' streamer (whole words, no half characters), its text sent to a callback."""
 
@@ -116,10 +132,12 @@ def generate(engine: Engine, ids: list[int], options: Options, on_text: Callable
     processors = LogitsProcessorList()
     if options.presence_penalty or options.frequency_penalty:
         processors.append(PresenceFrequencyPenalty(len(ids), options.presence_penalty, options.frequency_penalty))
+    criteria = StoppingCriteriaList([Cancelled(cancel)] if cancel else [])
+    if options.stop:
+        criteria.append(StopText(engine.tokenizer, len(ids), options.stop))
     new = engine.generate_ids(
-        ids, options.max_tokens, streamer=_Deltas(engine.tokenizer, emit),
-        stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]) if cancel else None,
-        logits_processor=processors or None, stop_strings=options.stop or None,
+        ids, options.max_tokens, streamer=_Deltas(engine.tokenizer, emit), stopping_criteria=criteria or None,
+        logits_processor=processors or None,
         temperature=options.temperature, top_p=options.top_p,
         seed=options.seed if options.seed is not None else secrets.randbelow(2**31),
     )

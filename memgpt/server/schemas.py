@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MEMORY_ID = r"^mem_[0-9a-f]{24}$"
 MAX_STOPS = 4
+MAX_STOP_CHARS = 64  # each stop sequence (4 x 64 = 256 characters in all), checked before any model work
 MAX_MESSAGES = 1024
 
 
@@ -52,7 +53,7 @@ class Sampling(Lenient):
     presence_penalty: Annotated[float, Field(ge=-2, le=2, allow_inf_nan=False)] = 0.0
     frequency_penalty: Annotated[float, Field(ge=-2, le=2, allow_inf_nan=False)] = 0.0
     seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
-    stop: str | Annotated[list[str], Field(max_length=MAX_STOPS)] | None = None
+    stop: str | list[str] | None = None
     n: Annotated[int, Field(ge=1, le=1, description="only one choice per request")] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -61,8 +62,13 @@ class Sampling(Lenient):
     @classmethod
     def _stops(cls, value: str | list[str] | None) -> list[str]:
         stops = [value] if isinstance(value, str) else list(value or [])
+        if len(stops) > MAX_STOPS:
+            raise ValueError(f"at most {MAX_STOPS} stop sequences, got {len(stops)}")
         if any(not s for s in stops):
             raise ValueError("a stop sequence is empty")
+        longest = max((len(s) for s in stops), default=0)
+        if longest > MAX_STOP_CHARS:
+            raise ValueError(f"a stop sequence may have at most {MAX_STOP_CHARS} characters, got {longest}")
         return stops
 
 

@@ -5,8 +5,10 @@
     DATA_DIR/documents/<id>.txt   the document as uploaded (the reading restarts from it after a crash)
     DATA_DIR/locks/<id>.lock      flock()ed by the server reading the memory
 
-Every file is written atomically, so a `kill -9` leaves the old version or the new one, never part
-of one; a memory is "ready" only once its memory file is complete. An unfinished memory whose lock
+Every file is written atomically (memgpt.io.atomic: a temporary `.<name>.<random>[.tmp]` beside it, then
+renamed), so a `kill -9` leaves the old version or the new one, never part of one, and the next start
+removes the temporary files of writers that are gone; a memory is "ready" only once its memory file
+is complete. An unfinished memory whose lock
 is free (its server died) is taken over and read again by the next server that sees it, which
 makes several servers on one shared folder safe. Ids are made here (`mem_` + 24 hex digits);
 a client's text never becomes a path.
@@ -24,7 +26,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +39,7 @@ from ..apps.reading import DEFAULT_KIND, write_memory_file
 from ..io.atomic import temp_beside, write_text_atomic
 from ..errors import MemGPTError
 from ..model.generation import check_text
-from .errors import APIError
+from .errors import APIError, clip
 from .worker import ModelWorker
 
 log = logging.getLogger("memgpt.server")
@@ -63,9 +65,18 @@ class Job:
     saved_at: float = field(default=0.0)
 
 
+@dataclass
+class Quota:
+    """How much a store may hold: memories, and bytes under its folder (documents and memory files)."""
+
+    memories: int = 1000
+    data_bytes: int = 20 << 30
+
+
 class MemoryStore:
-    def __init__(self, root: Path, engine: Engine, worker: ModelWorker, max_bytes: int):
+    def __init__(self, root: Path, engine: Engine, worker: ModelWorker, max_bytes: int, quota: Quota | None = None):
         self.root, self.engine, self.worker, self.max_bytes = root, engine, worker, max_bytes
+        self.quota = quota or Quota()
         self.records, self.documents, self.locks = root / "memories", root / "documents", root / "locks"
         for folder in (self.records, self.documents, self.locks):
             try:
@@ -73,7 +84,9 @@ class MemoryStore:
             except OSError as e:
                 raise MemGPTError(f"cannot use data folder {folder}: {e.strerror}") from None
         self.jobs: dict[str, Job] = {}
-        self._guard = threading.Lock()  # jobs and adoption, across HTTP threads and the worker
+        self._guard = threading.Lock()  # jobs, the reading lane and adoption, across HTTP threads and the worker
+        self._lane: deque[Job] = deque()  # memories being read, in turn
+        self._scheduled = False  # a turn of the lane is in the worker's queue
         self._states: OrderedDict[tuple[str, int], DocumentState] = OrderedDict()
 
     # -- paths -------------------------------------------------------------------------------
@@ -112,7 +125,34 @@ class MemoryStore:
 
         return self._create(kind, name, save)
 
+    def check_room(self) -> None:
+        """Refuse a new memory while the model's queue is full (503) or the store is at its quota (429)."""
+        if len(self.jobs) + self.worker.pending >= self.worker.max_queue:
+            raise APIError(503, f"the server is busy ({len(self.jobs)} memories being read, {self.worker.pending} "
+                                "requests waiting); retry shortly", code="server_busy", headers={"Retry-After": "5"})
+        count = sum(1 for _ in self.records.glob("mem_*.json"))
+        if count >= self.quota.memories:
+            raise APIError(429, f"this server keeps at most {self.quota.memories} memories; delete some first",
+                           code="memory_quota_exceeded")
+        used = self.bytes_used()
+        if used >= self.quota.data_bytes:
+            raise APIError(429, f"the memories take {used / 2**30:.2f} GB, this server's quota is "
+                                f"{self.quota.data_bytes / 2**30:.2f} GB; delete some first", code="memory_quota_exceeded")
+
+    def bytes_used(self) -> int:
+        """Bytes of every file under the store's folders."""
+        total = 0
+        for folder in (self.records, self.documents):
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue  # removed meanwhile
+        return total
+
     def _create(self, kind: str | None, name: str | None, save) -> dict[str, Any]:
+        self.check_room()
         kind = kind or DEFAULT_KIND["read"]
         if kind not in KINDS:
             raise APIError(422, f"kind: unknown memory kind {kind!r}; choose from {', '.join(sorted(KINDS))}",
@@ -143,20 +183,40 @@ class MemoryStore:
         write_text_atomic(self.record_path(job.record["id"]), json.dumps(job.record))
         with self._guard:
             self.jobs[job.record["id"]] = job
-        self.worker.submit(self._step, job)
+            self._lane.append(job)
+        self._schedule()
 
-    # -- reading (on the model worker, one step per turn) -----------------------------------------
-    def _step(self, job: Job) -> None:
+    # -- reading (on the model worker: one step of one memory per turn, the memories in turn) ------------
+    def _schedule(self) -> None:
+        """Keep one reading step in the worker's queue while any memory is being read: however many are,
+        a request waits behind one step at most."""
+        with self._guard:
+            if self._scheduled or not self._lane:
+                return
+            self._scheduled = True
+        self.worker.submit(self._turn)
+
+    def _turn(self) -> None:
+        with self._guard:
+            self._scheduled = False
+            job = self._lane.popleft() if self._lane else None
+        if job is not None and self._step(job):
+            with self._guard:
+                self._lane.append(job)
+        self._schedule()
+
+    def _step(self, job: Job) -> bool:
+        """One step of a memory's reading; True when there is more to do."""
         memory_id = job.record["id"]
         try:
             if job.cancelled or not self.record_path(memory_id).exists():  # deleted meanwhile
                 self._finish(job, None)
-                return
+                return False
             if self._advance(job):
                 if self.worker.closed:  # shutting down: left unfinished, to be read again at the next start
                     self._finish(job, None)
-                    return
-                self.worker.submit(self._step, job)  # to the back of the queue: requests go first
+                    return False
+                return True
         except Exception as e:  # noqa: BLE001 - a failed reading is reported on the memory, never raised
             if not isinstance(e, MemGPTError):
                 log.exception("reading memory %s failed", memory_id)
@@ -164,6 +224,7 @@ class MemoryStore:
             job.record.update(status="failed", error={"message": message.replace(str(self.document_path(memory_id)), "the document")},
                               finished_at=int(time.time()))
             self._finish(job, job.record)
+        return False
 
     def _advance(self, job: Job) -> bool:
         """One turn of work; False when the memory is finished."""
@@ -213,20 +274,23 @@ class MemoryStore:
         if record is not None:
             self._write_record(job)
         with self._guard:
-            self.jobs.pop(memory_id, None)
+            if self.jobs.get(memory_id) is job:
+                self.jobs.pop(memory_id)
+        if job.cancelled:  # deleted while its last step wrote the memory file
+            self.memory_path(memory_id).unlink(missing_ok=True)
         self.lock_path(memory_id).unlink(missing_ok=True)
         os.close(job.lock_fd)
 
     # -- reading them back -----------------------------------------------------------------------
     def get(self, memory_id: str) -> dict[str, Any]:
         if not ID_PATTERN.match(memory_id):
-            raise APIError(404, f"no memory {memory_id!r}", code="memory_not_found", param="memory")
+            raise not_found(memory_id)
         job = self.jobs.get(memory_id)
-        if job is not None:
+        if job is not None and not job.cancelled:
             return dict(job.record)
         record = self._read_record(memory_id)
         if record is None:
-            raise APIError(404, f"no memory {memory_id!r}", code="memory_not_found", param="memory")
+            raise not_found(memory_id)
         if record["status"] in UNFINISHED:
             record = self._adopt(memory_id) or record
         return record
@@ -255,7 +319,7 @@ class MemoryStore:
         try:
             key = (memory_id, path.stat().st_mtime_ns)
         except OSError:
-            raise APIError(404, f"no memory {memory_id!r}", code="memory_not_found", param="memory") from None
+            raise not_found(memory_id) from None
         if key not in self._states:
             self._states[key] = load_state(path, self.engine)
             while len(self._states) > CACHED_STATES:
@@ -264,12 +328,18 @@ class MemoryStore:
         return record, self._states[key]
 
     def delete(self, memory_id: str) -> None:
-        self.get(memory_id)  # 404 when there is none
+        """Final at once: the record goes first (a GET or a second DELETE is 404 from then on), then the rest;
+        a reading in progress stops at its next turn."""
+        if not ID_PATTERN.match(memory_id):
+            raise not_found(memory_id)
         with self._guard:
-            job = self.jobs.get(memory_id)
+            job = self.jobs.pop(memory_id, None)
             if job is not None:
                 job.cancelled = True  # the worker stops at its next turn and releases the lock
-            self.record_path(memory_id).unlink(missing_ok=True)  # invisible first, then the rest
+            try:
+                self.record_path(memory_id).unlink()  # invisible first, then the rest
+            except FileNotFoundError:
+                raise not_found(memory_id) from None
         self.memory_path(memory_id).unlink(missing_ok=True)
         self.document_path(memory_id).unlink(missing_ok=True)
         self._states = OrderedDict((k, v) for k, v in self._states.items() if k[0] != memory_id)
@@ -278,6 +348,7 @@ class MemoryStore:
     def resume(self) -> int:
         """Take over every unfinished memory whose server is gone; drop leftovers of crashed writes.
         Returns how many readings were restarted."""
+        self.remove_temporary_files()  # first: an adopted reading writes new ones at once
         adopted = 0
         for path in self.records.glob("mem_*.json"):
             record = self._read_record(path.stem)
@@ -286,15 +357,36 @@ class MemoryStore:
         for document in self.documents.glob("mem_*.txt"):  # a crash between document and record
             if not self.record_path(document.stem).exists() and (fd := self._try_lock(document.stem)) is not None:
                 self._discard(document.stem, fd)
-        for folder in (self.records, self.documents):  # temporary files of writes a crash interrupted
-            for tmp in folder.glob(".mem_*"):
-                memory_id = tmp.name[1:].split(".")[0]
-                if ID_PATTERN.match(memory_id) and (fd := self._try_lock(memory_id)) is not None:
-                    tmp.unlink(missing_ok=True)  # its writer is gone (it would hold the lock)
-                    if not self.record_path(memory_id).exists():
-                        self.lock_path(memory_id).unlink(missing_ok=True)
-                    os.close(fd)
         return adopted
+
+    def remove_temporary_files(self) -> int:
+        """Remove the temporary files of interrupted writes (`.<name>.<random>[.tmp]`, the one scheme of
+        memgpt.io.atomic) whose writer is gone: a live writer holds its memory's lock. A temporary file
+        not named after a memory is always a leftover. Returns how many were removed."""
+        removed = 0
+        for folder in (self.records, self.documents):
+            for tmp in folder.glob(".*"):
+                memory_id = tmp.name[1:].split(".")[0]
+                if not ID_PATTERN.match(memory_id):
+                    tmp.unlink(missing_ok=True)
+                    removed += 1
+                    continue
+                if memory_id in self.jobs or (fd := self._try_lock(memory_id)) is None:
+                    continue  # being written, here or by another server
+                tmp.unlink(missing_ok=True)
+                removed += 1
+                record = self._read_record(memory_id)
+                if record is None or record["status"] not in UNFINISHED:
+                    self.lock_path(memory_id).unlink(missing_ok=True)
+                os.close(fd)
+        for lock in self.locks.glob("mem_*.lock"):  # the lock of a memory that never got a record or document
+            memory_id = lock.stem
+            if self.record_path(memory_id).exists() or self.document_path(memory_id).exists() or memory_id in self.jobs:
+                continue
+            if (fd := self._try_lock(memory_id)) is not None:
+                lock.unlink(missing_ok=True)
+                os.close(fd)
+        return removed
 
     def _adopt(self, memory_id: str) -> dict[str, Any] | None:
         with self._guard:
@@ -336,3 +428,7 @@ class MemoryStore:
         except (OSError, ValueError):
             return None
         return record if isinstance(record, dict) and record.get("id") == memory_id and "status" in record else None
+
+
+def not_found(memory_id: str) -> APIError:
+    return APIError(404, f"no memory {clip(memory_id)!r}", code="memory_not_found", param="memory")

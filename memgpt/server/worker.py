@@ -1,6 +1,7 @@
 """The one thread that touches the model: every generation, reading step and tokenizer call runs on
 it, one at a time, in the order submitted. HTTP handlers wait on it without blocking the event loop;
-a long document is read one segment per job, so requests get their turn between segments."""
+a long document is read one segment per job, and all memories being read share one place in the
+queue (memgpt.server.store), so a request waits behind one reading step at most."""
 
 from __future__ import annotations
 

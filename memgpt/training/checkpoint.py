@@ -257,6 +257,9 @@ def load_training_state(path: Path) -> tuple[dict[str, Any], dict[str, Any], tor
     if not all(isinstance(curriculum.get(k), int) and not isinstance(curriculum.get(k), bool) and curriculum[k] >= 0
                for k in ("stage", "stage_start")):
         raise MemGPTError(f"{what} trainer_state.json is corrupt: bad curriculum state")
+    started = curriculum.get("stage_start_elapsed", 0.0)
+    if isinstance(started, bool) or not isinstance(started, (int, float)) or not 0 <= started < math.inf:
+        raise MemGPTError(f"{what} trainer_state.json is corrupt: bad curriculum state")
     meta = read_json_object(path / "optimizer.json", f"{what} optimizer state", {"param_groups": list})
     tensors = load_safetensors(path / "optimizer.safetensors", f"{what} optimizer state")
     rng = load_safetensors(path / "rng.safetensors", f"{what} RNG state").get("torch_rng_state")

@@ -31,12 +31,14 @@ from .checkpoint import (
     write_json_atomic, write_text_atomic,
 )
 from .curriculum import Curriculum
+from .prefetch import BatchPrefetcher
 
 EVAL_SEED = 10**9  # evaluation samples come from seeds no training step uses
 # sanity limits: beyond these an option is a typo, and would exhaust memory or never finish
 LIMITS = {"segment_size": 1 << 16, "num_mem_tokens": 4096, "batch_size": 1 << 16, "max_steps": 10**9,
           "eval_size": 1 << 20, "eval_every": 10**9, "checkpoint_every": 10**9, "keep_checkpoints": 10**6,
-          "warmup_steps": 10**9, "stage_steps": 10**9, "threads": 1024, "seed": 2**62, "bptt_depth": 1 << 16}
+          "warmup_steps": 10**9, "stage_steps": 10**9, "threads": 1024, "seed": 2**62, "bptt_depth": 1 << 16,
+          "data_workers": 256}
 MAX_BATCH_TOKENS = 1 << 24
 
 
@@ -57,6 +59,7 @@ class TrainArgs(MemoryArgs):
     curriculum: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9])
     advance_at: float = 0.95
     stage_steps: int = 0
+    stage_seconds: float = 0.0  # > 0: advance a stage after this many seconds of training in it
     revisit: float = 0.25
     max_steps: int = 5000
     time_budget: float = 0.0
@@ -70,9 +73,11 @@ class TrainArgs(MemoryArgs):
     eval_every: int = 100
     eval_size: int = 256
     checkpoint_every: int = 500
+    checkpoint_seconds: float = 0.0  # > 0: also checkpoint after this many seconds of training since the last one
     keep_checkpoints: int = 2
     full_attention: bool = False
     threads: int = 0
+    data_workers: int = 0  # > 0: processes that build the next steps' batches while a step trains
     progress: bool = True
     device: str = "auto"
     fsdp: bool = False
@@ -96,7 +101,8 @@ class TrainArgs(MemoryArgs):
         for name, top in LIMITS.items():
             if abs(getattr(self, name)) > top:
                 raise MemGPTError(f"--{name.replace('_', '-')} {getattr(self, name)} is absurd (at most {top})")
-        for name in ("lr", "weight_decay", "advance_at", "stop_at", "revisit", "grad_clip", "time_budget"):
+        for name in ("lr", "weight_decay", "advance_at", "stop_at", "revisit", "grad_clip", "time_budget",
+                     "stage_seconds", "checkpoint_seconds"):
             if not math.isfinite(getattr(self, name)):
                 raise MemGPTError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)}")
         if not self.out_dir.strip() or "\x00" in self.out_dir:
@@ -109,8 +115,10 @@ class TrainArgs(MemoryArgs):
             raise MemGPTError(f"--lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.revisit <= 1.0:
             raise MemGPTError(f"--revisit must be in [0, 1], got {self.revisit}")
-        if self.warmup_steps < 0 or self.grad_clip < 0 or self.time_budget < 0 or self.threads < 0:
-            raise MemGPTError("--warmup-steps, --grad-clip, --time-budget and --threads must be >= 0")
+        if min(self.warmup_steps, self.grad_clip, self.time_budget, self.threads, self.stage_seconds,
+               self.checkpoint_seconds, self.data_workers) < 0:
+            raise MemGPTError("--warmup-steps, --grad-clip, --time-budget, --threads, --stage-seconds, "
+                              "--checkpoint-seconds and --data-workers must be >= 0")
         if self.lora_rank < 0 or self.lora_rank > 4096 or (self.lora_rank and not self.backbone):
             raise MemGPTError("--lora-rank must be from 0 to 4096 and needs --backbone")
         if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
@@ -250,9 +258,12 @@ class Trainer:
         if os.path.lexists(self.out_dir) and not os.path.isdir(self.out_dir):
             raise MemGPTError(f"--out-dir {self.out_dir} exists and is not a directory")
         self.log_path = self.out_dir / "log.jsonl"
-        self.curriculum = Curriculum(args.curriculum, args.advance_at, args.stage_steps, args.revisit)
+        self.curriculum = Curriculum(args.curriculum, args.advance_at, args.stage_steps, args.revisit, args.stage_seconds)
         self.step, self.elapsed, self.evals = 0, 0.0, []
         self.saved_step: int | None = None
+        self.saved_elapsed = 0.0  # training seconds at the last checkpoint (`checkpoint_seconds`)
+        self.prefetch: BatchPrefetcher | None = None  # while `train` runs with `data_workers`
+        self.batches_made_ahead = 0
         if args.threads:
             torch.set_num_threads(args.threads)
         self.dist = D.init_distributed(args.device)
@@ -336,7 +347,7 @@ class Trainer:
             raise MemGPTError(f"checkpoint {ckpt} has an optimizer state that does not fit: {e}") from None
         torch.set_rng_state(rng)
         self.step, self.elapsed, self.evals = state["step"], state["elapsed"], state["evals"]
-        self.saved_step = self.step
+        self.saved_step, self.saved_elapsed = self.step, self.elapsed
         self.curriculum.load_state_dict(state["curriculum"])
         if self.dist.is_main:
             self._truncate_log(self.step)
@@ -437,17 +448,32 @@ class Trainer:
             if error is not None:
                 raise error
             raise MemGPTError(f"rank 0 could not write {path.name}; stopping")
-        self.saved_step = self.step
+        self.saved_step, self.saved_elapsed = self.step, self.elapsed
         return path
+
+    def batch_key(self, step: int) -> tuple[int, int, int, int]:
+        """(rows, segments, segment size, seed) of step `step`'s global batch under the current curriculum
+        stage: it depends on (seed, step) alone."""
+        rng = random.Random(f"{self.args.seed}:{step}")
+        num_segments = self.curriculum.sample(rng)
+        return self.args.batch_size * self.dist.world_size, num_segments, self.args.segment_size, rng.getrandbits(63)
+
+    def _make_batch(self, key: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, segments, size, seed = key
+        return self.task.batch(rows, segments, size, seed=seed)
 
     def train_step(self) -> dict[str, Any]:
         """One optimizer step on a batch determined by (seed, step) alone; with W processes each
         takes rows `[rank*B, (rank+1)*B)` of the same global batch of `W*B` rows."""
         args, ctx = self.args, self.dist
-        rng = random.Random(f"{args.seed}:{self.step}")
-        num_segments = self.curriculum.sample(rng)
-        rows = args.batch_size
-        x, y = self.task.batch(rows * ctx.world_size, num_segments, args.segment_size, seed=rng.getrandbits(63))
+        key = self.batch_key(self.step)
+        num_segments, rows = key[1], args.batch_size
+        if self.prefetch is not None:
+            x, y = self.prefetch.get(key)
+            self.prefetch.ahead([self.batch_key(s) for s in range(self.step + 1, min(self.step + 1 + self.prefetch.depth,
+                                                                                       args.max_steps))])
+        else:
+            x, y = self._make_batch(key)
         num_items = None
         if ctx.enabled:  # normalise by the global token count; DDP averages over processes, hence / W
             num_items = int((y[:, 1:] != IGNORE).sum()) / ctx.world_size
@@ -506,10 +532,16 @@ class Trainer:
             self.model.to(ctx.device)
         self.model.train()
         bar = tqdm(total=args.max_steps, initial=self.step, disable=not (args.progress and ctx.is_main), desc=args.task)
+        if args.data_workers:
+            self.prefetch = BatchPrefetcher(args.task, args.data_workers, self._make_batch)
         try:
             stop_reason = self._loop(bar)
         finally:
             bar.close()
+            if self.prefetch is not None:
+                self.prefetch.close()
+                self.batches_made_ahead += self.prefetch.made_ahead
+                self.prefetch = None
         final = self.save()
         summary = {"step": self.step, "elapsed": self.elapsed, "stop_reason": stop_reason,
                    "stage": self.curriculum.stage, "checkpoint": str(final), "evals": self.evals}
@@ -546,7 +578,8 @@ class Trainer:
                 acc = self._evaluate(n)
                 self.evals.append({"step": self.step, "segments": n, "acc": acc})
                 record["eval_acc"] = acc
-                advanced = self.curriculum.update(acc, self.step)
+                elapsed = D.all_sum(ctx, self.elapsed)[0] / ctx.world_size  # one clock for every process
+                advanced = self.curriculum.update(acc, self.step, elapsed)
                 record["stage"] = self.curriculum.stage
                 if not advanced and self.curriculum.is_last and acc >= args.stop_at:
                     stop_reason = "stop_at"
@@ -559,7 +592,10 @@ class Trainer:
                 out_of_time = D.from_main(ctx, out_of_time)  # clocks differ; rank 0 decides for all
             if stop_reason == "stop_at" or out_of_time:
                 return "stop_at" if stop_reason == "stop_at" else "time_budget"
-            if self.step % args.checkpoint_every == 0 and "skipped" not in record:
+            timed = bool(args.checkpoint_seconds) and self.elapsed - self.saved_elapsed >= args.checkpoint_seconds
+            if ctx.enabled and args.checkpoint_seconds:
+                timed = D.from_main(ctx, timed)
+            if (self.step % args.checkpoint_every == 0 or timed) and "skipped" not in record:
                 self.save()
         return stop_reason
 

@@ -94,16 +94,16 @@ def attend(store: KVStore, layer: LayerStore, layer_idx: int, q: torch.Tensor, k
     q_far = rope(q, d_cos, d_sin)  # [Hq, T, D]
     chosen: list[int] = []
     reps = layer.all_reps()
-    if store.session and T == 1 and layer.session_blocks is not None and store.settings.sticky:
+    if store.session and T == 1 and layer.session_blocks is not None and s.sticky:
         chosen = layer.session_blocks  # an answer's tokens read what its question retrieved
     elif len(reps):
         qbar = q_far.mean(1).view(Hkv, G, D)
         scores = torch.einsum("hgd,nhrd->nhgr", qbar, reps.float()).amax(-1).sum((1, 2))  # [nb]
         chosen = scores.topk(min(s.top_blocks, len(reps))).indices.sort().values.tolist()
-        if store.track:
-            store.retrieved.setdefault(layer_idx, []).append(chosen)
         if store.session:
             layer.session_blocks = chosen
+    if store.track and len(reps):
+        store.retrieved.setdefault(layer_idx, []).append(chosen)
     B = s.block_tokens
     n_mem = len(chosen) * B
 

@@ -7,7 +7,6 @@ question continues it ("Question: ...", then the assistant's "Answer:"), decoded
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from . import KVSettings, KVStore, decode, prefill
 from .file import map_tensors, save_store, store_from_tensors
 from ..files import FORMAT_VERSION
 from ...model.engine import SYSTEM, Engine
+from ...model.identity import check_fingerprint, fingerprint
 from ..base import Memory, DocumentState, clean, register, trim_to_sentence
 
 MARK = "\x00"
@@ -33,17 +33,6 @@ def chat_frame(engine: Engine) -> tuple[str, str]:
     return f"{SYSTEM}\n\nText: ", "\n\n"
 
 
-def backbone_fingerprint(model) -> str:
-    """What makes keys and values comparable: the attention shapes and the first layer's key weights."""
-    cfg = model.config.get_text_config()
-    h = hashlib.sha256(f"{cfg.model_type}|{cfg.num_hidden_layers}|{cfg.num_key_value_heads}|{cfg.hidden_size}".encode())
-    for name, p in model.named_parameters():
-        if "k_proj" in name:
-            h.update(p.detach().float().contiguous().numpy().tobytes()[: 1 << 16])
-            break
-    return h.hexdigest()[:16]
-
-
 @register
 class KVMemory(Memory):
     """The model's own keys/values of everything read; each chunk and answer token attends to sink
@@ -51,12 +40,16 @@ class KVMemory(Memory):
 
     kind = "kv"
     segment_tokens = 2048
-    settings = KVSettings()
+
+    def __init__(self, engine: Engine, kv: KVSettings | None = None):
+        super().__init__(engine)
+        self.settings = kv or KVSettings()  # how a new reading is kept; a loaded one keeps its file's
+        self.settings.validate()
 
     def new_state(self) -> DocumentState:
         state = super().new_state()
         state.info.update(self.settings.as_info())
-        state.info["fingerprint"] = backbone_fingerprint(self.engine.backbone)
+        state.info["fingerprint"] = fingerprint(self.engine.backbone)
         state.work["store"] = KVStore.for_model(self.engine.backbone, self.settings)
         return state
 
@@ -116,10 +109,9 @@ class KVMemory(Memory):
         state.work["store"] = store_from_tensors(state.tensors, settings, _layers(state.tensors, path), str(path))
 
     def check_compatible(self, state: DocumentState, path: str | Path) -> None:
-        fingerprint = backbone_fingerprint(self.engine.backbone)
-        if state.info.get("fingerprint") != fingerprint:
-            raise MemGPTError(f"{path} holds keys and values of another backbone (fingerprint "
-                              f"{state.info.get('fingerprint')}, this one {fingerprint})")
+        current = fingerprint(self.engine.backbone)
+        check_fingerprint(path, state.info.get("fingerprint"), current, f"{path} holds keys and values of another "
+                          f"backbone (fingerprint {state.info.get('fingerprint')}, this one {current})")
         layers = self.engine.backbone.config.get_text_config().num_hidden_layers
         if _layers(state.tensors, path) != layers:
             raise MemGPTError(f"{path} has {_layers(state.tensors, path)} layers of memory, this backbone {layers}")

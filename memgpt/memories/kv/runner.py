@@ -59,29 +59,3 @@ def decode(model, store: KVStore, prompt: list[int], max_new_tokens: int, eos: i
         if session:
             store.end_session()
     return out
-
-
-def sampler(temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-            seed: int = 0) -> Callable[[torch.Tensor, list[int]], int]:
-    """A `pick` for `decode`: transformers' logits processors, then greedy or seeded sampling."""
-    from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
-                              TopKLogitsWarper, TopPLogitsWarper)
-
-    procs = LogitsProcessorList()
-    if repetition_penalty != 1.0:
-        procs.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
-    if temperature > 0:
-        procs.append(TemperatureLogitsWarper(temperature))
-        if top_k:
-            procs.append(TopKLogitsWarper(top_k))
-        if top_p < 1.0:
-            procs.append(TopPLogitsWarper(top_p))
-    generator = torch.Generator().manual_seed(seed)
-
-    def pick(logits: torch.Tensor, ids: list[int]) -> int:
-        scores = procs(torch.tensor([ids]), logits[None])[0]
-        if temperature <= 0:
-            return int(scores.argmax())
-        return int(torch.multinomial(torch.softmax(scores, -1), 1, generator=generator))
-
-    return pick

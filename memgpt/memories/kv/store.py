@@ -264,7 +264,7 @@ class KVStore:
         self.layers = [LayerStore(heads, head_dim, settings, ram_blocks, self.spill) for _ in range(num_layers)]
         self.session = False  # True while answering: new tokens go to the session, not into memory
         self.rotary = None  # the model's rotary embedding, set by `kv_attention`
-        self.track = False  # record which blocks each layer retrieves (`retrieved`)
+        self.track = False  # record which blocks each layer reads (`retrieved`)
         self.reset_stats()
 
     @classmethod
@@ -290,5 +290,5 @@ class KVStore:
             layer.end_session()
 
     def reset_stats(self) -> None:
-        """Which blocks each layer retrieved (for diagnosis): layer -> list of block-index lists."""
+        """Which blocks each layer read (for diagnosis): layer -> one block-index list per chunk or answer token."""
         self.retrieved: dict[int, list[list[int]]] = {}
