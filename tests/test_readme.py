@@ -92,9 +92,11 @@ def quotes_document(output: str, document: str = LIGHTHOUSE, run: int = 6) -> bo
 
 
 def check_ask(argv: list[str], out: str) -> None:
+    """An answer speaks of the document asked (a file the test wrote, or the --text string), or abstains."""
     if "--json" in argv:
         json.loads(out)
-    assert NOT_IN_DOCUMENT in out or set(words_of(out)) & set(words_of(LIGHTHOUSE)), out
+    document = argv[argv.index("--text") + 1] if "--text" in argv else LIGHTHOUSE
+    assert NOT_IN_DOCUMENT in out or set(words_of(out)) & set(words_of(document)), out
 
 
 def check_summarize(argv: list[str], out: str) -> None:
