@@ -5,13 +5,13 @@
   summary's names and numbers that the document does not contain, and the share of its sentences the
   grounding check cannot support (memgpt.apps.grounding); State of the Union speeches (no reference:
   faithfulness and time only);
-- methods: `grounded` (summarize's default) and `extractive`, against each memory kind's own summary
+- methods: `outline` (summarize's default) and `extractive`, against each memory kind's own summary
   (`text`, `retrieval`, ...) and the backbone given only the first window (truncation) or the last;
 - ask (`--qa`): questions from the articles' infoboxes, and facts planted early / middle / late in speeches;
 - wall time (reading included) and peak RSS per document.
 
     python benchmarks/apps.py                      # 20 articles + 5 speeches, 6 methods (~1-2 h on 2 cores)
-    python benchmarks/apps.py --articles 2 --speeches 1 --methods grounded,window-first
+    python benchmarks/apps.py --articles 2 --speeches 1 --methods outline,window-first
 
 Prints tables, writes benchmarks/results/apps.json.
 """
@@ -41,8 +41,8 @@ from memgpt.io.corpora import sotu_speeches, wiki_articles  # noqa: E402
 from memgpt.model.hardware import native_bf16  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GROUNDED = ("grounded", "extractive")  # summarize's own methods; the rest are memory kinds
-METHODS = ["grounded", "extractive", "text", "retrieval", "window-first", "window-last"]
+GROUNDED = ("outline", "extractive")  # summarize's own methods; the rest are memory kinds
+METHODS = ["outline", "extractive", "text", "retrieval", "window-first", "window-last"]
 # infobox field -> question template (answers must also occur in the article body)
 INFOBOX_QUESTIONS = {
     "capital": "What is the capital of {t}?",
@@ -106,12 +106,12 @@ def run_kind(engine, kind: str, document: str, max_length: int | None, questions
     reset_peak_rss()
     start = time.perf_counter()
     grounded = kind in GROUNDED
-    reading = _read(document, "retrieval" if grounded else kind, engine, False, 1 << 30, direct=False)
+    reading = _read(document, "retrieval" if grounded else kind, engine, False, 1 << 30, direct=False, kv=None)
     read_s = time.perf_counter() - start
     out: dict = {"kind": kind, "tokens": reading.state.tokens_read, "read_s": round(read_s, 2)}
     if max_length:
-        summary = summarize_reading(reading, max_length, grounded=grounded, extractive=kind == "extractive")
-        out["summary"] = summary.text
+        summary = summarize_reading(reading, max_length, kind, document)
+        out["summary"] = summary.said()
         out["summary_sentences"] = [s.to_dict() for s in summary.sentences]
         out["rejected"] = summary.rejected
     if questions:
@@ -125,7 +125,7 @@ def run_kind(engine, kind: str, document: str, max_length: int | None, questions
 def faithfulness(engine, document: str, summary_sentences: list[str]) -> dict:
     """How much of a summary the document supports: names/numbers absent from the document (counted), and
     sentences the grounding check cannot support (counted), whatever method wrote them."""
-    reading = _read(document, "retrieval", engine, False, 1 << 30, direct=False)
+    reading = _read(document, "retrieval", engine, False, 1 << 30, direct=False, kv=None)
     texts = reading.state.index.texts
     vectors = sentence_vectors(reading.state, engine)
     vocab = Vocabulary.of([document])
@@ -163,6 +163,15 @@ def run_story(engine, kind: str, tokens: int) -> dict:
             "seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak_rss_kb() / 1024, 1)}
 
 
+def long_articles(engine, count: int, window: int = 2048, max_doc_tokens: int = 8_000) -> list:
+    """The articles of the dump longer than two windows (and at most `max_doc_tokens`): those with the
+    most infobox questions first, then the longest; the first `count`."""
+    first_window = window - 192 - 24
+    found = [a for a in wiki_articles() if 2 * window < engine.count_tokens(a.body) <= max_doc_tokens]
+    found.sort(key=lambda a: (-len(infobox_questions(a, engine, first_window)), -len(a.body)))
+    return found[:count]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--articles", type=int, default=20, help="Wikipedia articles (longer than two windows)")
@@ -188,10 +197,7 @@ def main() -> None:
     engine = get_engine("default", args.dtype, args.window)
     kinds = args.methods.split(",")
     first_window = args.window - 192 - 24
-    long_articles = [a for a in wiki_articles() if 2 * args.window < engine.count_tokens(a.body) <= args.max_doc_tokens]
-    # the long articles with the most infobox questions, then the longest
-    articles = sorted(long_articles, key=lambda a: (-len(infobox_questions(a, engine, first_window)), -len(a.body)))
-    articles = articles[: args.articles]
+    articles = long_articles(engine, args.articles, args.window, args.max_doc_tokens)
     previous = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {}
     rows: list[dict] = previous.get("rows", [])
     done = {(r["doc"], r["kind"]) for r in rows}

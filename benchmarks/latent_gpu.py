@@ -213,6 +213,22 @@ def score_cells(engine, models: dict[str, Any], kinds: list[str], tasks: list[st
     return accuracy, predictions
 
 
+def teacher_forced(model, tasks: list[str], segments: list[int], samples: int, segment_size: int, batch: int,
+                   device: torch.device) -> dict:
+    """Exact match in the training format on test-split speeches (`lc-passkey`, `lc-qa1`): every answer token
+    and the closing `<|im_end|>` are the model's greedy choice given the ones before (what greedy decoding
+    of exactly the answer needs)."""
+    from memgpt.training.tasks import LONG_TRAIN_TASKS, LatentMemoryTask
+    from memgpt.training.trainer import evaluate
+
+    autocast = torch.bfloat16 if device.type == "cuda" else None
+    out: dict = {}
+    for name in tasks:
+        task = LatentMemoryTask(LONG_TRAIN_TASKS[name], name, split="test")
+        out[name] = {str(n): evaluate(model, task, n, segment_size, samples, batch, autocast=autocast) for n in segments}
+    return out
+
+
 # -- the command ------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, Any]]:
     from memgpt.training import TrainArgs
@@ -292,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     accuracy, predictions = score_cells(engine, models, a.kinds, a.eval_tasks, a.eval_segments, a.samples,
                                         settings["segment_size"], a.max_new_tokens, a.eval_batch, device,
                                         log=lambda line: print(line, file=sys.stderr, flush=True))
+    forced = teacher_forced(models["latent"], ["lc-passkey", "lc-qa1"], a.eval_segments, a.samples,
+                            settings["segment_size"], a.eval_batch, device) if "latent" in models else None
     eval_seconds = time.perf_counter() - t1
 
     from memgpt.eval.suite import write_text
@@ -319,6 +337,7 @@ def main(argv: list[str] | None = None) -> None:
         "device": device.type, "train_evals": summary["evals"],
         "adapter": None if shipped is None else {"file": shipped.name, "bytes": shipped.stat().st_size},
         "accuracy": accuracy,
+        "latent_teacher_forced_exact_match": forced,
     }
     write_text(a.results, json.dumps(result, indent=2))
     write_text(a.results.with_name(a.results.stem + "_predictions.json"), json.dumps(predictions))

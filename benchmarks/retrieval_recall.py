@@ -71,7 +71,7 @@ def plant(items: list[tuple[str, dict]], tokens: int, split: str, seed: int) -> 
     placed = list(haystack)
     for kind, k, fact in facts:  # two-hop pairs far apart: first fact early, second late
         third = len(placed) // 3
-        lo, hi = (0, third) if kind == "two_hop" and k == 0 else (2 * third, len(placed)) if kind == "two_hop" else (0, len(placed))
+        lo, hi = (0, len(placed)) if kind != "two_hop" else (0, third) if k == 0 else (2 * third, len(placed))
         placed.insert(rng.randint(lo, hi), fact)
     return " ".join(placed)
 

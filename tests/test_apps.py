@@ -125,21 +125,6 @@ def test_sentence_segmenter_knows_abbreviations(text, sentences):
     assert len(splitter.feed(text) + splitter.close()) == sentences
 
 
-@pytest.mark.parametrize("sentences,kept", [
-    (["Mary went to the kitchen.", "Mary moved to the garden."], [1]),  # restated with a new value
-    (["Mary went back to the attic.", "Mary journeyed to the bathroom."], [1]),
-    (["Mary went to the kitchen.", "John went to the garden."], [0, 1]),  # another subject
-    (["I then recommended: Mary went back to the cellar.", "Mary went to the balcony."], [1]),  # glued to a clause
-    (["The Navy must be strong.", "The Navy protects our trade at sea."], [0, 1]),  # another statement
-    (["He was born in 1858 in New York.", "He was elected in 1904 by a wide margin."], [0, 1]),
-])
-def test_latest_statements(sentences, kept):
-    from memgpt.memories.retrieval import latest_statements
-
-    question = "Where is Mary?" if "Mary" in sentences[0] else "What about the Navy, and him?"
-    assert latest_statements(question, sentences) == [sentences[i] for i in kept]
-
-
 def test_memory_files_are_refused_for_another_backbone_or_kind(engine, tokenizer, tmp_path):
     path = write_memory_file(tmp_path / "doc.mem", read(DOC, "retrieval", engine))
     other = tiny_engine(tokenizer, name="another-model")

@@ -35,14 +35,24 @@ def assert_cited(document: str, answer) -> None:
         assert document[c.start : c.end] == c.text
 
 
-def test_the_reader_sees_the_chain_and_the_answer_cites_it(engine):
-    document = story_document()
+def two_hop_document() -> str:
+    """A fact about a person and, far later, one about their role ("the miller"): a second hop links them."""
+    return (FILLER * 6 + "The miller of Fenwick Cross was a tall man called Ivo Brandt. " + FILLER * 30
+            + "The miller's brother ran a tannery in the port of Saltmouth. " + FILLER * 6)
+
+
+TWO_HOP = ["The miller of Fenwick Cross was a tall man called Ivo Brandt.",
+           "The miller's brother ran a tannery in the port of Saltmouth."]
+
+
+def test_the_reader_sees_both_hops_and_the_answer_cites_them(engine):
+    document = two_hop_document()
     memory = make_memory("retrieval", engine)
-    found = memory.evidence(read(document, "retrieval", engine), "Where is the football?", 400)
-    assert found.text == "John took the football there. John journeyed to the kitchen."
-    answer = ask(document, "Where is the football?", engine=engine, max_new_tokens=4)
+    found = memory.evidence(read(document, "retrieval", engine), "What business did Ivo Brandt's brother run?", 400)
+    assert found.text == " ".join(TWO_HOP)
+    answer = ask(document, "What business did Ivo Brandt's brother run?", engine=engine, max_new_tokens=4)
     assert_cited(document, answer)
-    assert [c.text for c in answer.citations] == ["John took the football there.", "John journeyed to the kitchen."]
+    assert [c.text for c in answer.citations] == TWO_HOP
 
 
 def test_a_question_about_something_the_document_never_names_is_declined(engine):
@@ -72,15 +82,16 @@ def test_suite_records_carry_citations_at_their_offsets(engine, tmp_path):
 
 def test_real_model_answers_a_chain_from_a_memory_file_with_the_same_citations(tmp_path):
     engine = get_engine("default", "auto", 1024)
-    raw = story_document().replace(". The commissioners", ".\r\nThe commissioners")  # CRLF kept in offsets
+    raw = two_hop_document().replace(". The commissioners", ".\r\nThe commissioners")  # CRLF kept in offsets
     book = tmp_path / "book.txt"
     book.write_bytes(raw.encode("utf-8"))
     mem = write_memory_file(tmp_path / "book.mem", read(book, "retrieval", engine))
-    questions = ["Where is the football?", "Where is Hugo?"]
+    questions = ["What business did Ivo Brandt's brother run?", "Where is Hugo?"]
     from_file, from_text = ask(mem, questions, engine=engine, max_new_tokens=12), ask(book, questions, engine=engine,
                                                                                     max_new_tokens=12)
     assert [a.to_dict() for a in from_file] == [a.to_dict() for a in from_text]
     text = Path(book).open(encoding="utf-8", newline="").read()
     assert_cited(text, from_file[0])
-    assert "kitchen" in from_file[0].text.lower()
+    assert [c.text for c in from_file[0].citations] == TWO_HOP
+    assert "tanner" in from_file[0].text.lower()
     assert from_file[1].abstained and from_file[1].text == NOT_IN_DOCUMENT

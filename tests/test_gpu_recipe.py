@@ -77,6 +77,8 @@ def test_dry_run_trains_checkpoints_resumes_scores_and_writes_json(tmp_path, tin
         assert set(by_task) == {"passkey", "qa1"}
         for by_n in by_task.values():
             assert set(by_n) == {"2", "3"} and all(0.0 <= v <= 1.0 for v in by_n.values())
+    forced = result["latent_teacher_forced_exact_match"]
+    assert set(forced) == {"lc-passkey", "lc-qa1"} and all(set(v) == {"2", "3"} for v in forced.values())
     predictions = json.loads((tmp_path / "res" / "latent_gpu_predictions.json").read_text())
     assert len(predictions) == 12 and all(len(p) == 2 for p in predictions.values())
     adapter = tmp_path / "res" / "latent_gpu.safetensors"
@@ -164,3 +166,22 @@ def test_preset_on_the_default_backbone_trains_an_adapter_under_10_mb(tmp_path):
     save_adapter(path, model, args.lora_rank, args.lora_alpha)
     assert path.stat().st_size <= recipe.MAX_ADAPTER_BYTES
     assert read_adapter(path)[1]["associative_layers"] == 1
+
+
+def test_fresh_associative_memory_on_a_pretrained_backbone_changes_nothing_until_trained(tmp_path, tiny_backbone):
+    """Its read-out starts at zero: the backbone reads each segment as if alone; one step makes it speak."""
+    from memgpt.model.modeling_memgpt import MemGPTForCausalLM
+    from memgpt.training import TrainArgs, Trainer, build_model
+    from memgpt.training.tasks import get_task
+
+    args = TrainArgs(task="lc-passkey", backbone=str(tiny_backbone), num_mem_tokens=0, associative_heads=2,
+                     associative_size=8, segment_size=128, curriculum=[2], batch_size=2, max_steps=1, eval_every=1,
+                     eval_size=1, warmup_steps=1, lr=0.01, progress=False, out_dir=str(tmp_path / "run"))
+    model = build_model(args, get_task(args.task)).eval()
+    plain = MemGPTForCausalLM.from_backbone(str(tiny_backbone), num_mem_tokens=0, segment_size=128).eval()
+    ids = torch.randint(0, 1000, (2, 300), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, plain(ids).logits)
+    trainer = Trainer(args)
+    trainer.train()
+    assert all(bool(m.out.weight.abs().sum() > 0) for m in trainer.model.memory_associative)

@@ -74,3 +74,48 @@ def test_evidence_covers_every_part_in_document_order_within_budget():
     assert ids == sorted(ids) and len(ids) <= 8
     assert {i // 25 for i in ids} == {0, 1, 2, 3}  # every quarter of the document is quoted
     assert len(set(ids)) == len(ids)
+
+
+# -- the check's own gaps: each rule has a case that only it decides (hand-made unit vectors) ------------
+WORDS = ["Treaty signed with Panama for the canal.", "Engineers dug through the mountain at Culebra.",
+         "Doctors drained the swamps against fever.", "Ships carried cement across the ocean."]
+
+
+def unit(*weights: float) -> torch.Tensor:
+    v = torch.zeros(8)
+    v[: len(weights)] = torch.tensor(weights)
+    return torch.nn.functional.normalize(v, dim=0)
+
+
+DOC_VECTORS = torch.eye(8)[:4]  # document sentence k points along axis k
+
+
+def test_a_sentence_far_from_every_document_sentence_cites_none():
+    """Its words are all in the document, but no sentence is near it in meaning (similarity floor)."""
+    v = check("Engineers dug through the mountain.", unit(0, 0, 0, 0, 0, 0, 1), WORDS, DOC_VECTORS, Vocabulary.of(WORDS))
+    assert not v.supported and v.citations == []
+
+
+def test_a_near_sentence_whose_words_are_elsewhere_is_refused():
+    """Near sentence 0 in meaning, but its content words are not in it (coverage)."""
+    v = check("Doctors drained swamps against fever.", unit(1), WORDS, DOC_VECTORS, Vocabulary.of(WORDS))
+    assert v.citations == [0] and v.coverage < 0.6 and not v.supported
+
+
+def test_a_sentence_without_content_words_is_covered():
+    v = check("It was all of them.", unit(1), WORDS, DOC_VECTORS, Vocabulary.of(WORDS))
+    assert v.coverage == 1.0 and v.supported and v.citations == [0]
+
+
+def test_a_sentence_drawing_on_three_document_sentences_cites_all_three():
+    """Its words come from sentences 0, 1 and 2, each about as near: all three are needed."""
+    v = check("Treaty signed, engineers dug, doctors drained swamps.", unit(1, 1, 1, 0.2), WORDS, DOC_VECTORS,
+              Vocabulary.of(WORDS))
+    assert v.citations == [0, 1, 2] and v.supported
+
+
+def test_a_phrase_said_twice_is_a_loop():
+    from memgpt.apps.grounding import repeats
+
+    assert repeats("The canal will be built and the canal will be built.")
+    assert not repeats("The army engineers will build the canal across Panama.")

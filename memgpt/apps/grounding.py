@@ -22,8 +22,6 @@ STEM = 5  # words compare by their first 5 letters ("ratified" ~ "ratify", "nati
 NEAREST = 3  # document sentences a summary sentence is compared with (its candidate citations)
 MIN_COVERAGE = 0.6  # share of content words that must be found in the cited sentences
 MIN_SIMILARITY = 0.35  # a cited sentence is at least this close (cosine) to the summary sentence
-MIN_REWRITE_SIMILARITY = 0.75  # a rewrite's cosine to the sentence it shortens
-MIN_REWRITE_COVERAGE = 0.75  # share of a rewrite's content words taken from that sentence
 _WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*")
 
 
@@ -97,18 +95,11 @@ def check(sentence: str, vector: torch.Tensor, texts: list[str], vectors: torch.
     return Support(ok, sorted(cited), missing, coverage)
 
 
-def rewrites(draft: str, source: str, similarity: float) -> bool:
-    """Is `draft` a faithful shortening of `source`: shorter, as close in meaning as a paraphrase
-    (`similarity`: cosine of their embeddings), its content words nearly all from the source, and no
-    phrase said twice (a small model's loops)? A sentence about the sentence ("The sentence is too long")
-    fails on its own words."""
-    content = content_words(draft)
-    source_stems = {stem(w) for w in words(source)}
-    covered = sum(stem(w) in source_stems for w in content) / len(content) if content else 0.0
-    tokens = [w.lower() for w in words(draft)]
+def repeats(text: str) -> bool:
+    """Does `text` say a phrase (three words) twice, as a small model's loops do?"""
+    tokens = [w.lower() for w in words(text)]
     grams = [tuple(tokens[k : k + 3]) for k in range(max(0, len(tokens) - 2))]
-    return (len(draft) < len(source) and similarity >= MIN_REWRITE_SIMILARITY and covered >= MIN_REWRITE_COVERAGE
-            and len(set(grams)) == len(grams))
+    return len(set(grams)) != len(grams)
 
 
 def unsupported_name_share(summary_sentences: list[str], vocab: Vocabulary) -> tuple[int, int]:

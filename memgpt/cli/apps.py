@@ -15,6 +15,7 @@ from ..apps import KINDS as REGISTRY
 from ..apps.longform import KINDS as GENERATE_KINDS
 from ..io.corpora import SOTU_SCHEME, sotu_path
 from ..errors import MemGPTError
+from ..memories.base import SUMMARY_TOKENS
 
 KINDS = list(REGISTRY)  # the registered memory kinds
 commands = click.Group()  # collects the commands below
@@ -75,21 +76,25 @@ def _emit(as_json: bool, text: str, info: dict[str, Any]) -> None:
 
 @commands.command()
 @click.argument("source", required=False)
-@click.option("--max-length", type=click.IntRange(8, 1024), default=120, show_default=True, help="Summary length in tokens.")
-@click.option("--extractive", is_flag=True, help="Quote the document's most central sentences; no generation (seconds).")
+@click.option("--max-length", type=click.IntRange(*SUMMARY_TOKENS), default=200, show_default=True,
+              help="Summary length in tokens (what it says: terms, headings, sentences; not offsets).")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "prose"]), default="text", show_default=True,
+              help="text/markdown: the outline (About, then the parts); prose: its sentences as a paragraph.")
+@click.option("--extractive", is_flag=True, help="The document's most central sentences as prose, instead of an outline.")
 @click.option("--memory", type=click.Choice(KINDS), default=None,
-              help="Summarize this memory kind's state as it is, unchecked (default: grounded in the document).")
-@click.option("--cite", is_flag=True, help="Print the document sentences each summary sentence rests on, with offsets.")
+              help="Summarize this memory kind's state as it is, unchecked (default: an outline quoting the document).")
+@click.option("--cite", is_flag=True, help="Print the document sentences each line rests on, with offsets.")
 @_document_options
 @_engine_options
-def summarize(source: str | None, max_length: int, extractive: bool, memory: str | None, cite: bool, text: str | None,
-              max_input_mb: float, progress: bool, as_json: bool, model_name: str, dtype: str, window: int,
-              verbose: bool) -> None:
+def summarize(source: str | None, max_length: int, fmt: str, extractive: bool, memory: str | None, cite: bool,
+              text: str | None, max_input_mb: float, progress: bool, as_json: bool, model_name: str, dtype: str,
+              window: int, verbose: bool) -> None:
     """Summarize SOURCE of any length: a file, - (stdin), a memory file, or sotu:NAME (a bundled
-    State of the Union speech, e.g. sotu:1904-Roosevelt-1). Each sentence of the summary is checked
-    against the document; --json and --cite give the spans it rests on (character offsets)."""
+    State of the Union speech, e.g. sotu:1904-Roosevelt-1). The default is an outline: what the document
+    is about (names and terms, counted, each cited), then its parts, each with a heading and its most
+    representative sentence, quoted with its offsets; --json gives every span."""
     from ..apps.reading import open_document
-    from ..apps.summarize import summarize_reading
+    from ..apps.summarize import document_text, summarize_reading
 
     if extractive and memory is not None:
         raise MemGPTError("--extractive quotes the document's sentences; it takes no --memory")
@@ -97,13 +102,14 @@ def summarize(source: str | None, max_length: int, extractive: bool, memory: str
     start = time.perf_counter()
     engine = _engine(model_name, dtype, window, verbose)
     reading = open_document(doc, "summarize", memory, engine, progress, int(max_input_mb * (1 << 20)))
-    summary = summarize_reading(reading, max_length, grounded=memory is None, extractive=extractive)
+    method = "extractive" if extractive else memory or "outline"
+    summary = summarize_reading(reading, max_length, method, document_text(doc))
     if verbose:
         click.echo(f"read {reading.state.tokens_read} tokens ({reading.kind}); {summary.method} summary, "
-                   f"{len(summary.rejected)} written sentence(s) refused by the check", err=True)
-    shown = "\n".join(s.text + _cited(s.citations) for s in summary.sentences) if cite else summary.text
-    _emit(as_json, shown, {**summary.to_dict(), "memory": reading.kind, "tokens_read": reading.state.tokens_read,
-                           "dtype": engine.dtype_name, "seconds": round(time.perf_counter() - start, 2)})
+                   f"{len(summary.rejected)} model heading(s) refused by the check", err=True)
+    _emit(as_json, summary.render(fmt, cite), {**summary.to_dict(), "memory": reading.kind,
+                                               "tokens_read": reading.state.tokens_read, "dtype": engine.dtype_name,
+                                               "seconds": round(time.perf_counter() - start, 2)})
 
 
 @commands.command()

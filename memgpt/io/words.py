@@ -14,7 +14,8 @@ under about above below between through during before after since until while wi
 was were be been being am has have had do does did will would shall should can could may might must not no nor
 it its this that these those there here he she they them his her their we our us you your i me my mine which
 who whom whose what when where why how all any each every both either neither some such more most other
-another same also very just only own too again further once also yet still even much many few s""".split())
+another same also very just only own too again further once also yet still even much many few s
+up down out off""".split())
 _WORD = re.compile(r"\w+")
 
 

@@ -146,10 +146,17 @@ def answer_from(engine: Engine, context: str, question: str, max_new_tokens: int
     return clean(engine.chat(prompt, max_new_tokens, prefix="Answer:"))
 
 
+SUMMARY_TOKENS = (8, 1024)  # the summary lengths (tokens) every summarizer accepts
+
+
+def summary_words(max_length: int) -> int:
+    """The word count a model is asked for, for a summary of at most `max_length` tokens (~0.6 words a token)."""
+    return max(5, int(max_length * 0.6))
+
+
 def summarize_text(engine: Engine, context: str, max_length: int) -> str:
     """Summarize `context` in at most `max_length` tokens, ending at a sentence where possible."""
-    words = max(5, int(max_length * 0.6))
-    prompt = f"Text:\n{context}\n\nSummarize the text above in at most {words} words."
+    prompt = f"Text:\n{context}\n\nSummarize the text above in at most {summary_words(max_length)} words."
     return trim_to_sentence(clean(engine.chat(prompt, max_length, repetition_penalty=1.1)))
 
 

@@ -20,7 +20,7 @@ from ..model.identity import check_fingerprint, fingerprint
 from ..model.modeling_memgpt import MemGPTForCausalLM
 from ..model.modeling_memgpt import MemoryState as LatentState  # the model's memory; DocumentState: an app's
 from ..model.engine import Engine
-from .base import Memory, DocumentState, clean, register, trim_to_sentence
+from .base import Memory, DocumentState, clean, register, summary_words, trim_to_sentence
 
 NUM_MEM_TOKENS = 16
 SEGMENT_TOKENS = 512
@@ -83,8 +83,7 @@ class LatentMemory(Memory):
         return [self._generate(state, user.format(q), max_new_tokens) for q in questions]
 
     def summarize(self, state: DocumentState, max_length: int) -> str:
-        words = max(5, int(max_length * 0.6))
-        user = f"Summarize the document you have read in at most {words} words."
+        user = f"Summarize the document you have read in at most {summary_words(max_length)} words."
         return trim_to_sentence(self._generate(state, user, max_length, repetition_penalty=1.1))
 
     @classmethod

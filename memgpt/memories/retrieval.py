@@ -170,9 +170,8 @@ class RetrievalMemory(Memory):
         support = ranked[0][1] if ranked else 0.0
         if support < ABSTAIN_BELOW:
             return Evidence("", support=support, abstain=True)
-        first = [i for i, _ in ranked]
         if asks_current_state(query):
-            latest = set(latest_per_topic(first, asked, lexicon))
+            latest = set(latest_per_topic([i for i, _ in ranked], asked, lexicon))
             ranked = [(i, score) for i, score in ranked if i in latest]
         ids = [i for i, _ in ranked] + self._second_hop(state, query, asked, lexicon, ranked)
         ids = self._fit(state, ids, budget)
@@ -202,7 +201,12 @@ class RetrievalMemory(Memory):
         vectors = state.tensors["sentence_embeddings"]
         for anchor, anchor_score in ranked[:HOP2_ANCHORS]:
             adds, rest = bridge_terms(asked, lexicon.terms[anchor], lexicon)
-            candidates = linked(adds, lexicon, seen | set(found))
+            if not rest:  # the anchor holds every term of the question: nothing is left to look for
+                continue
+            topic = lexicon.terms[anchor] & set(asked)
+            # a sentence with the anchor's own question terms restates it (the first hop ranked it): no link
+            candidates = [i for i in linked(adds, lexicon, seen | set(found))
+                          if not (topic and topic <= lexicon.terms[i])]
             if asks_current_state(query):  # of the anchor's links by the same terms, the latest
                 candidates = latest_per_topic(candidates, adds + rest, lexicon)
             if not candidates:

@@ -8,11 +8,10 @@ from typing import Any
 
 from ..apps.ask import ask
 from ..model.engine import Engine
-from ..memories.base import DocumentState
+from ..memories.base import SUMMARY_TOKENS, DocumentState
 from ..apps.summarize import summarize
 
 MAX_ASK_TOKENS = 512  # what `ask` allows
-SUMMARY_TOKENS = (8, 1024)  # what `summarize` allows
 
 
 @dataclass

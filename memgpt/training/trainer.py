@@ -139,9 +139,14 @@ class TrainArgs(MemoryArgs):
 
 def build_model(args: TrainArgs, task: Task, max_segments: int | None = None) -> MemGPTForCausalLM:
     """A fresh model for `args`; full attention reads the longest input as one segment, no memory.
-    With `backbone`, a pretrained LM with fresh memory (and LoRA when `lora_rank` > 0)."""
+    With `backbone`, a pretrained LM with fresh memory that changes nothing until trained (and LoRA
+    when `lora_rank` > 0)."""
     if args.backbone:
         model = MemGPTForCausalLM.from_backbone(args.backbone, **memory_settings(args))
+        # A fresh associative memory reads out at 1.5x the token embeddings' scale (SmolLM2), and the
+        # backbone then answered nothing at all; read out through zeros (LoRA's B), it starts as a no-op.
+        for memory in getattr(model, "memory_associative", ()):
+            nn.init.zeros_(memory.out.weight)
         if model.config.vocab_size < task.vocab_size:
             raise MemGPTError(f"task {args.task!r} needs a vocabulary of {task.vocab_size}; the backbone has {model.config.vocab_size}")
         if args.lora_rank:

@@ -17,7 +17,7 @@ from .file import map_tensors, save_store, store_from_tensors
 from ..files import FORMAT_VERSION
 from ...model.engine import SYSTEM, Engine
 from ...model.identity import check_fingerprint, fingerprint
-from ..base import Memory, DocumentState, clean, register, trim_to_sentence
+from ..base import Memory, DocumentState, clean, register, summary_words, trim_to_sentence
 
 MARK = "\x00"
 
@@ -82,8 +82,7 @@ class KVMemory(Memory):
         return [self._continue(state, f"\n\nQuestion: {q}", max_new_tokens) for q in questions]
 
     def summarize(self, state: DocumentState, max_length: int) -> str:
-        words = max(5, int(max_length * 0.6))
-        return trim_to_sentence(self._continue(state, f"\n\nSummarize the text above in at most {words} words.",
+        return trim_to_sentence(self._continue(state, f"\n\nSummarize the text above in at most {summary_words(max_length)} words.",
                                                max_length, prefix=""))
 
     # -- memory files: written block by block, read memory-mapped ----------------------------------

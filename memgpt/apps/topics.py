@@ -1,0 +1,100 @@
+"""A document cut into its topics: at its own headings where it has them, else where its sentence
+embeddings shift (TextTiling, Hearst 1997, on sentence vectors instead of word counts).
+
+A heading is a short line of its own followed by a longer one ("History." above a paragraph, "## Usage",
+"CHAPTER II"); sections that are reference lists (References, Bibliography, External links, ...) are
+dropped, since a summary quotes none of them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+MAX_HEADING_WORDS = 10
+BLOCK = 4  # sentences on each side of a gap compared by TextTiling
+_REFERENCE_SECTIONS = re.compile(r"^(references|bibliography|notes|footnotes|citations|sources|works cited|"
+                                 r"further reading|external links|see also|literature|notes and references)$", re.I)
+_MARKUP = re.compile(r"^[#=*\s]+|[#=*\s.:]+$")
+
+
+@dataclass
+class Section:
+    """Sentences `first`..`last` (inclusive) of the document, under `heading` ("" when found by TextTiling)."""
+
+    first: int
+    last: int
+    heading: str = ""
+
+    @property
+    def ids(self) -> range:
+        return range(self.first, self.last + 1)
+
+
+def headings(document: str) -> list[tuple[int, int, str]]:
+    """(start, end, heading) of each heading line of `document` (offsets of the line)."""
+    lines = [(m.start(), m.end(), m.group()) for m in re.finditer(r"[^\n]+", document)]
+    found = []
+    for k, (start, end, line) in enumerate(lines):
+        title = _MARKUP.sub("", line).strip()
+        words = title.split()
+        if not words or len(words) > MAX_HEADING_WORDS or not (title[:1].isupper() or title[:1].isdigit()):
+            continue
+        if line.rstrip()[-1:] in ",;:?!\"'" or (line.rstrip().endswith(".") and len(words) > 6):
+            continue
+        nxt = next((x for x in lines[k + 1 :] if x[2].strip()), None)
+        if nxt is None or len(nxt[2].split()) < 2 * len(words) + 4:  # a heading stands above longer text
+            continue
+        found.append((start, end, title))
+    return found
+
+
+def by_headings(document: str, starts: list[int], ends: list[int]) -> list[Section]:
+    """The document's sections by its headings (sentence ranges; a heading's own sentence excluded), or []
+    when it has fewer than two."""
+    found = headings(document)
+    if len(found) < 2:
+        return []
+    sections: list[Section] = []
+    bounds = [h[0] for h in found] + [len(document) + 1]
+    if starts and starts[0] < found[0][0]:  # text before the first heading: the introduction
+        bounds = [0] + bounds
+        found = [(0, 0, "")] + found
+    for (h_start, h_end, title), stop in zip(found, bounds[1:]):
+        ids = [i for i, (a, b) in enumerate(zip(starts, ends)) if a >= h_end and a < stop
+               or (a < h_end and b > h_end and a >= h_start)]  # a sentence that runs on from the heading line
+        ids = [i for i in ids if not (starts[i] >= h_start and ends[i] <= h_end)]
+        if ids and not _REFERENCE_SECTIONS.match(title):
+            sections.append(Section(ids[0], ids[-1], title))
+    return sections
+
+
+def by_shifts(vectors: torch.Tensor, parts: int) -> list[Section]:
+    """`parts` stretches of the document cut at the deepest dips in similarity between the BLOCK
+    sentences before and after each gap (TextTiling depth scores). `vectors`: (N, D) unit embeddings."""
+    n = len(vectors)
+    parts = max(1, min(parts, n // 3 or 1))
+    if parts == 1 or n < 2 * BLOCK:
+        return [Section(0, n - 1)] if n else []
+    csum = torch.cat([torch.zeros(1, vectors.shape[1]), vectors.cumsum(0)])  # (N+1, D)
+    gaps = torch.arange(1, n)  # a gap before sentence g
+    left = csum[gaps] - csum[(gaps - BLOCK).clamp(min=0)]  # (N-1, D) sums of the blocks before
+    right = csum[(gaps + BLOCK).clamp(max=n)] - csum[gaps]  # (N-1, D) and after
+    sim = torch.nn.functional.cosine_similarity(left, right, dim=1).tolist()
+    depth = []
+    for g in range(len(sim)):
+        lpeak = max(sim[max(0, g - 3 * BLOCK) : g + 1])
+        rpeak = max(sim[g : g + 3 * BLOCK + 1])
+        depth.append(lpeak + rpeak - 2 * sim[g])
+    shortest = max(2, n // (3 * parts))
+    cuts: list[int] = []
+    for g in sorted(range(len(depth)), key=lambda g: -depth[g]):
+        cut = g + 1  # the part starts at sentence g + 1
+        if all(abs(cut - c) >= shortest for c in cuts) and shortest <= cut <= n - shortest:
+            cuts.append(cut)
+        if len(cuts) == parts - 1:
+            break
+    bounds = [0] + sorted(cuts) + [n]
+    return [Section(a, b - 1) for a, b in zip(bounds, bounds[1:])]

