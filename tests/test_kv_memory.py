@@ -14,6 +14,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from memgpt.apps import ask, load_state, make_memory, read, write_memory_file
+from memgpt.memories.base import Answer
 from memgpt.model.engine import Engine
 from memgpt.errors import MemGPTError
 from memgpt.memories.kv import KVSettings, KVStore, decode, kv_attention, prefill
@@ -273,8 +274,10 @@ def test_read_save_load_answer_identically(tokenizer, tmp_path, storage):
     assert loaded.index.texts == state.index.texts and len(state.index.texts) > 100  # citations survive the file
     memory = make_memory("kv", engine)
     q = ["Where did the owl sit?"]
-    assert memory.answer(loaded, q, 6) == memory.answer(state, q, 6)
-    assert ask(path, q[0], engine=engine, max_new_tokens=6) == memory.answer(state, q, 6)[0]
+    answers = memory.answer(state, q, 6)
+    assert all(isinstance(a, Answer) for a in answers) and len(answers) == 1  # an Answer, like every kind's
+    assert memory.answer(loaded, q, 6) == answers
+    assert ask(path, q[0], engine=engine, max_new_tokens=6) == answers[0]
 
 
 def test_bad_kv_memory_files_are_refused_in_one_line(tokenizer, tmp_path):
@@ -367,4 +370,5 @@ def test_real_model_finds_a_passkey_among_numbers_beyond_its_local_window(real_e
     kv = KVSettings(sink_tokens=16, local_tokens=256, block_tokens=64, top_blocks=2, chunk_tokens=256)
     state = read(doc, "kv", real_engine, kv=kv)
     assert state.tokens_read > 2000 and state.work["store"].layers[0].num_blocks > 25
-    assert "68231" in make_memory("kv", real_engine, kv=kv).answer(state, ["What is the pass key?"], 12)[0]
+    answer = make_memory("kv", real_engine, kv=kv).answer(state, ["What is the pass key?"], 12)[0]
+    assert "68231" in answer.text and "68231" in answer.quote.text

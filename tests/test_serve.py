@@ -83,6 +83,8 @@ def test_memory_asked_through_extra_body(server, client):
                                             max_tokens=16, extra_body={"memory": created["id"]})
     assert "cellar" in answer.choices[0].message.content.lower()
     assert answer.model_extra["memory"] == {"id": created["id"], "kind": "retrieval", "task": "ask"}
+    quote = answer.model_extra["quote"]  # the sentence the answer rests on, at its offsets
+    assert quote["text"] == "Lucy went to the cellar." and DOCUMENT[quote["start"] : quote["end"]] == quote["text"]
     streamed = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Where did Lucy go?"}],
                                               max_tokens=16, stream=True, extra_body={"memory": created["id"]})
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == answer.choices[0].message.content

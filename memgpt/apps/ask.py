@@ -6,7 +6,7 @@ from ..errors import MemGPTError
 from ..model.generation import check_text
 from .documents import DEFAULT_MAX_BYTES, Source
 from ..model.engine import Engine, get_engine
-from ..memories.base import ANSWER_RESERVE, Answer, DocumentState, answer_from
+from ..memories.base import ANSWER_RESERVE, Answer, DocumentState, answer_from, grounded
 from .reading import Reading, open_document
 
 MAX_QUESTION_TOKENS = 128
@@ -16,8 +16,9 @@ def ask(source: Source | DocumentState, questions: str | list[str], *, memory: s
         engine: Engine | None = None, max_new_tokens: int = 32, progress: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES) -> Answer | list[Answer]:
     """Answer one question (returns an Answer) or several (a list) about a document, read once. An
-    Answer is its text (`str(answer)`), the document sentences it was read from (`citations`: Spans
-    with character offsets into the document) and whether the memory declined (`abstained`)."""
+    Answer is its text (`str(answer)`), the document sentence it rests on (`quote`: a Span with character
+    offsets into the document), the sentences that bear on the question (`citations`) and whether it
+    declined (`abstained`: "The document does not say.")."""
     single = isinstance(questions, str)
     engine = engine or get_engine()
     qs = check_questions(questions, engine)
@@ -49,9 +50,12 @@ def check_questions(questions: object, engine: Engine) -> list[str]:
 
 
 def answer_reading(reading: Reading, questions: list[str], max_new_tokens: int) -> list[Answer]:
+    """A document that fits the window is its own evidence: every sentence of it, through the same
+    check as a memory's answers (`memgpt.memories.answering`)."""
     if reading.direct_text is not None:
         engine = reading.memory.engine
         budget = engine.window - ANSWER_RESERVE - max_new_tokens
         context = engine.clip(reading.direct_text, budget)
-        return [Answer(answer_from(engine, context, q, max_new_tokens)) for q in questions]
+        spans = reading.state.index.spans(list(range(len(reading.state.index))))
+        return [grounded(engine, q, spans, answer_from(engine, context, q, max_new_tokens)) for q in questions]
     return reading.memory.answer(reading.state, questions, max_new_tokens)

@@ -117,14 +117,20 @@ def summarize(source: str | None, max_length: int, fmt: str, extractive: bool, m
 @click.argument("questions", nargs=-1)
 @click.option("--memory", type=click.Choice(KINDS), default=None, help="Memory kind (default: measured best).")
 @click.option("--max-new-tokens", type=click.IntRange(1, 512), default=32, show_default=True)
-@click.option("--cite", is_flag=True, help="Print the sentences each answer was read from, with their offsets.")
+@click.option("--cite", is_flag=True, help="Print every sentence that bears on each answer, not only the one it rests on.")
+@click.option("--quiet", is_flag=True, help="Print the answers alone, without the sentence each rests on.")
 @_document_options
 @_engine_options
 def ask(source: str | None, questions: tuple[str, ...], memory: str | None, max_new_tokens: int, text: str | None,
-        max_input_mb: float, progress: bool, as_json: bool, cite: bool, model_name: str, dtype: str, window: int, verbose: bool) -> None:
-    """Answer QUESTIONS about SOURCE (a file, - for stdin, or a memory file), reading it once."""
+        max_input_mb: float, progress: bool, as_json: bool, cite: bool, quiet: bool, model_name: str, dtype: str,
+        window: int, verbose: bool) -> None:
+    """Answer QUESTIONS about SOURCE (a file, - for stdin, or a memory file), reading it once; with --text
+    DOC, every argument is a question. Under each answer: the document sentence it rests on, as
+    [start-end] text (character offsets), or "The document does not say." when it holds no answer."""
     from ..apps.ask import ask as ask_app
 
+    if text is not None and source is not None:  # --text gives the document: SOURCE is the first question
+        source, questions = None, (source, *questions)
     if not questions:
         raise MemGPTError("no question given")
     doc = _source(source, text)
@@ -133,9 +139,15 @@ def ask(source: str | None, questions: tuple[str, ...], memory: str | None, max_
     answers = ask_app(doc, list(questions), memory=memory, engine=engine,
                       max_new_tokens=max_new_tokens, progress=progress, max_bytes=int(max_input_mb * (1 << 20)))
     pairs = [{"question": q, **a.to_dict()} for q, a in zip(questions, answers)]
-    lines = [a.text + (_cited(a.citations) if cite else "") for a in answers]
-    _emit(as_json, "\n".join(lines), {"answers": pairs, "seconds": round(time.perf_counter() - start, 2),
-                                      "dtype": engine.dtype_name})
+    _emit(as_json, "\n".join(_answer_lines(a, cite, quiet) for a in answers),
+          {"answers": pairs, "seconds": round(time.perf_counter() - start, 2), "dtype": engine.dtype_name})
+
+
+def _answer_lines(answer, cite: bool, quiet: bool) -> str:
+    """An answer and under it the sentence it rests on (--cite: every sentence bearing on it; --quiet: none)."""
+    if quiet:
+        return answer.text
+    return answer.text + _cited(answer.citations if cite else [answer.quote] if answer.quote else [])
 
 
 @commands.command()

@@ -18,6 +18,7 @@ from typing import ClassVar
 import torch
 
 from .abstention import NOT_IN_DOCUMENT
+from .answering import grounded_answer, index_evidence, reader_prompt
 from ..errors import MemGPTError
 from .files import read_state_file, read_state_meta, write_state_file
 from ..model.engine import Engine
@@ -56,17 +57,21 @@ class Evidence:
 
 @dataclass
 class Answer:
-    """An answer, the document sentences it was read from, and whether the memory declined to answer."""
+    """An answer, the document sentence it rests on (`quote`, verbatim with its offsets; None when the
+    memory declined), the evidence sentences that bear on the question, and whether it abstained."""
 
     text: str
     citations: list[Span] = field(default_factory=list)
     abstained: bool = False
+    quote: Span | None = None
 
     def __str__(self) -> str:
         return self.text
 
     def to_dict(self) -> dict:
-        return {"answer": self.text, "abstained": self.abstained, "citations": [c.to_dict() for c in self.citations]}
+        return {"answer": self.text, "abstained": self.abstained,
+                "quote": self.quote.to_dict() if self.quote else None,
+                "citations": [c.to_dict() for c in self.citations]}
 
 
 class Memory(ABC):
@@ -124,15 +129,27 @@ class Memory(ABC):
         return Evidence(self.context(state, query, budget))
 
     def answer(self, state: DocumentState, questions: list[str], max_new_tokens: int = 32) -> list[Answer]:
+        """Answers through the one grounded path (`memgpt.memories.answering`): this kind's evidence and
+        free answer, verified against document sentences, else a span of them, else an abstention."""
         budget = self.engine.window - ANSWER_RESERVE - max_new_tokens
         answers = []
         for q in questions:
             found = self.evidence(state, q, budget)
             if found.abstain:
                 answers.append(Answer(NOT_IN_DOCUMENT, [], abstained=True))
-            else:
-                answers.append(Answer(answer_from(self.engine, found.text, found.question or q, max_new_tokens), found.spans))
+                continue
+            asked = found.question or q
+            free = self.free_answer(state, found, asked, max_new_tokens)
+            spans = found.spans
+            if not spans and state.index is not None:  # the reader saw no document sentences: check against the index
+                texts = state.index.texts
+                spans = state.index.spans(index_evidence([" ".join(t.split()) for t in texts], asked, free))
+            answers.append(grounded(self.engine, asked, spans, free))
         return answers
+
+    def free_answer(self, state: DocumentState, found: Evidence, question: str, max_new_tokens: int) -> str:
+        """The model's own short answer (greedy) from this kind's evidence: a candidate for the check."""
+        return answer_from(self.engine, found.text, question, max_new_tokens)
 
     def summarize(self, state: DocumentState, max_length: int) -> str:
         budget = self.engine.window - ANSWER_RESERVE - max_length
@@ -140,10 +157,14 @@ class Memory(ABC):
 
 
 def answer_from(engine: Engine, context: str, question: str, max_new_tokens: int) -> str:
-    # The question before and after the text, and a started reply: the best of 9 prompt forms tried on
-    # facts hidden in filler with SmolLM2-135M (10/16 correct, against 0/16 for text-then-question).
-    prompt = f"Question: {question}\n\nText: {context}\n\nQuestion: {question}"
-    return clean(engine.chat(prompt, max_new_tokens, prefix="Answer:"))
+    """The model's free answer to `question` from `context` (greedy), with a started reply."""
+    return clean(engine.chat(reader_prompt(question, context), max_new_tokens, prefix="Answer:"))
+
+
+def grounded(engine: Engine, question: str, evidence: list[Span], free: str | None) -> Answer:
+    """`grounded_answer` as an Answer: verified or chosen from `evidence`, or the abstention phrase."""
+    g = grounded_answer(engine, question, evidence, free)
+    return Answer(g.text, g.cited, abstained=g.quote is None, quote=g.quote)
 
 
 SUMMARY_TOKENS = (8, 1024)  # the summary lengths (tokens) every summarizer accepts

@@ -20,7 +20,7 @@ from ..model.identity import check_fingerprint, fingerprint
 from ..model.modeling_memgpt import MemGPTForCausalLM
 from ..model.modeling_memgpt import MemoryState as LatentState  # the model's memory; DocumentState: an app's
 from ..model.engine import Engine
-from .base import Memory, DocumentState, clean, register, summary_words, trim_to_sentence
+from .base import DocumentState, Evidence, Memory, clean, register, summary_words, trim_to_sentence
 
 NUM_MEM_TOKENS = 16
 SEGMENT_TOKENS = 512
@@ -78,9 +78,10 @@ class LatentMemory(Memory):
         out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config, memory_state=memory)
         return clean(self.engine.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
 
-    def answer(self, state: DocumentState, questions: list[str], max_new_tokens: int = 32) -> list[str]:
-        user = "Question about the document you have read: {}\nAnswer with a few words."
-        return [self._generate(state, user.format(q), max_new_tokens) for q in questions]
+    def free_answer(self, state: DocumentState, found: Evidence, question: str, max_new_tokens: int) -> str:
+        """The answer generated over the memory vectors (checked against the document's sentences after)."""
+        user = f"Question about the document you have read: {question}\nAnswer with a few words."
+        return self._generate(state, user, max_new_tokens)
 
     def summarize(self, state: DocumentState, max_length: int) -> str:
         user = f"Summarize the document you have read in at most {summary_words(max_length)} words."

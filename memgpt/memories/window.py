@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from ..errors import MemGPTError
-from .base import ANSWER_RESERVE, Memory, DocumentState, register
+from ..io.spans import plain
+from .base import ANSWER_RESERVE, DocumentState, Evidence, Memory, register
 
 
 class _Window(Memory):
@@ -31,6 +32,14 @@ class _Window(Memory):
         ids = state.tensors.get("ids", torch.zeros(0, dtype=torch.int64)).tolist()
         ids = ids[:budget] if self.keep == "first" else ids[max(0, len(ids) - budget) :]
         return self.engine.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def evidence(self, state: DocumentState, query: str | None, budget: int) -> Evidence:
+        """The window's text, and the document sentences wholly inside it (what the reader saw)."""
+        text = self.context(state, query, budget)
+        seen = plain(text)
+        index = state.index
+        ids = [i for i in range(len(index)) if plain(index.texts[i]) in seen] if index is not None and seen else []
+        return Evidence(text, index.spans(ids) if ids else [])
 
     @classmethod
     def validate(cls, state: DocumentState, path: str | Path) -> None:

@@ -18,6 +18,7 @@ MAX_ASK_TOKENS = 512  # what `ask` allows
 class MemoryAnswer:
     text: str
     citations: list[dict[str, Any]] | None = None  # None: the app gave none (the response then has no field)
+    quote: dict[str, Any] | None = None  # the document sentence an `ask` answer rests on (None: none, or abstained)
 
 
 def answer_from_memory(engine: Engine, state: DocumentState, question: str, task: str, max_tokens: int) -> MemoryAnswer:
@@ -26,7 +27,8 @@ def answer_from_memory(engine: Engine, state: DocumentState, question: str, task
         result = summarize(state, max(SUMMARY_TOKENS[0], min(max_tokens, SUMMARY_TOKENS[1])), engine=engine)
     else:
         result = ask(state, question, engine=engine, max_new_tokens=min(max_tokens, MAX_ASK_TOKENS))
-    return MemoryAnswer(str(result), citations_of(result))
+    quote = getattr(result, "quote", None)
+    return MemoryAnswer(str(result), citations_of(result), quote.to_dict() if quote is not None else None)
 
 
 def citations_of(result: object) -> list[dict[str, Any]] | None:

@@ -17,7 +17,7 @@ from .file import map_tensors, save_store, store_from_tensors
 from ..files import FORMAT_VERSION
 from ...model.engine import SYSTEM, Engine
 from ...model.identity import check_fingerprint, fingerprint
-from ..base import Memory, DocumentState, clean, register, summary_words, trim_to_sentence
+from ..base import DocumentState, Evidence, Memory, clean, register, summary_words, trim_to_sentence
 
 MARK = "\x00"
 
@@ -78,8 +78,9 @@ class KVMemory(Memory):
         out = decode(self.engine.backbone, self.store(state), ids, max_new_tokens, eos=tok.eos_token_id)
         return clean(tok.decode(out, skip_special_tokens=True))
 
-    def answer(self, state: DocumentState, questions: list[str], max_new_tokens: int = 32) -> list[str]:
-        return [self._continue(state, f"\n\nQuestion: {q}", max_new_tokens) for q in questions]
+    def free_answer(self, state: DocumentState, found: Evidence, question: str, max_new_tokens: int) -> str:
+        """The answer decoded over the keys and values (checked against the document's sentences after)."""
+        return self._continue(state, f"\n\nQuestion: {question}", max_new_tokens)
 
     def summarize(self, state: DocumentState, max_length: int) -> str:
         return trim_to_sentence(self._continue(state, f"\n\nSummarize the text above in at most {summary_words(max_length)} words.",

@@ -63,6 +63,8 @@ async def from_memory(request: Request, ctx: Context, body: ChatRequest, reply: 
         extra = {"memory": {"id": memory_id, "kind": record["kind"], "task": body.memory_task}}
         if result.citations is not None:
             extra["citations"] = result.citations
+        if result.quote is not None:
+            extra["quote"] = result.quote
         if on_text and generated.text:
             on_text(generated.text)
         return generated, extra
