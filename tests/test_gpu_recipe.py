@@ -93,9 +93,11 @@ def test_dry_run_refuses_bad_settings_in_one_line(tmp_path):
 
 
 def test_batched_scoring_answers_as_ask_does():
-    """The recipe generates a whole batch at once; each answer must be what `ask` gives for that sample."""
-    from memgpt.apps import ask
+    """The recipe generates a whole batch at once; each answer must be the free answer that `ask` gives that
+    kind's memory for the sample (the candidate its grounded path then checks)."""
+    from memgpt.apps import make_memory
     from memgpt.apps.reading import read
+    from memgpt.memories.base import ANSWER_RESERVE
     from memgpt.eval.longcontext import make_sample
     from memgpt.model.modeling_memgpt import MemGPTForCausalLM
 
@@ -110,8 +112,11 @@ def test_batched_scoring_answers_as_ask_does():
     models = {"latent": latent, "backbone": engine.backbone}
     samples = [make_sample("passkey", 1200, i, 0, "test") for i in range(2)] + [make_sample("qa1", 300, 0, 0, "test")]
     for kind in ("none", "window-last", "latent"):
-        expected = [str(ask(read(s.context, memory=kind, engine=engine), [s.prompt], engine=engine, max_new_tokens=6)[0])
-                    for s in samples]
+        memory, expected = make_memory(kind, engine), []
+        for s in samples:
+            state = read(s.context, memory=kind, engine=engine)
+            found = memory.evidence(state, s.prompt, engine.window - ANSWER_RESERVE - 6)
+            expected.append(memory.free_answer(state, found, found.question or s.prompt, 6))
         got = [recipe.answers(kind, engine, models, [s.context], [s.prompt], 6, torch.device("cpu"))[0] for s in samples]
         assert got == expected, kind
     # a batch reads each document as far as it goes: memories equal those read one at a time
