@@ -36,7 +36,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import random
 import re
 import subprocess
@@ -45,6 +44,7 @@ import time
 import zlib
 from collections import Counter
 from pathlib import Path
+from machine import cpu_model  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 ITEMS = Path(__file__).resolve().parent / "naturalqa_items.json"
@@ -393,16 +393,6 @@ def code_commit(tree: Path) -> str:
     except OSError:
         return "unknown"
     return head + ("+dirty" if dirty else "")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_system(system: str, docs: list[dict], work: Path, old_tree: Path, max_new_tokens: int, shard: str = "") -> None:

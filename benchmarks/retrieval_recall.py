@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import platform
 import random
 import subprocess
 import sys
@@ -32,22 +31,13 @@ from memgpt.apps import get_engine, read
 from memgpt.eval.longcontext.haystack import context_tokens, draw_haystack
 from memgpt.io.atomic import write_text_atomic
 from memgpt.memories.base import ANSWER_RESERVE, make_memory
+from machine import cpu_model  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 HERE = Path(__file__).resolve().parent
 ITEMS = HERE / "naturalqa_items.json"
 RESULTS = HERE / "results" / "retrieval_recall.json"
 GROUP = 5  # items planted in one haystack
 KINDS = ("one_hop", "two_hop", "absent_attribute", "absent_entity")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def code_commit() -> str:

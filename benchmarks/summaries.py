@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import re
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from memgpt.io.atomic import write_text_atomic  # noqa: E402
 from memgpt.io.corpora import sotu_speeches  # noqa: E402
 from memgpt.io.spans import plain  # noqa: E402
 from memgpt.memories.retrieval import encoder_of  # noqa: E402
+from machine import cpu_model  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SUMY = ("lexrank", "textrank", "lsa", "luhn")
@@ -212,16 +212,6 @@ def story(engine, tokens: int, max_length: int) -> dict:
         out[method] = {"summary": s.render("text"), "names_in_summary": {n: said.count(n) for n in names},
                        "about": [t.text for t in s.about], "seconds": round(time.perf_counter() - start, 2)}
     return out
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
