@@ -9,7 +9,6 @@ import signal
 import socket
 import time
 import uuid
-from pathlib import Path
 
 import openai
 import pytest

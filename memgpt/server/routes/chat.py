@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Request
 from ..answers import answer_from_memory
 from ..context import Context, check_text_400, context, require_json
 from ..errors import APIError
-from ..generation import Generated, Options, chat_prompt_ids, generate
+from ..generation import Generated, Options, chat_prompt_ids
 from ..replies import Reply, stream, whole
 from ..schemas import ChatRequest
+from .prompted import continue_prompt
 
 router = APIRouter()
 ROLES = {"developer": "system", "tool": "user"}  # roles a chat template may not know
@@ -34,19 +35,8 @@ async def chat_completions(body: ChatRequest, request: Request, ctx: Context = D
     if memory_id is not None:
         return await from_memory(request, ctx, body, reply, memory_id, messages, opts, include_usage)
 
-    def prompt(on_text=None, cancel=None) -> list[int]:
-        ids = chat_prompt_ids(ctx.engine, messages)
-        ctx.check_room(ids, opts.max_tokens, "messages")
-        return ids
-
-    ids = await whole(request, ctx.worker, prompt)  # a too-long prompt is a 400 here, before any stream
-
-    def run(on_text=None, cancel=None) -> Generated:
-        return generate(ctx.engine, ids, opts, on_text, cancel)
-
-    if body.stream:
-        return stream(ctx.worker, reply, run, include_usage)
-    return reply.whole(await whole(request, ctx.worker, run))
+    return await continue_prompt(request, ctx, reply, lambda: chat_prompt_ids(ctx.engine, messages), opts, "messages",
+                                 bool(body.stream), include_usage)
 
 
 async def from_memory(request: Request, ctx: Context, body: ChatRequest, reply: Reply, memory_id: str,
