@@ -95,13 +95,7 @@ def train(settings: dict[str, Any]) -> tuple[dict[str, Any], int]:
     resume = os.path.isdir(args.out_dir) and latest_checkpoint(Path(args.out_dir)) is not None
     trainer = Trainer(args, resume=resume)
     resumed_from = trainer.step
-    try:
-        summary = trainer.train()
-    except BaseException:
-        trainer.close(finished=False)
-        raise
-    trainer.close()
-    return summary, resumed_from
+    return trainer.run(), resumed_from
 
 
 def trained_model(checkpoint: Path, backbone):

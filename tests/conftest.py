@@ -65,3 +65,19 @@ def tiny_llama_engine():
     backbone = LlamaForCausalLM(config).eval()
     backbone.config.name_or_path = "tiny-llama"
     return Engine(name="tiny-llama", backbone=backbone, tokenizer=tokenizer, window=512)
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory):
+    """A tiny random Llama with the default tokenizer's vocabulary, saved as a local model folder."""
+    from transformers import AutoModelForCausalLM
+
+    from memgpt.eval.longcontext.haystack import default_tokenizer
+    from memgpt.model.backbones import backbone_config
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = default_tokenizer()
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(backbone_config("tiny", "llama", len(tok), 1024)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

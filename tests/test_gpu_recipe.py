@@ -9,14 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from conftest import tiny_llama_engine
-from memgpt.model.backbones import backbone_config
 from memgpt.training import Curriculum
-from memgpt.eval.longcontext.haystack import default_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "train_memory_gpu.sh"
@@ -27,17 +23,6 @@ def recipe_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory):
-    """A tiny random Llama with the default tokenizer's vocabulary, saved as a local model folder."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = default_tokenizer()
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(backbone_config("tiny", "llama", len(tok), 1024)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 def dry_run(tmp_path: Path, backbone: Path, max_steps: int) -> subprocess.CompletedProcess:
@@ -116,7 +101,7 @@ def test_batched_scoring_answers_as_ask_does():
         for s in samples:
             state = read(s.context, memory=kind, engine=engine)
             found = memory.evidence(state, s.prompt, engine.window - ANSWER_RESERVE - 6)
-            expected.append(memory.free_answer(state, found, found.question or s.prompt, 6))
+            expected.append(memory.free_answer(state, found, s.prompt, 6))
         got = [recipe.answers(kind, engine, models, [s.context], [s.prompt], 6, torch.device("cpu"))[0] for s in samples]
         assert got == expected, kind
     # a batch reads each document as far as it goes: memories equal those read one at a time

@@ -9,23 +9,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from memgpt.model.adapters import add_lora, adapter_tensors, load_latent_model, question_ids, read_adapter, save_adapter
-from memgpt.model.backbones import backbone_config
 from memgpt.errors import MemGPTError
 from memgpt.model.modeling_memgpt import MemGPTForCausalLM
 from memgpt.training.tasks import IGNORE, get_task
-from memgpt.eval.longcontext.haystack import default_tokenizer
 from memgpt.training import TrainArgs, Trainer
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory):
-    """A tiny random Llama with the default tokenizer's vocabulary, saved as a local model folder."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = default_tokenizer()
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(backbone_config("tiny", "llama", len(tok), 1024)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 def test_task_layout_document_segments_then_question():

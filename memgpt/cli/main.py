@@ -68,12 +68,7 @@ def train(resume: bool, auto_resume: bool, **options: Any) -> None:
     if auto_resume and not resume:
         resume = bool(args.out_dir.strip()) and latest_checkpoint(Path(args.out_dir)) is not None
     trainer = Trainer(args, resume=resume)  # under torchrun: one process of a DDP/FSDP job
-    try:
-        summary = trainer.train()
-    except BaseException:
-        trainer.close(finished=False)
-        raise
-    trainer.close()
+    summary = trainer.run()
     if trainer.dist.is_main:
         click.echo(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": summary["evals"][-1:]}))
 

@@ -50,7 +50,6 @@ class Evidence:
 
     text: str
     spans: list[Span] = field(default_factory=list)
-    question: str | None = None  # what to ask the reader, when not the question itself ("before X" cut)
     support: float | None = None  # how strongly the best retrieved sentence matches the question
     abstain: bool = False  # nothing in the document supports an answer: say so instead of guessing
 
@@ -138,13 +137,12 @@ class Memory(ABC):
             if found.abstain:
                 answers.append(Answer(NOT_IN_DOCUMENT, [], abstained=True))
                 continue
-            asked = found.question or q
-            free = self.free_answer(state, found, asked, max_new_tokens)
+            free = self.free_answer(state, found, q, max_new_tokens)
             spans = found.spans
             if not spans and state.index is not None:  # the reader saw no document sentences: check against the index
                 texts = state.index.texts
-                spans = state.index.spans(index_evidence([" ".join(t.split()) for t in texts], asked, free))
-            answers.append(grounded(self.engine, asked, spans, free))
+                spans = state.index.spans(index_evidence([" ".join(t.split()) for t in texts], q, free))
+            answers.append(grounded(self.engine, q, spans, free))
         return answers
 
     def free_answer(self, state: DocumentState, found: Evidence, question: str, max_new_tokens: int) -> str:

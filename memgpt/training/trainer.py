@@ -604,6 +604,17 @@ class Trainer:
                 self.save()
         return stop_reason
 
+    def run(self) -> dict[str, Any]:
+        """`train`, then `close`: on an error the run is closed unfinished (its last checkpoint kept) and the
+        error raised."""
+        try:
+            summary = self.train()
+        except BaseException:
+            self.close(finished=False)
+            raise
+        self.close()
+        return summary
+
     def close(self, finished: bool = True) -> None:
         """Leave the process group of a distributed run (`finished`: every rank got here, so they
         wait for each other first; a rank that failed leaves at once)."""
