@@ -175,7 +175,7 @@ class RetrievalMemory(Memory):
             ranked = [(i, score) for i, score in ranked if i in latest]
         ids = [i for i, _ in ranked] + self._second_hop(state, query, asked, lexicon, ranked)
         ids = self._fit(state, ids, budget)
-        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids), None, support)
+        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids), support=support)
 
     def _best_sentences(self, state: DocumentState, vector: torch.Tensor, asked: list[str], lexicon: Lexicon,
                         ids: list[int]) -> list[tuple[int, float]]:
