@@ -9,8 +9,9 @@ from test_cli import run_in_process
 
 from memgpt.apps import ask, get_engine
 from memgpt.memories.abstention import NOT_IN_DOCUMENT
-from memgpt.memories.answering import (AGE, AMOUNT, COLOUR, DATE, NAME, NUMBER, OTHER, PERSON, PLACE, answer_type,
-                                       candidates, find_numbers, parse_number, relevant, supports)
+from memgpt.memories.answering import (AGE, AMOUNT, COLOUR, DATE, KINSHIP, NAME, NUMBER, OTHER, PERSON, PLACE, ROLE,
+                                       answer_type, asked_noun, candidates, find_numbers, parse_number, relevant,
+                                       supports)
 from memgpt.memories.base import Answer
 
 INN = "The innkeeper of the Blue Heron, a widow named Greta Solberg, charged travellers nine pennies a night."
@@ -37,7 +38,10 @@ ANNA = "Anna lives in Oslo. Bob lives in Rome."
     ("What colour was the schoolmaster's coat?", COLOUR),
     ("In what color of leather were the books bound?", COLOUR),
     ("What was the name of Jerusha Moyle's father?", NAME),
-    ("What was Rosamund Kell's trade?", OTHER),
+    ("What was Rosamund Kell's trade?", ROLE),
+    ("What rank did Felix Garrow reach on the Lucky Hesper?", ROLE),
+    ("Which relative brought up Theodora Quince?", KINSHIP),
+    ("How did Odile Fenwright make her living?", OTHER),
 ])
 def test_answer_type(question, kind):
     assert answer_type(question) == kind
@@ -46,6 +50,7 @@ def test_answer_type(question, kind):
 @pytest.mark.parametrize("text,value", [
     ("thirty-one", 31), ("four hundred and twelve", 412), ("1,250", 1250), ("$240", 240), ("one hundred and seventeen", 117),
     ("twenty", 20), ("a hundred", 100), ("two dozen", 24), ("3.5", 3.5), ("seven thousand three hundred", 7300),
+    ("twice", 2),
 ])
 def test_numbers_in_digits_and_words(text, value):
     assert parse_number(text) == value
@@ -76,6 +81,19 @@ def test_candidates_by_type():
         "the eleventh of October, 1884"}
     assert texts(DATE, ["The first train reached Glassford Junction in 1889."], "In what year?") == {"1889"}
     assert "Everyone" not in texts(NAME, ["Everyone in Cradbury agreed."], "What was the name?")  # a sentence start
+    glover = "Rosamund Kell earned her bread as a glovemaker in the lanes behind the cathedral at Ambrey."
+    assert texts(ROLE, [glover], "What was Rosamund Kell's trade?") == {"a glovemaker", "glovemaker"}
+    raised = "Theodora Quince was brought up by her grandmother, a lacemaker, in a cottage at Pendle End."
+    assert texts(KINSHIP, [raised], "Which relative brought up Theodora Quince?") == {"her grandmother", "grandmother"}
+
+
+@pytest.mark.parametrize("question,noun", [
+    ("What is the name of Agnetha Skarr's husband?", "husban"), ("What was the name of the hermit of Brockhole Wood?", "hermit"),
+    ("Who was the captain of the Orinda?", "captai"), ("What is the name of the keeper's cat?", "cat"),
+    ("Who was the only man to defeat the champion?", None), ("Who kept the Blue Heron?", None),
+])
+def test_the_noun_whose_name_is_asked(question, noun):
+    assert asked_noun(question) == noun
 
 
 def test_relevant_sentences_follow_the_question_and_its_links():
@@ -127,6 +145,11 @@ def test_real_model_answers_a_date_in_full(engine):
     doc = "The new bridge at Culvercombe was opened on the eleventh of October, 1884, by a bishop."
     answer = ask(doc, "On what date was the Culvercombe bridge opened?", engine=engine)
     assert "eleventh of October, 1884" in answer.text and answer.quote.text == doc
+
+
+def test_real_model_abstains_when_no_sentence_speaks_of_what_is_named(engine):
+    doc = "Agnetha Skarr works as a weaver in the town of Brodny. She has two sons and a cow."
+    assert ask(doc, "What is the name of Agnetha Skarr's husband?", engine=engine).abstained  # not "Brodny"
 
 
 def test_real_model_two_sentence_document_both_ways(engine):

@@ -149,3 +149,10 @@ def test_server_survives_hostile_http(server):
     else:
         assert body["status"] == "ready", body
     print(f"\nHTTP statuses seen: {dict(sorted(SEEN.items()))}")
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/completions", "/v1/memories"])
+def test_json_nested_too_deep_is_a_client_error(server, route):
+    """5,000 nested arrays: past the JSON decoder's recursion limit, a 4xx in OpenAI's shape, not a 500."""
+    status, body, _ = server.request("POST", route, b"[" * 5000 + b"]" * 5000, {"Content-Type": "application/json"}, key=True)
+    assert 400 <= status < 500 and set(body) == {"error"}, (status, body)

@@ -39,8 +39,8 @@ MIN_COVERAGE = 0.75  # share of a free answer's new content words found in the e
 MAX_FOCUS = 6  # evidence sentences candidates are drawn from (the most relevant first)
 MAX_CANDIDATES = 32  # spans scored per question
 
-PERSON, NAME, PLACE, DATE, NUMBER, AGE, AMOUNT, COLOUR, OTHER = (
-    "person", "name", "place", "date", "number", "age", "amount", "colour", "other")
+PERSON, NAME, PLACE, DATE, NUMBER, AGE, AMOUNT, COLOUR, ROLE, KINSHIP, OTHER = (
+    "person", "name", "place", "date", "number", "age", "amount", "colour", "role", "kinship", "other")
 
 # -- words -------------------------------------------------------------------------------------------
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
@@ -170,6 +170,8 @@ def parse_number(text: str) -> float | None:
     toks = [t for _, _, t in tokens(text)]
     if len(toks) == 1 and _is_number_token(toks[0]):
         return digit_value(toks[0])
+    if len(toks) == 1 and toks[0].lower() in TIMES:
+        return float(TIMES[toks[0].lower()])
     return word_value(toks)
 
 
@@ -238,6 +240,9 @@ _TYPE_RULES = [
     (COLOUR, r"\b(?:what|which|in what|of what) (?:colou?r|shade|hue)s?\b"),
     (NAME, r"\bwhat (?:was|is|were|are) (?:the )?names? of\b|\bwhat (?:was|is|were|are) .* (?:called|named)\b|"
            r"\bwhat did .* (?:call|name)\b"),
+    (ROLE, r"^\W*(?:what|which)\W+(?:\S+\s+){0,5}?(?:trade|job|occupation|profession|position|post|office|rank|"
+           r"title|calling|employment|vocation)\b|^\W*what work\b|\bwork as\b"),
+    (KINSHIP, r"^\W*(?:what|which) (?:relation|relative|relationship|kin)\b|\bhow (?:was|were|is|are) .* related\b"),
     (PERSON, r"^\s*(?:who|whom|whose)\b|\b(?:to|from|by|with|for) whom\b|\bwhich (?:man|woman|person|of the)\b"),
     (PLACE, r"^\s*where\b|\b(?:what|which) (?:place|town|city|village|country|island|port|river|county|street|"
             r"house|inn|region|land|harbour|harbor)\b|\bin what place\b|\bfrom where\b"),
@@ -252,6 +257,21 @@ def answer_type(question: str) -> str:
         if re.search(pattern, q):
             return kind
     return OTHER
+
+
+def asked_noun(question: str) -> str | None:
+    """The stem of the noun whose name a question asks for: "What was the name of Jerusha Moyle's father?"
+    -> "father"; "Who was the captain of the Orinda?" -> "captain"; else None."""
+    q = " ".join(question.split())
+    m = re.search(r"\bnames? of (.*)", q) or re.search(r"^\W*(?:who|whom) (?:was|is|were|are) ((?:the|a|an) \w+) of\b", q,
+                                                        re.IGNORECASE)
+    if not m:
+        return None
+    for word in re.findall(r"[\w'’-]+", m.group(1))[:5]:
+        if word.lower() in DETERMINERS or word[:1].isupper() or word.endswith(("'s", "’s")):
+            continue  # "the", "Agnetha", "Skarr's", "keeper's"
+        return None if word.lower() in STOP else stem(word)
+    return None
 
 
 # -- candidate answers ---------------------------------------------------------------------------------
@@ -323,10 +343,13 @@ def noun_phrases(text: str) -> list[tuple[int, int]]:
     return first + rest
 
 
-def _personal(phrase: str) -> bool:
+def _personal(phrase: str, kin_only: bool = False) -> bool:
+    """Is the phrase's head a kin noun or (unless `kin_only`) a role noun ("schoolteacher", "glovemaker")?"""
     head = phrase.lower().split()[-1] if phrase.split() else ""
     head = head[:-1] if head.endswith("s") and head[:-1] in KIN | PEOPLE else head
-    return head in KIN or head in PEOPLE or head.endswith(_PERSON_SUFFIX)
+    if kin_only:
+        return head in KIN
+    return head in KIN or head.endswith(tuple(PEOPLE)) or head.endswith(_PERSON_SUFFIX)
 
 
 def _date_spans(text: str) -> list[tuple[int, int]]:
@@ -403,6 +426,8 @@ def candidates(kind: str, sentences: list[str], question: str, names: set[str] |
                     prev = before[-1].lower() if before[-1].lower() in LOCATIVE else (before[-2].lower() if len(before) > 1 else "")
                     if prev in LOCATIVE:
                         spans.append((s, e))
+        elif kind in (ROLE, KINSHIP):  # a role or kin noun ("a glovemaker", "her grandmother")
+            spans = [(s, e) for s, e in noun_phrases(text) if _personal(text[s:e], kin_only=kind == KINSHIP)]
         else:
             spans = name_phrases(text, names) + noun_phrases(text)
             spans += [(n.start, n.end) for n in find_numbers(text) if n.value not in asked_numbers]
@@ -559,6 +584,12 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
     kind = answer_type(question)
     names = known_names(texts + [question])
     found = candidates(kind, [texts[i] for i in focus], question, names)
+    noun = asked_noun(question) if kind in (PERSON, NAME) else None
+    if noun:  # "the name of Agnetha Skarr's husband": only a sentence that speaks of a husband answers
+        found = [c for c in found if noun in content_stems(texts[focus[c.sentence]])]
+    if not found and kind in (ROLE, KINSHIP):  # the answer is not a role noun ("she dyed wool"): any span
+        kind = OTHER
+        found = candidates(kind, [texts[i] for i in focus], question, names)
     found = [Candidate(c.text, focus[c.sentence], c.start, c.end) for c in found]
     if any(c.sentence in direct for c in found):  # a linked sentence answers only what the named ones do not
         found = [c for c in found if c.sentence in direct]
@@ -571,7 +602,8 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
             if supports(free, question, texts[i], context, kind, mine):
                 verified = i
                 break
-    if verified is not None and (kind == OTHER or len(_groups(found)) < 2):
+    named = [g for g in _groups(found) if any(_names(free, c) for c in g)] if verified is not None else []
+    if verified is not None and (kind == OTHER or len(_groups(found)) < 2 or len(named) == 1):
         return Grounded(concise(free, found), evidence[verified], cited, "free")
     if not found:
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")

@@ -53,7 +53,7 @@ def sent_json(raw: bytes) -> Any:
     """The body as the client sent it, for naming the field an error is about (None when it is not JSON)."""
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep for the decoder
         return None
 
 
