@@ -152,6 +152,17 @@ def test_real_model_abstains_when_no_sentence_speaks_of_what_is_named(engine):
     assert ask(doc, "What is the name of Agnetha Skarr's husband?", engine=engine).abstained  # not "Brodny"
 
 
+def test_real_model_takes_the_span_of_the_sentence_that_holds_the_question(engine):
+    """Two sentences of one type: "first" and "built" pick the sentence, not the model's taste in names."""
+    doc = ("The lighthouse on Gull Island was built in 1872 by the engineer Margaret Hale. "
+           "The first keeper, Thomas Reed, kept a logbook of every ship that passed the island. "
+           "The last keeper, John Pike, left the island in 1987, when the light became automatic. "
+           "Today the lighthouse is run by the Gull Island Trust, which opens it to visitors every summer.")
+    first, last, builder = ask(doc, ["Who was the first keeper?", "Who was the last keeper?", "Who built the lighthouse?"],
+                               engine=engine)
+    assert "Thomas Reed" in first.text and "John Pike" in last.text and "Margaret Hale" in builder.text, (first, last, builder)
+
+
 def test_real_model_two_sentence_document_both_ways(engine):
     anna, bob = ask(ANNA, ["Where does Anna live?", "Where does Bob live?"], engine=engine)
     assert "Oslo" in anna.text and "Rome" not in anna.text and anna.quote.text == "Anna lives in Oslo."

@@ -38,6 +38,10 @@ MIN_MARGIN = -0.75  # a chosen span's log P over the abstention phrase's (mean p
 MIN_COVERAGE = 0.75  # share of a free answer's new content words found in the evidence
 MAX_FOCUS = 6  # evidence sentences candidates are drawn from (the most relevant first)
 MAX_CANDIDATES = 32  # spans scored per question
+# added to a span's log P per share of the question's content words its sentence holds ("Who was the first
+# keeper?": "The first keeper, Thomas Reed" over "The last keeper, John Pike"); no effect on the dev split
+# (one sentence per fact there), set on the README's example document
+COVERAGE_WEIGHT = 2.0
 
 PERSON, NAME, PLACE, DATE, NUMBER, AGE, AMOUNT, COLOUR, ROLE, KINSHIP, OTHER = (
     "person", "name", "place", "date", "number", "age", "amount", "colour", "role", "kinship", "other")
@@ -609,7 +613,10 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
     found = found[:MAX_CANDIDATES]
     scores, abstain_score = score_candidates(engine, question, context, [c.text for c in found])
-    best = max(range(len(found)), key=lambda k: scores[k])
+    asked = content_stems(question)  # a span of the sentence holding more of the question's words ranks higher
+    cover = {i: len(content_stems(texts[i]) & asked) / max(1, len(asked)) for i in focus}
+    ranked = [scores[k] + COVERAGE_WEIGHT * cover[c.sentence] for k, c in enumerate(found)]
+    best = max(range(len(found)), key=lambda k: ranked[k])
     group = next(g for g in _groups(found) if found[best] in g)
     if verified is not None and any(_names(free, c) for c in group):  # the free answer names the best candidate
         return Grounded(concise(free, found), evidence[verified], cited, "free")
