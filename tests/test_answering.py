@@ -10,8 +10,8 @@ from test_cli import run_in_process
 from memgpt.apps import ask, get_engine
 from memgpt.memories.abstention import NOT_IN_DOCUMENT
 from memgpt.memories.answering import (AGE, AMOUNT, COLOUR, DATE, KINSHIP, NAME, NUMBER, OTHER, PERSON, PLACE, ROLE,
-                                       answer_type, asked_noun, candidates, find_numbers, parse_number, relevant,
-                                       supports)
+                                       answer_type, asked_noun, candidates, chain_cover, find_numbers, parse_number,
+                                       relevant, supports)
 from memgpt.memories.base import Answer
 
 INN = "The innkeeper of the Blue Heron, a widow named Greta Solberg, charged travellers nine pennies a night."
@@ -106,6 +106,18 @@ def test_relevant_sentences_follow_the_question_and_its_links():
     assert relevant("What colour was the Corabel's hull?", painted) == ([1], [], True)  # a shared verb is no link
     band = ["The little steamer Orinda crossed twice each month.", "Old Nicodemus Farr played at Little Haddow."]
     assert relevant("Who was the captain of the Orinda?", band) == ([0], [], True)  # "Little Haddow" is not "little"
+
+
+def test_a_linked_sentence_that_adds_what_the_question_asks_answers_it():
+    """The named sentence introduces the man; the sentence linked to it by "the Hollin Vale blacksmith" holds
+    the question's "married" ("marry"): it answers, and its words shared with the first are the link."""
+    chain = ["The blacksmith of Hollin Vale was a quiet man named Amos Wray.", "The weather was mild that year.",
+             "The Hollin Vale blacksmith had married a widow from the coast."]
+    question = "Whom did Amos Wray marry?"
+    direct, linked, _ = relevant(question, chain)
+    assert (direct, linked) == ([0], [2])
+    assert chain_cover(question, chain, direct, linked) == ({0: 2, 2: 3}, {2})
+    assert chain_cover("How tall was Amos Wray?", chain, direct, linked)[1] == set()  # adds nothing asked
 
 
 def test_verification_rejects_a_fabricated_number_or_name():

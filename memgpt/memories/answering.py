@@ -54,7 +54,7 @@ under about above below between through during before after since until while wi
 was were be been being am has have had do does did will would shall should can could may might must not no nor
 it its this that these those there here he she they them his her their we our us you your i me my mine which
 who whom whose what when where why how all any each every both either neither some such more most other another
-same also very just only own too again further once yet still even much many few one ones""".split())
+same also very just only too again further once yet still even much many few one ones""".split())
 DETERMINERS = frozenset("the a an his her their its my our your this that these those".split())
 LOCATIVE = frozenset("in at to into from near on onto by beside behind under over across toward towards inside "
                      "outside through past beyond".split())
@@ -103,7 +103,7 @@ def tokens(text: str) -> list[tuple[int, int, str]]:
 def stem(word: str) -> str:
     """A crude English stem for matching words across forms ("lives" ~ "live", "mended" ~ "mender")."""
     w = word.lower().replace("’", "'").split("'")[0]
-    if len(w) > 4 and w.endswith("ies"):
+    if len(w) > 4 and w.endswith(("ies", "ied")):  # "carries", "married"
         w = w[:-3] + "y"
     elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
         w = w[:-1]
@@ -390,13 +390,14 @@ def candidates(kind: str, sentences: list[str], question: str, names: set[str] |
             for n in find_numbers(text):
                 if n.value in asked_numbers or n.currency != (kind == AMOUNT):
                     continue  # an amount of money answers "how much", never "how many" or "how old"
-                nxt = tokens(text[n.end:])[:1]
-                unit = (n.start, n.end + nxt[0][1]) if nxt and nxt[0][2].lower() not in STOP \
-                    and not _is_number_token(nxt[0][2]) else None
-                if kind != AMOUNT or text[n.start] in "$£€¥" or unit is None:
+                units = []  # with its unit: "nine pennies", "six days", "18 nautical miles"
+                for _, e, t in tokens(text[n.end:])[:2]:
+                    if t.lower() in STOP or _is_number_token(t) or (units and text[n.end + units[-1] : n.end + e].count(",")):
+                        break
+                    units.append(e)
+                if kind != AMOUNT or text[n.start] in "$£€¥" or not units:
                     spans.append((n.start, n.end))
-                if unit:
-                    spans.append(unit)  # with its unit: "nine pennies", "six days"
+                spans += [(n.start, n.end + e) for e in units]
         elif kind == DATE:
             spans = _date_spans(text)
         elif kind == COLOUR:
@@ -430,8 +431,9 @@ def candidates(kind: str, sentences: list[str], question: str, names: set[str] |
                     prev = before[-1].lower() if before[-1].lower() in LOCATIVE else (before[-2].lower() if len(before) > 1 else "")
                     if prev in LOCATIVE:
                         spans.append((s, e))
-        elif kind in (ROLE, KINSHIP):  # a role or kin noun ("a glovemaker", "her grandmother")
-            spans = [(s, e) for s, e in noun_phrases(text) if _personal(text[s:e], kin_only=kind == KINSHIP)]
+        elif kind in (ROLE, KINSHIP):  # a role or kin noun ("a glovemaker", "her grandmother"; a role: "as town crier")
+            spans = [(s, e) for s, e in noun_phrases(text) if _personal(text[s:e], kin_only=kind == KINSHIP)
+                     or (kind == ROLE and re.search(r"\bas\s+$", text[:s]))]
         else:
             spans = name_phrases(text, names) + noun_phrases(text)
             spans += [(n.start, n.end) for n in find_numbers(text) if n.value not in asked_numbers]
@@ -469,11 +471,35 @@ def relevant(question: str, sentences: list[str]) -> tuple[list[int], list[int],
         if names:
             return [], [], False
         return sorted(range(len(sentences)), key=lambda i: -score[i]), [], True
-    lower = {t for s in sentences for _, _, t in tokens(s) if t.islower()}
-    taken = asked | {"=" + a for a in asked}
-    links = [link_terms(s, lower) - taken for s in sentences]
+    links = _links(question, sentences)
     linked = [i for i in range(len(sentences)) if i not in focus and any(links[i] & links[f] for f in focus)]
     return sorted(focus, key=lambda i: -score[i]), sorted(linked, key=lambda i: -score[i]), True
+
+
+def _links(question: str, sentences: list[str]) -> list[set[str]]:
+    """Each sentence's link terms (`link_terms`) that the question does not use."""
+    asked = content_stems(question)
+    lower = {t for s in sentences for _, _, t in tokens(s) if t.islower()}
+    taken = asked | {"=" + a for a in asked}
+    return [link_terms(s, lower) - taken for s in sentences]
+
+
+def chain_cover(question: str, sentences: list[str], direct: list[int], linked: list[int]) -> tuple[dict[int, int], set[int]]:
+    """How many of the question's content words each sentence covers, a linked sentence together with the
+    named sentence it is linked to; and the linked sentences that cover more than that named sentence alone:
+    they answer what the named one only introduces ("The gamekeeper ... was Reuben Cleary" -> "The
+    gamekeeper ... owned a lurcher" for "What breed of dog did Reuben Cleary own?")."""
+    asked = content_stems(question)
+    words = [content_stems(s) & asked for s in sentences]
+    links = _links(question, sentences)
+    cover = {i: len(words[i]) for i in direct}
+    adds = set()
+    for i in linked:
+        anchors = [f for f in direct if links[i] & links[f]]
+        cover[i] = max((len(words[i] | words[f]) for f in anchors), default=len(words[i]))
+        if any(len(words[i] | words[f]) > len(words[f]) for f in anchors):
+            adds.add(i)
+    return cover, adds
 
 
 def link_terms(sentence: str, lower: set[str]) -> set[str]:
@@ -595,36 +621,47 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
         kind = OTHER
         found = candidates(kind, [texts[i] for i in focus], question, names)
     found = [Candidate(c.text, focus[c.sentence], c.start, c.end) for c in found]
-    if any(c.sentence in direct for c in found):  # a linked sentence answers only what the named ones do not
+    cover, adds = chain_cover(question, texts, direct, [i for i in linked if i in focus])
+    chained = [c for c in found if c.sentence in adds and not _bridge(c, texts, direct)]
+    if chained:  # a second sentence answers what the named one only introduces (not with the words linking them)
+        found = chained
+    elif any(c.sentence in direct for c in found):  # else a linked sentence answers only what the named ones do not
         found = [c for c in found if c.sentence in direct]
+    answering = sorted({c.sentence for c in found}, key=focus.index) if found else focus
     context = engine.clip(" ".join(texts[i] for i in sorted(focus)), max(64, engine.window // 2))  # room for the span
     verified = None
     if free and not is_abstention(free):
         free = first_sentence(free)
-        for i in focus:
+        for i in answering:
             mine = [c for c in found if c.sentence == i]
             if supports(free, question, texts[i], context, kind, mine):
                 verified = i
                 break
     named = [g for g in _groups(found) if any(_names(free, c) for c in g)] if verified is not None else []
-    if verified is not None and (kind == OTHER or len(_groups(found)) < 2 or len(named) == 1):
-        return Grounded(concise(free, found), evidence[verified], cited, "free")
+    if verified is not None and ((kind == OTHER and not chained) or len(_groups(found)) < 2 or len(named) == 1):
+        return Grounded(concise(free, found, kind), evidence[verified], cited, "free")
     if not found:
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
     found = found[:MAX_CANDIDATES]
     scores, abstain_score = score_candidates(engine, question, context, [c.text for c in found])
-    asked = content_stems(question)  # a span of the sentence holding more of the question's words ranks higher
-    cover = {i: len(content_stems(texts[i]) & asked) / max(1, len(asked)) for i in focus}
-    ranked = [scores[k] + COVERAGE_WEIGHT * cover[c.sentence] for k, c in enumerate(found)]
+    asked = max(1, len(content_stems(question)))  # a span of the sentence holding more of the question ranks higher
+    ranked = [scores[k] + COVERAGE_WEIGHT * cover[c.sentence] / asked for k, c in enumerate(found)]
     best = max(range(len(found)), key=lambda k: ranked[k])
     group = next(g for g in _groups(found) if found[best] in g)
     if verified is not None and any(_names(free, c) for c in group):  # the free answer names the best candidate
-        return Grounded(concise(free, found), evidence[verified], cited, "free")
+        return Grounded(concise(free, found, kind), evidence[verified], cited, "free")
     margin = scores[best] - abstain_score
     if margin < MIN_MARGIN:
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain", margin)
     chosen = max(group, key=lambda c: len(c.text)) if kind == DATE else found[best]  # a date in full, not its year
     return Grounded(chosen.text, evidence[chosen.sentence], cited, "span", margin)
+
+
+def _bridge(candidate: Candidate, texts: list[str], direct: list[int]) -> bool:
+    """Is a linked sentence's candidate made mostly of words of the named sentences, i.e. what links the two
+    ("The gamekeeper of Wragby Chase owned a lurcher": "The gamekeeper", "Wragby Chase")?"""
+    words = content_stems(candidate.text)
+    return bool(words) and any(2 * len(words & content_stems(texts[i])) >= len(words) for i in direct)
 
 
 def _groups(found: list[Candidate]) -> list[list[Candidate]]:
@@ -648,10 +685,12 @@ def _names(free: str, candidate: Candidate) -> bool:
     return f" {words} " in " " + " ".join(t.lower() for _, _, t in tokens(free)) + " "
 
 
-def concise(free: str, found: list[Candidate], most_words: int = 12) -> str:
-    """A verified free answer as it is, or when it is a long restatement (a small model copying its
-    sentence) the longest candidate it contains."""
-    if len(free.split()) <= most_words:
+def concise(free: str, found: list[Candidate], kind: str) -> str:
+    """A verified free answer as the evidence's own words: for a typed question the longest candidate span
+    it names ("Amos Wray married the widow of the blacksmith" -> "widow": a small model recombines the
+    sentence's words), for any other a short answer as it is and a long one (a small model copying its
+    sentence) as the longest candidate it contains."""
+    if kind == OTHER and len(free.split()) <= 12:
         return free
     low = free.lower()
     inside = [c.text for c in found if c.text.lower() in low]
