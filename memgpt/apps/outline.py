@@ -36,7 +36,8 @@ MIN_QUOTE_WORDS = 12  # shorter sentences are transitions ("No subject better wa
 MAX_QUOTE_WORDS = 40
 HEADING_TOKENS = 12
 HEADING = "Write a short title (2 to 5 words) for this passage.\n\nPassage: {text}"
-_POINTING = re.compile(r"\b(this|these|those|such)\s+(is|was|are|were|has|have|will|would|can|must|should)\b", re.I)
+_POINTING = re.compile(r"\b(this|these|those|such)\s+(is|was|are|were|has|have|will|would|can|must|should)\b"
+                       r"|\b(since|after|before|until|by)\s+then\b|\b(of|from|with|like)\s+(these|those|them)\b", re.I)
 _PRONOUN = frozenset("he she him his her hers they them their theirs it its this these those such".split())
 
 
@@ -99,7 +100,7 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
             part_of[i] = k
     score = gist(texts, vectors, stretches, terms) if salience is None else salience
     heading_cost = [engine.count_tokens(f"{sec.heading}. ") if sec.heading else HEADING_COST for sec in shown]
-    quoted = choose_quotes(texts, vectors, part_of, heading_cost, usable, room, engine, score)
+    quoted = choose_quotes(texts, vectors, stretches, part_of, heading_cost, usable, room, engine, score)
     parts = [Part(shown[k].heading, "document", shown[k].first, shown[k].last, sorted(i for i in quoted if part_of[i] == k))
              for k in sorted({part_of[i] for i in quoted})]
     rejected = name_parts(parts, texts, vectors, kept, engine, write_headings)
@@ -141,19 +142,23 @@ def gist(texts: list[str], vectors: torch.Tensor, stretches: list[Section], term
     return central + TERMS_WEIGHT * held / (1 + held) + PLACE_WEIGHT * place
 
 
-def choose_quotes(texts: list[str], vectors: torch.Tensor, part_of: list[int], heading_cost: list[int],
-                  usable: list[bool], budget: int, engine: Engine, score: torch.Tensor) -> set[int]:
-    """The best-scoring sentences a reader understands alone, never two alike, while `budget` tokens
-    last. `part_of[i]`: the part sentence i is shown under (-1: none); the first quote of part k also pays
-    `heading_cost[k]` tokens for its heading."""
+def choose_quotes(texts: list[str], vectors: torch.Tensor, stretches: list[Section], part_of: list[int],
+                  heading_cost: list[int], usable: list[bool], budget: int, engine: Engine, score: torch.Tensor) -> set[int]:
+    """Sentences a reader understands alone, never two alike, while `budget` tokens last: the best of each
+    stretch first (the best stretches first), so that every part of the document is represented, then the
+    best of the rest. `part_of[i]`: the part sentence i is shown under (-1: none); the first quote of
+    part k also pays `heading_cost[k]` tokens for its heading."""
     inside = [i for i, k in enumerate(part_of) if k >= 0]
     if not inside:
         return set()
     candidates = [i for i in inside if usable[i]] or [i for i in inside if prose(plain(texts[i]))] or inside
+    ranked = sorted(candidates, key=lambda i: -float(score[i]))
+    firsts = {b for b in (next((i for i in ranked if s.first <= i <= s.last), None) for s in stretches) if b is not None}
+    ranked = [i for i in ranked if i in firsts] + [i for i in ranked if i not in firsts]
     chosen: set[int] = set()
     opened: set[int] = set()
     used = 0
-    for i in sorted(candidates, key=lambda i: -float(score[i])):
+    for i in ranked:
         cost = engine.count_tokens(plain(texts[i])) + (heading_cost[part_of[i]] if part_of[i] not in opened else 0)
         if used + cost > budget:
             continue
@@ -163,7 +168,7 @@ def choose_quotes(texts: list[str], vectors: torch.Tensor, part_of: list[int], h
         opened.add(part_of[i])
         used += cost
     if not chosen:  # nothing fits: the best sentence, even over the budget
-        chosen.add(max(candidates, key=lambda i: float(score[i])))
+        chosen.add(ranked[0])
     return chosen
 
 
