@@ -1,8 +1,10 @@
-"""An outline of a document: what it is about (its main names and terms, cited), then its parts (its
-sections, or its topics found by TextTiling), each with a heading and its most representative sentence
-that a reader understands alone, quoted and cited. `max_length` tokens bound the whole, as printed.
+"""An outline of a document: what it is about (its main names and terms, cited), then the sentences that
+say most of it (`gist`), each one a reader understands alone, quoted and cited under the heading of its
+part (its section, or its topic found by TextTiling), in document order. `max_length` tokens bound the
+whole, as printed.
 
-Only the headings of parts found by TextTiling are written by the model, and each is kept only when the
+Only the headings a part lacks (a TextTiling topic, a document's untitled opening) are written by the
+model, and each is kept only when the
 grounding check supports it and it is nearer to its own part than to any other; otherwise the heading
 is the part's key terms. Everything else is the document's own text.
 """
