@@ -139,7 +139,8 @@ def gist(texts: list[str], vectors: torch.Tensor, stretches: list[Section], term
         local[ids] = vectors[ids] @ torch.nn.functional.normalize(vectors[ids].mean(0), dim=0)
     central = LOCAL * local + (1 - LOCAL) * (vectors @ centroid)
     top = max((t.score for t in terms), default=0.0) or 1.0
-    held = torch.tensor([sum(t.score for t in terms if t.text in plain(texts[i])) / top for i in range(n)])
+    said = [(re.compile(rf"\b{re.escape(t.text)}(?:s|es)?\b"), t.score) for t in terms]  # whole words: no "tori" in "history"
+    held = torch.tensor([sum(w for pattern, w in said if pattern.search(plain(texts[i]))) / top for i in range(n)])
     place = 1 / (1 + 10 * torch.arange(n, dtype=torch.float) / n)
     return central + TERMS_WEIGHT * held / (1 + held) + PLACE_WEIGHT * place
 
