@@ -4,9 +4,8 @@ part (its section, or its topic found by TextTiling), in document order. `max_le
 whole, as printed.
 
 Only the headings a part lacks (a TextTiling topic, a document's untitled opening) are written by the
-model, and each is kept only when the
-grounding check supports it and it is nearer to its own part than to any other; otherwise the heading
-is the part's key terms. Everything else is the document's own text.
+model, and each is kept only when the grounding check supports it and it is nearer to its own part than
+to any other; otherwise the heading is the part's key terms. Everything else is the document's own text.
 """
 
 from __future__ import annotations
