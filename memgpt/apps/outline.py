@@ -1,10 +1,11 @@
-"""An outline of a document: what it is about (its main names and terms, cited), then its parts (its
-sections, or its topics found by TextTiling), each with a heading and its most representative sentence
-that a reader understands alone, quoted and cited. `max_length` tokens bound the whole, as printed.
+"""An outline of a document: what it is about (its main names and terms, cited), then the sentences that
+say most of it (`gist`), each one a reader understands alone, quoted and cited under the heading of its
+part (its section, or its topic found by TextTiling), in document order. `max_length` tokens bound the
+whole, as printed.
 
-Only the headings of parts found by TextTiling are written by the model, and each is kept only when the
-grounding check supports it and it is nearer to its own part than to any other; otherwise the heading
-is the part's key terms. Everything else is the document's own text.
+Only the headings a part lacks (a TextTiling topic, a document's untitled opening) are written by the
+model, and each is kept only when the grounding check supports it and it is nearer to its own part than
+to any other; otherwise the heading is the part's key terms. Everything else is the document's own text.
 """
 
 from __future__ import annotations
@@ -23,15 +24,21 @@ from .grounding import Vocabulary, check, content_words, repeats
 from .topics import Section, by_headings, by_shifts
 
 PER_PART = 32  # tokens a part takes: its heading and one sentence
+HEADING_COST = 6  # tokens held back for a heading the model is still to write
 ABOUT_SHARE = 0.25  # of the budget, at most, for the About line
 MAX_PARTS = 8
-LOCAL = 0.5  # a quote's closeness to its part's centroid, against the document's
 MAX_ABOUT = 12
+KEY_TERMS = 30  # names and terms whose mentions make a sentence say what the document is about
+LOCAL = 0.5  # a quote's closeness to its stretch's centroid, against the document's
+TERMS_WEIGHT = 0.5  # of the key names and terms a sentence holds (saturating), against its centrality
+PLACE_WEIGHT = 0.2  # of its place in the document
+REDUNDANT = 0.8  # cosine above which a sentence says what a quote already says
 MIN_QUOTE_WORDS = 12  # shorter sentences are transitions ("No subject better warrants the attention of the Congress.")
 MAX_QUOTE_WORDS = 40
 HEADING_TOKENS = 12
 HEADING = "Write a short title (2 to 5 words) for this passage.\n\nPassage: {text}"
-_POINTING = re.compile(r"\b(this|these|those|such)\s+(is|was|are|were|has|have|will|would|can|must|should)\b", re.I)
+_POINTING = re.compile(r"\b(this|these|those|such)\s+(is|was|are|were|has|have|will|would|can|must|should)\b"
+                       r"|\b(since|after|before|until|by)\s+then\b|\b(of|from|with|like)\s+(these|those|them)\b", re.I)
 _PRONOUN = frozenset("he she him his her hers they them their theirs it its this these those such".split())
 
 
@@ -59,6 +66,8 @@ def self_contained(texts: list[str], i: int, quoted: set[int]) -> bool:
     words = text.split()
     if not prose(text) or not MIN_QUOTE_WORDS <= len(words) <= MAX_QUOTE_WORDS or reference_entry(text):
         return False
+    if text.rstrip().endswith(":"):  # it introduces what follows it ("... is as follows:")
+        return False
     if (i - 1) in quoted:
         return True
     opening = [re.sub(r"[^\w]", "", w.lower()) for w in words[:6]]
@@ -69,13 +78,13 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
             document: str | None = None, write_headings: bool = True, salience: torch.Tensor | None = None) -> Outline:
     """The outline of a document of sentences `texts` (cited as `spans`, embedded as `vectors` (N, D)),
     within `max_length` tokens; `document`: its full text when at hand (to find its own headings);
-    `salience`: (N,) scores that rank each part's quotes instead of centrality (benchmarks/salience.py)."""
+    `salience`: (N,) scores that rank the quotes instead of `gist` (benchmarks/salience.py)."""
     n = len(texts)
     usable = [self_contained(texts, i, set()) for i in range(n)]
     terms = about(texts, spans, lambda w: engine.tokenizer(w, add_special_tokens=False)["input_ids"],
-                  lambda i: usable[i], MAX_ABOUT)
+                  lambda i: usable[i], KEY_TERMS)
     kept, used = [], 0
-    for t in terms:
+    for t in terms[:MAX_ABOUT]:
         cost = engine.count_tokens(f"{t.text}, ")  # as `Summary.said` counts it
         if used + cost > ABOUT_SHARE * max_length:
             break
@@ -84,23 +93,24 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
     room = max_length - used
     wanted = max(1, min(MAX_PARTS, room // PER_PART))
     sections = by_headings(document, [s.start for s in spans], [s.end for s in spans]) if document else []
-    if sections:
-        sections = grouped(sections, wanted)
-    else:
-        sections = by_shifts(vectors, wanted)
-    parts = [Part(s.heading, "document", s.first, s.last) for s in sections]
-    quoted = choose_quotes(texts, vectors, sections, usable, room - sum(engine.count_tokens(p.heading) for p in parts),
-                           engine, salience)
-    for part in parts:
-        part.quotes = sorted(i for i in quoted if part.first <= i <= part.last)
-    parts = [p for p in parts if p.quotes] or parts[:1]
+    stretches = grouped(sections, wanted) if sections else by_shifts(vectors, wanted)
+    shown = sections or stretches  # a quote is shown under its own section
+    part_of = [-1] * n
+    for k, sec in enumerate(shown):
+        for i in sec.ids:
+            part_of[i] = k
+    score = gist(texts, vectors, stretches, terms) if salience is None else salience
+    heading_cost = [engine.count_tokens(f"{sec.heading}. ") if sec.heading else HEADING_COST for sec in shown]
+    quoted = choose_quotes(texts, vectors, stretches, part_of, heading_cost, usable, room, engine, score)
+    parts = [Part(shown[k].heading, "document", shown[k].first, shown[k].last, sorted(i for i in quoted if part_of[i] == k))
+             for k in sorted({part_of[i] for i in quoted})]
     rejected = name_parts(parts, texts, vectors, kept, engine, write_headings)
     return Outline(kept, parts, rejected)
 
 
 def grouped(sections: list[Section], wanted: int) -> list[Section]:
-    """At most `wanted` parts covering all the sections: neighbours merged into stretches of about equal
-    length, each under the heading of its longest section."""
+    """At most `wanted` stretches covering all the sections: neighbours merged into stretches of about
+    equal length (what a quote's closeness to its stretch is measured against)."""
     if len(sections) <= wanted:
         return sections
     total = sum(len(s.ids) for s in sections)
@@ -111,47 +121,56 @@ def grouped(sections: list[Section], wanted: int) -> list[Section]:
             groups.append([])
         groups[-1].append(s)
         done += len(s.ids)
-    return [Section(g[0].first, g[-1].last, max(g, key=lambda s: len(s.ids)).heading) for g in groups]
+    return [Section(g[0].first, g[-1].last) for g in groups]
 
 
-def choose_quotes(texts: list[str], vectors: torch.Tensor, sections: list[Section], usable: list[bool], budget: int,
-                  engine: Engine, salience: torch.Tensor | None = None) -> set[int]:
-    """One sentence per part first, then more while the budget lasts: each part's sentences closest to its
-    own centroid and to the document's (its gist, in the document's terms), never two alike."""
-    if not len(vectors):
-        return set()
+def gist(texts: list[str], vectors: torch.Tensor, stretches: list[Section], terms: list[Term]) -> torch.Tensor:
+    """(N,) how much each sentence says of what the document is about: its closeness to the document's
+    centroid and to its stretch's (centrality), the share of the document's key names and terms it holds,
+    and its place (documents state their subject first: a prior that halves by the end of the first tenth)."""
+    n = len(texts)
+    if not n:
+        return torch.zeros(0)
     centroid = torch.nn.functional.normalize(vectors.mean(0), dim=0)
-    queues = []
-    for s in sections:
-        ids = [i for i in s.ids if usable[i]] or [i for i in s.ids if prose(plain(texts[i]))]
-        if not ids:
-            queues.append([])
-            continue
-        local = torch.nn.functional.normalize(vectors[ids].mean(0), dim=0)
-        score = LOCAL * (vectors[ids] @ local) + (1 - LOCAL) * (vectors[ids] @ centroid)  # (len(ids),)
-        if salience is not None:
-            score = salience[ids]
-        queues.append([ids[k] for k in score.argsort(descending=True).tolist()])
+    local = torch.zeros(n)
+    for s in stretches:
+        ids = list(s.ids)
+        local[ids] = vectors[ids] @ torch.nn.functional.normalize(vectors[ids].mean(0), dim=0)
+    central = LOCAL * local + (1 - LOCAL) * (vectors @ centroid)
+    top = max((t.score for t in terms), default=0.0) or 1.0
+    said = [(re.compile(rf"\b{re.escape(t.text)}(?:s|es)?\b"), t.score) for t in terms]  # whole words: no "tori" in "history"
+    held = torch.tensor([sum(w for pattern, w in said if pattern.search(plain(texts[i]))) / top for i in range(n)])
+    place = 1 / (1 + 10 * torch.arange(n, dtype=torch.float) / n)
+    return central + TERMS_WEIGHT * held / (1 + held) + PLACE_WEIGHT * place
+
+
+def choose_quotes(texts: list[str], vectors: torch.Tensor, stretches: list[Section], part_of: list[int],
+                  heading_cost: list[int], usable: list[bool], budget: int, engine: Engine, score: torch.Tensor) -> set[int]:
+    """Sentences a reader understands alone, never two alike, while `budget` tokens last: the best of each
+    stretch first (the best stretches first), so that every part of the document is represented, then the
+    best of the rest. `part_of[i]`: the part sentence i is shown under (-1: none); the first quote of
+    part k also pays `heading_cost[k]` tokens for its heading."""
+    inside = [i for i, k in enumerate(part_of) if k >= 0]
+    if not inside:
+        return set()
+    candidates = [i for i in inside if usable[i]] or [i for i in inside if prose(plain(texts[i]))] or inside
+    ranked = sorted(candidates, key=lambda i: -float(score[i]))
+    firsts = {b for b in (next((i for i in ranked if s.first <= i <= s.last), None) for s in stretches) if b is not None}
+    ranked = [i for i in ranked if i in firsts] + [i for i in ranked if i not in firsts]
     chosen: set[int] = set()
+    opened: set[int] = set()
     used = 0
-    progress = True
-    while progress:
-        progress = False
-        for q in queues:
-            while q:
-                i = q.pop(0)
-                cost = engine.count_tokens(plain(texts[i]))
-                if used + cost > budget:
-                    continue
-                if chosen and float((vectors[sorted(chosen)] @ vectors[i]).max()) > 0.8:
-                    continue
-                chosen.add(i)
-                used += cost
-                progress = True
-                break
-    inside = [i for s in sections for i in s.ids]
-    if not chosen and inside:  # nothing fits: the most central sentence of a part, even over the budget
-        chosen.add(inside[int((vectors[inside] @ centroid).argmax())])
+    for i in ranked:
+        cost = engine.count_tokens(plain(texts[i])) + (heading_cost[part_of[i]] if part_of[i] not in opened else 0)
+        if used + cost > budget:
+            continue
+        if chosen and float((vectors[sorted(chosen)] @ vectors[i]).max()) > REDUNDANT:
+            continue
+        chosen.add(i)
+        opened.add(part_of[i])
+        used += cost
+    if not chosen:  # nothing fits: the best sentence, even over the budget
+        chosen.add(ranked[0])
     return chosen
 
 

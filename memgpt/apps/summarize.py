@@ -2,10 +2,11 @@
 the document spans it rests on.
 
 The default is an *outline* (`outline.py`): what the document is about (its main names and terms, with
-counts and a cited mention), then its parts (its own sections, or its topics by the shifts of its
-sentence embeddings), each with a heading and its most representative self-contained sentence, quoted
-and cited. Printed as text, markdown or plain prose (`Summary.render`). `extractive=True` returns the
-document's most central sentences spread over all of it (`evidence.py`), as prose. `memory=KIND` instead
+counts and a cited mention), then the self-contained sentences that say most of it, every part of it
+represented, each quoted and cited under the heading of its part (its own section, or its topic by the
+shifts of its sentence embeddings). Printed as text, markdown or plain prose (`Summary.render`).
+`extractive=True` returns the document's most central sentences spread over all of it (`evidence.py`),
+as prose. `memory=KIND` instead
 summarizes that memory kind's state as it is, unchecked (the baselines of benchmarks/apps.py).
 
 The model writes only the headings of parts found by TextTiling, each checked (`grounding.py`). Asked to
