@@ -61,6 +61,15 @@ def test_cli_generate_passes_controls_and_is_reproducible(capsys):
     assert json.loads(first.stdout)["text"] == json.loads(again.stdout)["text"] != ""
 
 
+@pytest.mark.parametrize("memory", ["text", "none", "latent", "kv"])
+def test_cli_generate_prints_its_text_with_every_memory(capsys, memory):
+    """Printed as it streams (not --json): every memory kind generate writes with shows its text."""
+    out = run_in_process(capsys, "generate", "Write a poem about the sea.", "--max-new-tokens", "8", "--memory", memory,
+                         *SMALL)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip(), f"{memory}: nothing printed"
+
+
 @pytest.mark.parametrize(
     "content,needle",
     [(b"", "empty"), (b"\x00\x01\x02\x03", "binary"), (b"caf\xe9 latin-1", "not valid UTF-8")],

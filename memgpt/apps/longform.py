@@ -47,8 +47,11 @@ def generate(prompt: str, max_new_tokens: int = 1000, *, memory: str = "text", e
     engine = engine or get_engine()
     prompt = engine.clip(prompt, engine.window // 4)
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
-    if memory == "latent":
-        return _latent(engine, prompt, max_new_tokens, seed, sampling)
+    if memory == "latent":  # one call: the text arrives whole, so a streaming caller gets it at once
+        text = _latent(engine, prompt, max_new_tokens, seed, sampling)
+        if on_text:
+            on_text(text)
+        return text
     if memory == "kv":
         return _kv(engine, prompt, max_new_tokens, seed, sampling, on_text, kv or KVSettings())
     notes_memory = make_memory("text", engine)
