@@ -172,6 +172,21 @@ def long_articles(engine, count: int, window: int = 2048, max_doc_tokens: int = 
     return found[:count]
 
 
+def other_articles(engine, count: int, exclude: set[str], min_body_words: int = 800, min_lead_sentences: int = 3,
+                   max_doc_tokens: int = 12_000) -> list:
+    """The first `count` articles of the dump (in its order) that are not titled in `exclude`, have a body
+    of `min_body_words` words or more (at most `max_doc_tokens` tokens) and a lead of
+    `min_lead_sentences` sentences or more: a further dev set, apart from long_articles'."""
+    found = []
+    for a in wiki_articles(min_body_words=min_body_words):
+        if len(found) == count:
+            break
+        if (a.title not in exclude and len(re.split(r"(?<=[.!?])\s+", a.lead.strip())) >= min_lead_sentences
+                and engine.count_tokens(a.body) <= max_doc_tokens):
+            found.append(a)
+    return found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--articles", type=int, default=20, help="Wikipedia articles (longer than two windows)")

@@ -11,7 +11,7 @@ from test_cli import assert_one_line_error, run_in_process
 from memgpt.apps import get_engine, summarize
 from memgpt.apps.entities import Term, names_in
 from memgpt.apps.grounding import Vocabulary, check
-from memgpt.apps.outline import choose_quotes, gist, self_contained
+from memgpt.apps.outline import choose_quotes, gist, lexical, self_contained
 from memgpt.apps.topics import Section, by_shifts, headings
 from memgpt.io.corpora import sotu_path
 from memgpt.memories.retrieval import encoder_of
@@ -130,13 +130,22 @@ def test_a_pronoun_is_fine_after_its_antecedent():
 
 
 def test_gist_favours_the_key_terms_and_the_opening():
-    texts = ["The lighthouse keeper painted the door of the small shed beside the harbour wall.",
+    texts = ["The keeper painted the door of the small shed beside the harbour wall.",
              "Marguerite Olsen kept the Pointe Noire lighthouse for forty years of her life.",
-             "The lighthouse keeper painted the door of the small shed beside the harbour wall."]
+             "A fisherman mended torn nets on quiet grey mornings near rocky coves."]  # no word in common
     vectors = torch.nn.functional.normalize(torch.ones(3, 8), dim=-1)  # equally central
     terms = [Term("Pointe Noire", "name", 5, None, 2.0), Term("Marguerite Olsen", "name", 4, None, 1.0)]
     score = gist(texts, vectors, [Section(0, 2)], terms)
     assert score[1] > score[0] > score[2]  # the key names first, then the earlier of two equal sentences
+
+
+def test_lexical_favours_the_words_the_document_repeats():
+    texts = ["The lighthouse lamp burned whale oil until the harbour board bought paraffin.",
+             "A fisherman mended torn nets on quiet grey mornings near rocky coves.",
+             "The lighthouse keeper trimmed the lamp each evening for the harbour pilots.",
+             "Paraffin made the lighthouse lamp brighter across the harbour mouth."]
+    score = lexical(texts)
+    assert float(score.max()) == pytest.approx(1.0) and int(score.argmin()) == 1
 
 
 def test_every_stretch_is_quoted_before_a_second_quote(engine):

@@ -10,7 +10,9 @@ to any other; otherwise the heading is the part's key terms. Everything else is 
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
@@ -23,13 +25,14 @@ from ..io.words import STOP
 from .grounding import Vocabulary, check, content_words, repeats
 from .topics import Section, by_headings, by_shifts
 
-PER_PART = 32  # tokens a part takes: its heading and one sentence
+PER_PART = 48  # tokens of the budget per part: its heading and a sentence and a half
 HEADING_COST = 6  # tokens held back for a heading the model is still to write
 ABOUT_SHARE = 0.25  # of the budget, at most, for the About line
 MAX_PARTS = 8
 MAX_ABOUT = 12
 KEY_TERMS = 30  # names and terms whose mentions make a sentence say what the document is about
 LOCAL = 0.5  # a quote's closeness to its stretch's centroid, against the document's
+LEXICAL_WEIGHT = 0.5  # of its words' closeness to the document's (tf-idf), against its embedding's
 TERMS_WEIGHT = 0.5  # of the key names and terms a sentence holds (saturating), against its centrality
 PLACE_WEIGHT = 0.2  # of its place in the document
 REDUNDANT = 0.8  # cosine above which a sentence says what a quote already says
@@ -126,8 +129,9 @@ def grouped(sections: list[Section], wanted: int) -> list[Section]:
 
 def gist(texts: list[str], vectors: torch.Tensor, stretches: list[Section], terms: list[Term]) -> torch.Tensor:
     """(N,) how much each sentence says of what the document is about: its closeness to the document's
-    centroid and to its stretch's (centrality), the share of the document's key names and terms it holds,
-    and its place (documents state their subject first: a prior that halves by the end of the first tenth)."""
+    centroid and to its stretch's (centrality), its words' closeness to the document's (`lexical`), the
+    share of the document's key names and terms it holds, and its place (documents state their subject
+    first: a prior that halves by the end of the first tenth)."""
     n = len(texts)
     if not n:
         return torch.zeros(0)
@@ -141,7 +145,26 @@ def gist(texts: list[str], vectors: torch.Tensor, stretches: list[Section], term
     said = [(re.compile(rf"\b{re.escape(t.text)}(?:s|es)?\b"), t.score) for t in terms]  # whole words: no "tori" in "history"
     held = torch.tensor([sum(w for pattern, w in said if pattern.search(plain(texts[i]))) / top for i in range(n)])
     place = 1 / (1 + 10 * torch.arange(n, dtype=torch.float) / n)
-    return central + TERMS_WEIGHT * held / (1 + held) + PLACE_WEIGHT * place
+    return central + LEXICAL_WEIGHT * lexical(texts) + TERMS_WEIGHT * held / (1 + held) + PLACE_WEIGHT * place
+
+
+def lexical(texts: list[str]) -> torch.Tensor:
+    """(N,) each sentence's tf-idf cosine to the document's centroid (the sum of the sentences' unit
+    vectors), scaled to a maximum of 1: the words the document repeats, as ROUGE and a reader see them."""
+    bags = [Counter(w.lower() for w in content_words(plain(t))) for t in texts]
+    n = len(bags)
+    df = Counter(w for bag in bags for w in bag)
+    vecs = []
+    for bag in bags:
+        v = {w: c * math.log(n / df[w]) for w, c in bag.items()}
+        norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
+        vecs.append({w: x / norm for w, x in v.items()})
+    centroid: Counter = Counter()
+    for v in vecs:
+        centroid.update(v)
+    norm = math.sqrt(sum(x * x for x in centroid.values())) or 1.0
+    out = torch.tensor([sum(x * centroid[w] for w, x in v.items()) / norm for v in vecs])
+    return out / (float(out.max()) or 1.0)
 
 
 def choose_quotes(texts: list[str], vectors: torch.Tensor, stretches: list[Section], part_of: list[int],
