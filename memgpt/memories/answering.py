@@ -353,7 +353,10 @@ def _personal(phrase: str, kin_only: bool = False) -> bool:
     head = head[:-1] if head.endswith("s") and head[:-1] in KIN | PEOPLE else head
     if kin_only:
         return head in KIN
-    return head in KIN or head.endswith(tuple(PEOPLE)) or head.endswith(_PERSON_SUFFIX)
+    return head in KIN or head.endswith(_PERSON_ENDINGS)
+
+
+_PERSON_ENDINGS = (*sorted(PEOPLE), *_PERSON_SUFFIX)  # "schoolteacher", "glovemaker"
 
 
 def _date_spans(text: str) -> list[tuple[int, int]]:
@@ -644,8 +647,8 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
     found = found[:MAX_CANDIDATES]
     scores, abstain_score = score_candidates(engine, question, context, [c.text for c in found])
-    asked = max(1, len(content_stems(question)))  # a span of the sentence holding more of the question ranks higher
-    ranked = [scores[k] + COVERAGE_WEIGHT * cover[c.sentence] / asked for k, c in enumerate(found)]
+    n_asked = max(1, len(content_stems(question)))  # a span of the sentence holding more of the question ranks higher
+    ranked = [scores[k] + COVERAGE_WEIGHT * cover[c.sentence] / n_asked for k, c in enumerate(found)]
     best = max(range(len(found)), key=lambda k: ranked[k])
     group = next(g for g in _groups(found) if found[best] in g)
     if verified is not None and any(_names(free, c) for c in group):  # the free answer names the best candidate
