@@ -9,9 +9,10 @@ from test_cli import run_in_process
 
 from memgpt.apps import ask, get_engine
 from memgpt.memories.abstention import NOT_IN_DOCUMENT
-from memgpt.memories.answering import (AGE, AMOUNT, COLOUR, DATE, KINSHIP, NAME, NUMBER, OTHER, PERSON, PLACE, ROLE,
-                                       answer_type, asked_noun, candidates, chain_cover, find_numbers, parse_number,
-                                       relevant, supports)
+from memgpt.memories.answering import (AGE, AMOUNT, COLOUR, DATE, GROUP, KINSHIP, NAME, NUMBER, OTHER, PERSON, PLACE,
+                                       ROLE, answer_type, asked_noun, candidates, chain_cover, find_numbers,
+                                       grounded_answer, parse_number, relevant, supports, verbatim)
+from memgpt.io.spans import Span, reference_entry
 from memgpt.memories.base import Answer
 
 INN = "The innkeeper of the Blue Heron, a widow named Greta Solberg, charged travellers nine pennies a night."
@@ -42,6 +43,11 @@ ANNA = "Anna lives in Oslo. Bob lives in Rome."
     ("What rank did Felix Garrow reach on the Lucky Hesper?", ROLE),
     ("Which relative brought up Theodora Quince?", KINSHIP),
     ("How did Odile Fenwright make her living?", OTHER),
+    ("What is the capital of Angola?", PLACE),
+    ("What was the largest city of the province?", PLACE),
+    ("What was the nationality of Aristotle?", GROUP),
+    ("What is the official language of Angola?", GROUP),
+    ("What did the town council decide?", OTHER),
 ])
 def test_answer_type(question, kind):
     assert answer_type(question) == kind
@@ -85,6 +91,38 @@ def test_candidates_by_type():
     assert texts(ROLE, [glover], "What was Rosamund Kell's trade?") == {"a glovemaker", "glovemaker"}
     raised = "Theodora Quince was brought up by her grandmother, a lacemaker, in a cottage at Pendle End."
     assert texts(KINSHIP, [raised], "Which relative brought up Theodora Quince?") == {"her grandmother", "grandmother"}
+
+
+def test_a_place_that_holds_the_subjects_name_is_not_where_the_subject_was():
+    born = "Born Joseph Aloysius Dwan in Toronto, Ontario, Canada, Dwan was the younger son of a traveller."
+    found = {c.text for c in candidates(PLACE, [born], "Where was Allan Dwan born?")}
+    assert "Toronto" in found and not any("Dwan" in c for c in found)
+
+
+def test_a_free_answer_is_given_in_the_sentence_s_own_words():
+    carver = "Augustin Melbry made his living carving figureheads for the shipyards at Porthkennis."
+    free = "Augustin Melbry carved a figurehead for the shipyards at Porthkennis"
+    assert verbatim(free, carver, "What did Augustin Melbry carve for a living?") == (
+        "figureheads for the shipyards at Porthkennis")
+    assert verbatim("Yes", "Anna lives in Oslo.", "Does Anna live in Oslo?") is None
+
+
+@pytest.mark.parametrize("text,entry", [
+    ("Arthur Hubscher, Arthur Schopenhauer - Ein Lebensbild (Leipzig: Brockhaus, 1938).", True),
+    ("Connes, A. Noncommutative Geometry, Academic Press, 1994, ISBN 978-0-12-185860-5.", True),
+    ("Media coverage\nOther\nAbraham Lincoln: A Resource Guide\nLife Portrait of Abraham Lincoln", True),
+    ("Alaska is large (the state: huge, 1959).", False),
+    ("He was born in Ulm (Germany) in 1879.", False),
+    ("A line.\nAnother line.\nA third line.", False),
+])
+def test_reference_entries_and_link_lists(text, entry):
+    assert reference_entry(text) is entry
+
+
+def test_a_bibliography_entry_is_no_evidence_for_an_answer():
+    bib = "Arthur Hubscher, Arthur Schopenhauer - Ein Lebensbild (Leipzig: Brockhaus, 1938)."
+    g = grounded_answer(None, "Where was Arthur Schopenhauer born?", [Span(0, len(bib), bib)], "Leipzig")
+    assert g.how == "abstain" and g.quote is None
 
 
 @pytest.mark.parametrize("question,noun", [
@@ -173,6 +211,13 @@ def test_real_model_takes_the_span_of_the_sentence_that_holds_the_question(engin
     first, last, builder = ask(doc, ["Who was the first keeper?", "Who was the last keeper?", "Who built the lighthouse?"],
                                engine=engine)
     assert "Thomas Reed" in first.text and "John Pike" in last.text and "Margaret Hale" in builder.text, (first, last, builder)
+
+
+def test_real_model_answers_with_the_candidate_it_ranks_best_not_the_longest(engine):
+    """The model's free answer copies the whole sentence: it names two places, and the better one stands."""
+    doc = "Angola's capital, Luanda, lies on the Atlantic coast in the northwest of the country."
+    answer = ask(doc, "What is the capital of Angola?", engine=engine)
+    assert answer.text == "Luanda" and answer.quote.text == doc, answer
 
 
 def test_real_model_two_sentence_document_both_ways(engine):

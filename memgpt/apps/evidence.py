@@ -13,13 +13,12 @@ from collections.abc import Callable
 
 import torch
 
-from ..io.spans import plain
+from ..io.spans import plain, reference_entry  # noqa: F401 (reference_entry: used by the outline)
 
 MIN_WORDS = 8  # shorter sentences are headings, dates, fragments
 REDUNDANT = 0.8  # cosine above which a sentence repeats one already chosen
 LEAD_BONUS = 0.1  # documents state their subject first: the opening sentence gets a boost
 _LETTERS = re.compile(r"[^\W\d_]")
-_REFERENCE = re.compile(r"\bISBN\b|\bdoi\b|\bpp?\.\s*\d|\bRetrieved\b|\bvol\.\s*\d|\bet al\.", re.I)
 # a sentence opening on a reference to an earlier one means nothing alone ("They powerfully affect ...")
 _DEPENDENT = frozenset("""it its they them their this these those that such he she his her him there here where
 which but and or so yet nor then also however nevertheless moreover furthermore thus hence therefore
@@ -30,11 +29,6 @@ def prose(text: str) -> bool:
     """A sentence worth quoting: enough words, mostly letters (not a table row, code or a list of numbers)."""
     words = text.split()
     return len(words) >= MIN_WORDS and len(_LETTERS.findall(text)) >= 0.6 * len(text.replace(" ", ""))
-
-
-def reference_entry(text: str) -> bool:
-    """An entry of a reference list or bibliography (ISBN, doi, pages, "Retrieved", "et al.")."""
-    return bool(_REFERENCE.search(text))
 
 
 def stands_alone(text: str) -> bool:

@@ -37,6 +37,20 @@ def plain(text: str) -> str:
     return " ".join(text.split())
 
 
+# ISBN, doi, pages, "Retrieved", volume, "et al.", or a publication note "(Leipzig: Brockhaus, 1938)"
+_REFERENCE = re.compile(r"\bISBN\b|\bdoi\b|\bpp?\.\s*\d|\bRetrieved\b|\bvol\.\s*\d|\bet al\.", re.I)
+_IMPRINT = re.compile(r"\(\s*[A-Z][\w.'-]*(?: [A-Z][\w.'-]*)*:\s*[A-Z][^():]*,\s*(?:1[5-9]|20)\d\d\s*\)")
+
+
+def reference_entry(text: str) -> bool:
+    """An entry of a reference list or bibliography, or a list of links: what a document cites, not what
+    it says. A "sentence" of three or more lines, most of them without a sentence end, is a list."""
+    if _REFERENCE.search(text) or _IMPRINT.search(text):
+        return True
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    return len(lines) >= 3 and 3 * sum(not line.endswith((".", "!", "?", '"', "”")) for line in lines) >= 2 * len(lines)
+
+
 class SentenceSplitter:
     """Streaming sentence splitter: feed text chunks, get the sentences completed so far as Spans."""
 
