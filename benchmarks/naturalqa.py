@@ -9,7 +9,8 @@ Sections:
   the speech, so each split's items are dealt round-robin into groups of at most FACT_BUDGET tokens of
   facts, one document per group and length; each absent-entity question is asked of one document.
 - tiny: the items' 1-5 sentence documents (they fit the window: the direct path).
-- infobox: questions from the infoboxes of the 20 long Wikipedia articles (benchmarks/apps.py).
+- infobox: questions from the infoboxes of Wikipedia articles: test, the 20 long articles of
+  benchmarks/apps.py; dev, the other articles of the dump that have some.
 
 Systems: `new` (memgpt.apps.ask of this checkout, retrieval memory), `old` (ask of main at b39a0d8, run
 in a subprocess from its own worktree: --old-tree), `window-last` (the memory kind, this checkout) and
@@ -266,7 +267,9 @@ def tiny_documents(items: dict) -> list[dict]:
 
 
 def infobox_documents() -> list[dict]:
-    """The 20 long Wikipedia articles of benchmarks/apps.py with their infobox questions (no split: real facts)."""
+    """Infobox questions: test, the 20 long Wikipedia articles of benchmarks/apps.py; dev, every other
+    article of the dump that has some (real facts in real prose). A value "capital" (of "largest city":
+    the capital is the largest) names no place and is skipped."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from apps import infobox_questions
 
@@ -276,16 +279,20 @@ def infobox_documents() -> list[dict]:
     engine = get_engine()
     window = engine.window
     first_window = window - 192 - 24
-    long_articles = [a for a in wiki_articles() if 2 * window < engine.count_tokens(a.body) <= 8_000]
-    articles = sorted(long_articles, key=lambda a: (-len(infobox_questions(a, engine, first_window)), -len(a.body)))[:20]
+    everything = list(wiki_articles())
+    long_articles = [a for a in everything if 2 * window < engine.count_tokens(a.body) <= 8_000]
+    test = sorted(long_articles, key=lambda a: (-len(infobox_questions(a, engine, first_window)), -len(a.body)))[:20]
+    titles = {a.title for a in test}
+    dev = [a for a in everything if a.title not in titles]
     docs = []
-    for k, a in enumerate(articles):
-        qs = [{"qid": f"i{k:02d}-{j}", "category": "infobox", "type": "infobox", "question": q["question"],
-               "gold": q["answer"], "aliases": [], "in_first_window": q["in_first_window"]}
-              for j, q in enumerate(infobox_questions(a, engine, first_window))]
-        if qs:
-            docs.append({"doc": f"wiki-{a.title}", "section": "infobox", "split": "all", "length": "article",
-                         "tokens": engine.count_tokens(a.body), "text": a.body, "questions": qs})
+    for split, articles in (("test", test), ("dev", dev)):
+        for k, a in enumerate(articles):
+            qs = [{"qid": f"{'i' if split == 'test' else 'd'}{k:02d}-{j}", "category": "infobox", "type": "infobox",
+                   "question": q["question"], "gold": q["answer"], "aliases": [], "in_first_window": q["in_first_window"]}
+                  for j, q in enumerate(infobox_questions(a, engine, first_window)) if q["answer"].lower() != "capital"]
+            if qs:
+                docs.append({"doc": f"wiki-{a.title}", "section": "infobox", "split": split, "length": "article",
+                             "tokens": engine.count_tokens(a.body), "text": a.body, "questions": qs})
     return docs
 
 
@@ -465,7 +472,7 @@ def render(table: dict, systems: list[str]) -> str:
     lines = ["| section | metric | " + " | ".join(f"{s} {sp}" for s, sp in cols) + " |", "|---" * (len(cols) + 2) + "|"]
 
     def cell(system: str, split: str, length: str, metric: str) -> str:
-        c = table.get(system, {}).get(split if length not in ("article",) else "all", {}).get(length)
+        c = table.get(system, {}).get(split, {}).get(length)
         if c is None:
             return "-"
         s = c["summary"]
@@ -490,9 +497,7 @@ def render(table: dict, systems: list[str]) -> str:
             metrics = ["one_hop", "two_hop", "absent_attribute", "absent_entity", "unanswerable abstained",
                        "false abstention", "names/numbers not in doc"]
         for m in metrics:
-            splits = [("all", "all")] if length == "article" else None
-            row = [cell(s, sp, length, m) for s, sp in cols] if splits is None else \
-                  [cell(s, "all", length, m) if sp == "test" else "" for s, sp in cols]
+            row = [cell(s, sp, length, m) for s, sp in cols]
             lines.append(f"| {length} | {m.replace('_', '-')} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -597,7 +602,7 @@ def main() -> None:
 
                 write_text_atomic(docs_path, json.dumps(built, ensure_ascii=False))
     keys = [k for s in sections for k in ([f"haystack-{sp}-{n}" for n in lengths for sp in splits] if s == "haystack" else [s])]
-    docs = [d for k in keys for d in built[k] if d["split"] in splits + ["all"] and re.fullmatch(args.only, d["doc"])]
+    docs = [d for k in keys for d in built[k] if d["split"] in splits and re.fullmatch(args.only, d["doc"])]
     for system in [s for s in args.rerun.split(",") if s]:
         for cache in [work / f"{system}.jsonl", *work.glob(f"{system}.*.part.jsonl")]:
             if cache.exists():
