@@ -9,10 +9,11 @@ the dump's order).
 
 Per sentence: `outline.sentence_features` (what `gist` weighs, plus position, opening, section first,
 names, length, numbers), each standardised within its document, plus the gist itself (standardised);
-optionally (`--embedding`) its MiniLM embedding. Label: the sentence's ROUGE-1 recall of the lead
-(stemmed unigrams, rouge_score's tokenizer) or the share of its words in the lead (precision). Model: linear, fitted with a listwise loss (softmax cross
-entropy between the model's scores and softmax(label / TAU) over the document's quotable sentences), Adam,
-weight decay. Each held-out article is outlined (`outline(..., salience=...)`, summarize's default 200
+optionally (`--embedding`) its MiniLM embedding. Label (`--labels`): the share of the sentence's stemmed
+words found in the lead (precision, the default: what a word of it is worth), or its ROUGE-1 recall or F1
+of the lead (rouge_score's tokenizer). Model: linear, fitted with a listwise loss (softmax cross entropy
+between the model's scores and softmax(`--sharpness` x the z-scored label) over the document's quotable
+sentences), Adam, weight decay. Each held-out article is outlined (`outline(..., salience=...)`, summarize's default 200
 tokens) with the gist and with each learned ranking, `Summary.said()` cut at 100 words, scored against its
 lead: ROUGE-1, ROUGE-L (F), entity recall (benchmarks/summaries.py's). Paired differences with their
 standard errors. "gist+wL": the gist plus w x the learned score (both standardised within the document).
