@@ -11,7 +11,8 @@ from test_cli import assert_one_line_error, run_in_process
 from memgpt.apps import get_engine, summarize
 from memgpt.apps.entities import Term, names_in
 from memgpt.apps.grounding import Vocabulary, check
-from memgpt.apps.outline import choose_quotes, gist, lexical, self_contained
+from memgpt.apps.outline import (FEATURES, LEARNED, LEARNED_MIX, choose_quotes, gist, gist_of, lexical, salience_of,
+                                 self_contained)
 from memgpt.apps.topics import Section, by_shifts, headings
 from memgpt.io.corpora import sotu_path
 from memgpt.memories.retrieval import encoder_of
@@ -194,3 +195,20 @@ def test_cli_outline_markdown_prose_and_json(tmp_path, capsys):
     assert all(DOC[t["citation"]["start"] : t["citation"]["end"]] == t["citation"]["text"] for t in info["about"])
     bad = run_in_process(capsys, "summarize", str(path), "--format", "poem", "--window", "512", "--no-progress")
     assert_one_line_error(bad, "--format")
+
+
+def test_the_learned_salience_weighs_every_feature_and_ranks_by_them():
+    assert set(LEARNED) == {*FEATURES, "gist"} and 0 < LEARNED_MIX <= 1
+    n = len(FEATURES)
+    base = torch.full((4, n), 0.5)
+    base[:, FEATURES.index("length")] = 0.6  # 24 words
+    feats = base.clone()
+    feats[1, FEATURES.index("central")] = 0.9  # closer to the document
+    feats[2, FEATURES.index("length")] = 1.2  # as close, but twice as long: less said per word
+    feats[3, FEATURES.index("length")] = 0.3
+    score = salience_of(feats)
+    assert score.shape == (4,) and torch.isfinite(score).all()
+    assert score[1] > score[0] > score[2] and score[3] > score[0]
+    assert salience_of(feats[:1]).shape == (1,)  # one sentence: nothing to standardise against
+    g = gist_of(feats)
+    assert g[0] == g[2] == g[3] < g[1]  # the gist alone does not weigh length
