@@ -12,7 +12,7 @@ from memgpt.memories.abstention import NOT_IN_DOCUMENT
 from memgpt.memories.answering import (AGE, AMOUNT, COLOUR, DATE, GROUP, KINSHIP, NAME, NUMBER, OTHER, PERSON, PLACE,
                                        ROLE, answer_type, asked_noun, candidates, chain_cover, find_numbers,
                                        grounded_answer, parse_number, relevant, supports, verbatim)
-from memgpt.io.spans import Span, reference_entry
+from memgpt.io.spans import Span, reference_entry, reference_sentences
 from memgpt.memories.base import Answer
 
 INN = "The innkeeper of the Blue Heron, a widow named Greta Solberg, charged travellers nine pennies a night."
@@ -110,13 +110,21 @@ def test_a_free_answer_is_given_in_the_sentence_s_own_words():
 @pytest.mark.parametrize("text,entry", [
     ("Arthur Hubscher, Arthur Schopenhauer - Ein Lebensbild (Leipzig: Brockhaus, 1938).", True),
     ("Connes, A. Noncommutative Geometry, Academic Press, 1994, ISBN 978-0-12-185860-5.", True),
-    ("Media coverage\nOther\nAbraham Lincoln: A Resource Guide\nLife Portrait of Abraham Lincoln", True),
     ("Alaska is large (the state: huge, 1959).", False),
     ("He was born in Ulm (Germany) in 1879.", False),
-    ("A line.\nAnother line.\nA third line.", False),
 ])
-def test_reference_entries_and_link_lists(text, entry):
+def test_reference_entries(text, entry):
     assert reference_entry(text) is entry
+
+
+def test_reference_sections_run_to_the_next_heading_above_prose():
+    texts = ["Lincoln was born in a log cabin in Kentucky in 1809 and grew up on the frontier.", "See also.",
+             "List of Presidents of the United States", "Bibliography.", "Biographies.", "Donald, David Herbert.",
+             "Lincoln (1995), a life in full.", "of detailed biography\nExternal links.",
+             "Media coverage\nOther\nAbraham Lincoln: A Resource Guide from the Library of Congress"]
+    assert reference_sentences(texts) == set(range(1, 9))
+    prose = ["Notes.", "Clara Barton.", "Early life.", "She was born on a farm in Oxford, Massachusetts, the youngest of five."]
+    assert reference_sentences(prose) == {0, 1}
 
 
 def test_a_bibliography_entry_is_no_evidence_for_an_answer():

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..io.spans import REFERENCE_SECTIONS
+
 MAX_HEADING_WORDS = 10
 BLOCK = 4  # sentences on each side of a gap compared by TextTiling
-_REFERENCE_SECTIONS = re.compile(r"^(references|bibliography|notes|footnotes|citations|sources|works cited|"
-                                 r"further reading|external links|see also|literature|notes and references)$", re.I)
 _MARKUP = re.compile(r"^[#=*\s]+|[#=*\s.:]+$")
 
 
@@ -66,7 +66,7 @@ def by_headings(document: str, starts: list[int], ends: list[int]) -> list[Secti
         ids = [i for i, (a, b) in enumerate(zip(starts, ends)) if a >= h_end and a < stop
                or (a < h_end and b > h_end and a >= h_start)]  # a sentence that runs on from the heading line
         ids = [i for i in ids if not (starts[i] >= h_start and ends[i] <= h_end)]
-        if ids and not _REFERENCE_SECTIONS.match(title):
+        if ids and not REFERENCE_SECTIONS.match(title):
             sections.append(Section(ids[0], ids[-1], title))
     return sections
 

@@ -42,13 +42,36 @@ _REFERENCE = re.compile(r"\bISBN\b|\bdoi\b|\bpp?\.\s*\d|\bRetrieved\b|\bvol\.\s*
 _IMPRINT = re.compile(r"\(\s*[A-Z][\w.'-]*(?: [A-Z][\w.'-]*)*:\s*[A-Z][^():]*,\s*(?:1[5-9]|20)\d\d\s*\)")
 
 
+# the titles of a document's sections that list what it cites
+REFERENCE_SECTIONS = re.compile(r"^(?:(?:additional|selected|other|general|primary|secondary) )?(references|"
+                                r"bibliography|notes|footnotes|citations|sources|works cited|further reading|"
+                                r"external links|see also|literature|notes and references)$", re.I)
+_HEADING_MARKUP = re.compile(r"^[#=*\s]+|[#=*\s.:]+$")
+
+
+def reference_sentences(texts: list[str]) -> set[int]:
+    """The sentences (by index) that are reference entries or link lists, or stand in a reference section
+    (from a heading "References", "Further reading", ... to the next short heading-like sentence above
+    prose: its subsections "Biographies.", "Articles." stay in it)."""
+    found, inside = set(), False
+    for i, text in enumerate(texts):
+        title = _HEADING_MARKUP.sub("", " ".join(text.split()))
+        if REFERENCE_SECTIONS.match(title):
+            inside = True
+        elif inside and len(title.split()) <= 6 and title[:1].isupper() and not re.search(r"[,;:()\d]", title):
+            after = texts[i + 1] if i + 1 < len(texts) else ""
+            if len(after.split()) >= 12 and not reference_entry(after):
+                inside = False  # the next section's heading ("Early life."), above prose
+        if inside or reference_entry(text):
+            found.add(i)
+        if REFERENCE_SECTIONS.match(_HEADING_MARKUP.sub("", text.split("\n")[-1])):
+            inside = True  # a heading run into the end of the sentence before ("... biography\nExternal links.")
+    return found
+
+
 def reference_entry(text: str) -> bool:
-    """An entry of a reference list or bibliography, or a list of links: what a document cites, not what
-    it says. A "sentence" of three or more lines, most of them without a sentence end, is a list."""
-    if _REFERENCE.search(text) or _IMPRINT.search(text):
-        return True
-    lines = [line.strip() for line in text.split("\n") if line.strip()]
-    return len(lines) >= 3 and 3 * sum(not line.endswith((".", "!", "?", '"', "”")) for line in lines) >= 2 * len(lines)
+    """An entry of a reference list or bibliography: what a document cites, not what it says."""
+    return bool(_REFERENCE.search(text) or _IMPRINT.search(text))
 
 
 class SentenceSplitter:

@@ -4,16 +4,17 @@ Every memory kind (and a document read whole) answers through `grounded_answer`:
 
 1. the question's expected answer type (`answer_type`: who -> person, where -> place, when -> date,
    how many -> number, how much -> amount, what colour -> colour, ...);
-2. the evidence sentences that bear on the question (`relevant`): those naming what the question names,
-   and those linked to them by a shared name or noun (the second sentence of a chain); a question whose
-   names occur in none of them is about something the document never names;
+2. the evidence sentences that bear on the question (`relevant`; bibliography entries and link lists
+   are no evidence): those naming what the question names, and those linked to them by a shared name or
+   noun (the second sentence of a chain); a question whose names occur in none of them is about
+   something the document never names;
 3. the model's free answer is kept only when one of those sentences supports it (`supports`): its
    names and numbers occur there (numbers by value: "thirty-one" = 31), its other words are found in
    the evidence, and it holds an answer of the expected type taken from that sentence;
 4. otherwise the answer is chosen from the evidence: candidate spans of the expected type
    (`candidates`) scored by the model as log P(span | evidence, question) (batched), the best kept when
-   it beats saying "The document does not say." by `MIN_MARGIN`; when the free answer is supported but
-   its sentence holds several candidates, it stands only if it names the best-scored one;
+   it beats saying "The document does not say." by `MIN_MARGIN`; when the free answer is supported and
+   the evidence holds several candidates, the best-scored of those it names is the answer;
 5. nothing of the expected type in the evidence, or no supported answer: abstain (`NOT_IN_DOCUMENT`).
 
 The word lists here are general English (number words, currency units, colour terms, months, kinship
@@ -439,6 +440,8 @@ def candidates(kind: str, sentences: list[str], question: str, names: set[str] |
                     prev = before[-1].lower() if before[-1].lower() in LOCATIVE else (before[-2].lower() if len(before) > 1 else "")
                     if prev in LOCATIVE:
                         spans.append((s, e))
+                        # with the name it introduces: "in the city of Danzig"
+                        spans += [(s, ne) for ns, ne in name_phrases(text, names) if re.fullmatch(r"\s+of\s+", text[e:ns])]
         elif kind in (ROLE, KINSHIP):  # a role or kin noun ("a glovemaker", "her grandmother"; a role: "as town crier")
             spans = [(s, e) for s, e in noun_phrases(text) if _personal(text[s:e], kin_only=kind == KINSHIP)
                      or (kind == ROLE and re.search(r"\bas\s+$", text[:s]))]

