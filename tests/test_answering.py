@@ -127,6 +127,12 @@ def test_reference_sections_run_to_the_next_heading_above_prose():
     assert reference_sentences(prose) == {0, 1}
 
 
+def test_a_question_no_sentence_speaks_of_is_declined_without_names_too():
+    window = "River winter ledger the merchant council counted lanterns."
+    g = grounded_answer(None, "Who built the lighthouse?", [Span(0, len(window), window)], "the merchant")
+    assert g.how == "abstain" and g.quote is None
+
+
 def test_a_bibliography_entry_is_no_evidence_for_an_answer():
     bib = "Arthur Hubscher, Arthur Schopenhauer - Ein Lebensbild (Leipzig: Brockhaus, 1938)."
     g = grounded_answer(None, "Where was Arthur Schopenhauer born?", [Span(0, len(bib), bib)], "Leipzig")

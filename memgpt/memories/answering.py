@@ -480,10 +480,8 @@ def relevant(question: str, sentences: list[str]) -> tuple[list[int], list[int],
     focus_terms = names or asked
     score = [len(w & asked) + 2 * len(w & names) for w in words]
     focus = [i for i, w in enumerate(words) if w & focus_terms]
-    if not focus:
-        if names:
-            return [], [], False
-        return sorted(range(len(sentences)), key=lambda i: -score[i]), [], True
+    if not focus:  # no sentence speaks of what the question asks
+        return [], [], not names
     links = _links(question, sentences)
     linked = [i for i in range(len(sentences)) if i not in focus and any(links[i] & links[f] for f in focus)]
     return sorted(focus, key=lambda i: -score[i]), sorted(linked, key=lambda i: -score[i]), True
