@@ -438,7 +438,9 @@ def score(docs: list[dict], systems: list[str], work: Path) -> tuple[list[dict],
                 missing = vocab.unsupported(r["answer"])
                 predictions.append({"system": system, "section": d["section"], "split": d["split"], "length": d["length"],
                                     "doc": d["doc"], **{k: q[k] for k in ("qid", "category", "type", "question", "gold", "aliases")},
-                                    "answer": r["answer"], "quote": r.get("quote"), "citations": r.get("citations", []),
+                                    "answer": r["answer"], "quote": r.get("quote"),
+                                    # offsets only: the sentences are in the document (the cache keeps their text)
+                                    "citations": [[c["start"], c["end"]] for c in r.get("citations", [])],
                                     "verdict": v, "not_in_document": missing, "seconds": r.get("seconds"),
                                     "commit": r.get("commit")})
     for p in predictions:

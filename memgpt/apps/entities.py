@@ -18,8 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..io.spans import Span, plain
-from .evidence import reference_entry
+from ..io.spans import Span, plain, reference_entry
 from ..io.words import STOP
 
 COMMON_RANK = 500  # a word whose token ranks above this is as common as function words: no information

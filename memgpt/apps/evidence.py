@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..io.spans import plain, reference_entry  # noqa: F401 (reference_entry: used by the outline)
+from ..io.spans import plain
 
 MIN_WORDS = 8  # shorter sentences are headings, dates, fragments
 REDUNDANT = 0.8  # cosine above which a sentence repeats one already chosen

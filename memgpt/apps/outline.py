@@ -18,10 +18,10 @@ from typing import Callable
 
 import torch
 
-from ..io.spans import Span, plain
+from ..io.spans import Span, plain, reference_entry
 from ..model.engine import Engine
 from .entities import Term, about, names_in
-from .evidence import prose, reference_entry, stands_alone
+from .evidence import prose, stands_alone
 from ..io.words import STOP
 from .grounding import Vocabulary, check, content_words, repeats
 from .topics import Section, by_headings, by_shifts

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..io.spans import REFERENCE_SECTIONS
+from ..io.spans import HEADING_MARKUP, REFERENCE_SECTIONS
 
 MAX_HEADING_WORDS = 10
 BLOCK = 4  # sentences on each side of a gap compared by TextTiling
-_MARKUP = re.compile(r"^[#=*\s]+|[#=*\s.:]+$")
 
 
 @dataclass
@@ -38,7 +37,7 @@ def headings(document: str) -> list[tuple[int, int, str]]:
     lines = [(m.start(), m.end(), m.group()) for m in re.finditer(r"[^\n]+", document)]
     found = []
     for k, (start, end, line) in enumerate(lines):
-        title = _MARKUP.sub("", line).strip()
+        title = HEADING_MARKUP.sub("", line).strip()
         words = title.split()
         if not words or len(words) > MAX_HEADING_WORDS or not (title[:1].isupper() or title[:1].isdigit()):
             continue

@@ -46,16 +46,16 @@ _IMPRINT = re.compile(r"\(\s*[A-Z][\w.'-]*(?: [A-Z][\w.'-]*)*:\s*[A-Z][^():]*,\s
 REFERENCE_SECTIONS = re.compile(r"^(?:(?:additional|selected|other|general|primary|secondary) )?(references|"
                                 r"bibliography|notes|footnotes|citations|sources|works cited|further reading|"
                                 r"external links|see also|literature|notes and references)$", re.I)
-_HEADING_MARKUP = re.compile(r"^[#=*\s]+|[#=*\s.:]+$")
+HEADING_MARKUP = re.compile(r"^[#=*\s]+|[#=*\s.:]+$")  # around a heading: "## Usage", "History."
 
 
 def reference_sentences(texts: list[str]) -> set[int]:
-    """The sentences (by index) that are reference entries or link lists, or stand in a reference section
+    """The sentences (by index) that are reference entries or stand in a reference section
     (from a heading "References", "Further reading", ... to the next short heading-like sentence above
     prose: its subsections "Biographies.", "Articles." stay in it)."""
     found, inside = set(), False
     for i, text in enumerate(texts):
-        title = _HEADING_MARKUP.sub("", " ".join(text.split()))
+        title = HEADING_MARKUP.sub("", " ".join(text.split()))
         if REFERENCE_SECTIONS.match(title):
             inside = True
         elif inside and len(title.split()) <= 6 and title[:1].isupper() and not re.search(r"[,;:()\d]", title):
@@ -64,7 +64,7 @@ def reference_sentences(texts: list[str]) -> set[int]:
                 inside = False  # the next section's heading ("Early life."), above prose
         if inside or reference_entry(text):
             found.add(i)
-        if REFERENCE_SECTIONS.match(_HEADING_MARKUP.sub("", text.split("\n")[-1])):
+        if REFERENCE_SECTIONS.match(HEADING_MARKUP.sub("", text.split("\n")[-1])):
             inside = True  # a heading run into the end of the sentence before ("... biography\nExternal links.")
     return found
 

@@ -4,8 +4,8 @@ Every memory kind (and a document read whole) answers through `grounded_answer`:
 
 1. the question's expected answer type (`answer_type`: who -> person, where -> place, when -> date,
    how many -> number, how much -> amount, what colour -> colour, ...);
-2. the evidence sentences that bear on the question (`relevant`; bibliography entries and link lists
-   are no evidence): those naming what the question names, and those linked to them by a shared name or
+2. the evidence sentences that bear on the question (`relevant`; bibliography entries are no
+   evidence): those naming what the question names, and those linked to them by a shared name or
    noun (the second sentence of a chain); a question whose names occur in none of them is about
    something the document never names;
 3. the model's free answer is kept only when one of those sentences supports it (`supports`): its
@@ -654,15 +654,16 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
     if not found:
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
     found = found[:MAX_CANDIDATES]
+    groups = _groups(found)
     scores, abstain_score = score_candidates(engine, question, context, [c.text for c in found])
     n_asked = max(1, len(content_stems(question)))  # a span of the sentence holding more of the question ranks higher
-    freely = {id(c) for g in _groups(found) if verified is not None and any(_names(free, c) for c in g) for c in g}
+    freely = {id(c) for g in groups if verified is not None and any(_names(free, c) for c in g) for c in g}
     ranked = [scores[k] + COVERAGE_WEIGHT * cover[c.sentence] / n_asked for k, c in enumerate(found)]
     # the candidates the verified free answer names come first (the model read the whole evidence; a
     # bonus of 1 instead lost 1 of 35 dev infobox questions and 2 of 7 tiny documents)
     pool = [k for k, c in enumerate(found) if id(c) in freely] or range(len(found))
     best = max(pool, key=lambda k: ranked[k])
-    group = next(g for g in _groups(found) if found[best] in g)
+    group = next(g for g in groups if found[best] in g)
     if id(found[best]) in freely:  # the free answer names the best candidate: that one, in the document's words
         return Grounded(concise(free, group, kind, texts[found[best].sentence], question), evidence[found[best].sentence],
                         cited, "free")

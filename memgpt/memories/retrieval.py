@@ -198,7 +198,7 @@ class RetrievalMemory(Memory):
         question still asks. Kept when it scores HOP2_KEEP of its anchor's first-hop score. For a
         question about a current state, of links by the same terms only the latest competes."""
         found: list[int] = []
-        seen = {i for i, _ in ranked}
+        seen = {i for i, _ in ranked} | self._references(state)
         vectors = state.tensors["sentence_embeddings"]
         for anchor, anchor_score in ranked[:HOP2_ANCHORS]:
             adds, rest = bridge_terms(asked, lexicon.terms[anchor], lexicon)
@@ -206,7 +206,7 @@ class RetrievalMemory(Memory):
                 continue
             topic = lexicon.terms[anchor] & set(asked)
             # a sentence with the anchor's own question terms restates it (the first hop ranked it): no link
-            candidates = [i for i in linked(adds, lexicon, seen | set(found) | self._references(state))
+            candidates = [i for i in linked(adds, lexicon, seen | set(found))
                           if not (topic and topic <= lexicon.terms[i])]
             if asks_current_state(query):  # of the anchor's links by the same terms, the latest
                 candidates = latest_per_topic(candidates, adds + rest, lexicon)
