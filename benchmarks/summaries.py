@@ -41,7 +41,7 @@ from rss import peak_rss_kb, reset_peak_rss  # noqa: E402
 from memgpt.apps import get_engine  # noqa: E402
 from memgpt.apps.evidence import stands_alone  # noqa: E402
 from memgpt.apps.grounding import Vocabulary, unsupported_name_share  # noqa: E402
-from memgpt.io.words import STOP  # noqa: E402
+from memgpt.text.words import STOP  # noqa: E402
 from memgpt.apps.reading import _read  # noqa: E402
 from memgpt.apps.summarize import summarize_reading  # noqa: E402
 from memgpt.io.atomic import write_text_atomic  # noqa: E402

