@@ -44,12 +44,11 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from server_process import Server, start_server  # noqa: E402
 
 from memgpt.io.atomic import write_text_atomic  # noqa: E402
+from memgpt.io.corpora import sotu_path  # noqa: E402
 
 SLOW_SOCKETS = 200
 SLOW_HEADERS = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 100000\r\n\r\n{")
-STORY = ("Mira kept bees on the hill above the harbour. Each spring she carried the hives down to the orchards, "
-         "where the pear trees flowered first. Her brother Tomas mended nets and sold the catch at the market. ") * 30
 CHATS = ["Name a colour.", "Say hello.", "Name a fruit.", "Count to three.", "Name a city.", "Give me a word."]
 HALF_OPEN = 64
 MAX_REQUESTS_PER_CLIENT = 2000  # a bound on every loop, whatever the timing
@@ -270,7 +269,8 @@ def stalled_streams(server: Server, stop_at: float, tally: Tally) -> dict:
 
 def memory_leavers(server: Server, stop_at: float, tally: Tally) -> dict:
     """Summaries of one memory through chat, each hung up on 0.5 s after sending."""
-    status, created, _ = server.request("POST", "/v1/memories", {"text": STORY, "kind": "retrieval"}, timeout=600)
+    text = sotu_path("1904-Roosevelt-1").read_text()[:30_000]  # a long outline: many model steps
+    status, created, _ = server.request("POST", "/v1/memories", {"text": text, "kind": "retrieval"}, timeout=600)
     tally.add("memory-leaver", status, created)
     if status != 202:
         return {"left": 0}

@@ -61,6 +61,10 @@ class Server:
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmRSS in /proc")
 
+    def open_fds(self) -> int:
+        """The server process's open file descriptors (Linux: /proc)."""
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
     def abandon(self, path: str, body: dict, after: float) -> None:
         """Send a request and hang up `after` seconds later, without reading the answer."""
         data = json.dumps(body).encode()

