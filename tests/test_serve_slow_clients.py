@@ -202,7 +202,8 @@ def test_fair_share_at_the_cap():
     peers.add("b", "b9")
     assert peers.admit("a", lambda c: True) == (True, None)  # under the cap again
     peers.add("c", "c0")
-    assert peers.admit("c", lambda c: True) == (False, None)  # a, b and c hold 1, 2, 1: c may not take b's
+    assert peers.admit("c", lambda c: True) == (True, "b3")  # a, b and c hold 1, 2, 1: c takes one of b's
+    assert peers.admit("b", lambda c: True) == (False, None)  # b is the busiest: none holds more
 
 
 def test_body_floor_and_deadline():
