@@ -49,6 +49,8 @@ from memgpt.io.corpora import sotu_path  # noqa: E402
 SLOW_SOCKETS = 200
 SLOW_HEADERS = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 100000\r\n\r\n{")
+ADDRESSES = {"long-stop": "127.0.0.20", "abandon": "127.0.0.21", "half-open": "127.0.0.22", "memory-flood": "127.0.0.23",
+             "stalled-stream": "127.0.0.24", "memory-leaver": "127.0.0.25"}  # each abuser its own; normal clients: 127.0.0.1
 CHATS = ["Name a colour.", "Say hello.", "Name a fruit.", "Count to three.", "Name a city.", "Give me a word."]
 HALF_OPEN = 64
 MAX_REQUESTS_PER_CLIENT = 2000  # a bound on every loop, whatever the timing
@@ -114,8 +116,12 @@ def long_stops(server: Server, stop_at: float, tally: Tally) -> None:
         if time.monotonic() >= stop_at:
             return
         stop = [c * 10_000 for c in "wxyz"] if turn % 2 == 0 else [f"{turn}{c * 62}" for c in "wxyz"]
-        status, body, _ = server.request("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
-                                                                           "max_tokens": 1, "stop": stop}, timeout=600)
+        try:
+            status, body, _ = server.request("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                                                                               "max_tokens": 1, "stop": stop}, timeout=600,
+                                             source=ADDRESSES["long-stop"])
+        except OSError:  # -1: the connection was refused or reset
+            status, body = -1, ""
         tally.add("long-stop", status, body)
 
 
@@ -123,7 +129,11 @@ def abandons(server: Server, stop_at: float, tally: Tally) -> None:
     for turn in range(MAX_REQUESTS_PER_CLIENT):
         if time.monotonic() >= stop_at:
             return
-        server.abandon("/v1/completions", {"prompt": f"Story {turn}: once upon a time", "max_tokens": 256}, 0.3)
+        try:
+            server.abandon("/v1/completions", {"prompt": f"Story {turn}: once upon a time", "max_tokens": 256}, 0.3,
+                           source=ADDRESSES["abandon"])
+        except OSError:
+            pass
         tally.add("abandon", 0)  # 0: no answer read, by design
         time.sleep(0.2)
 
@@ -134,8 +144,13 @@ def half_open(server: Server, stop_at: float, tally: Tally) -> dict[str, int]:
     sockets: list[socket.socket] = []
     while time.monotonic() < stop_at and opened < 50 * HALF_OPEN:
         while len(sockets) < HALF_OPEN:
-            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: app")
+            try:
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=5, source_address=(ADDRESSES["half-open"], 0))
+                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: app")
+            except OSError:  # refused: try again after the pause
+                opened += 1
+                closed += 1
+                break
             sock.setblocking(False)
             sockets.append(sock)
             opened += 1
@@ -165,7 +180,11 @@ def memory_flood(server: Server, stop_at: float, tally: Tally) -> None:
     for turn in range(MAX_REQUESTS_PER_CLIENT):
         if time.monotonic() >= stop_at:
             return
-        status, body, _ = server.request("POST", "/v1/memories", {"text": f"Document {turn}. " + text}, timeout=600)
+        try:
+            status, body, _ = server.request("POST", "/v1/memories", {"text": f"Document {turn}. " + text}, timeout=600,
+                                             source=ADDRESSES["memory-flood"])
+        except OSError:
+            status, body = -1, ""
         tally.add("memory-flood", status, body)
         time.sleep(0.05)
 
@@ -178,6 +197,7 @@ def slow_bodies(addresses: list[str]) -> Callable:
         opened_at: dict[socket.socket, float] = {}
         lives_408: list[float] = []
         counts = {"opened": 0, "answered_408": 0, "closed_unanswered": 0, "refused_at_connect": 0, "other_answer": 0}
+        # closed_unanswered: over the per-address limit (closed as accepted), or displaced with nothing to read
         turn = 0
 
         def open_one() -> None:
@@ -242,14 +262,15 @@ def slow_bodies(addresses: list[str]) -> Callable:
 
 
 def stalled_streams(server: Server, stop_at: float, tally: Tally) -> dict:
-    """Streams of 256 tokens whose client never reads (4 KB receive buffer); a new one every 5 s, each held
+    """Streams of 16 tokens whose client never reads (4 KB receive buffer); a new one every 5 s, each held
     open 10 s, then closed."""
-    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 256, "stream": True}).encode()
+    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 16, "stream": True}).encode()
     held: list[tuple[socket.socket, float]] = []
     started = 0
     while time.monotonic() < stop_at and started < 100:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind((ADDRESSES["stalled-stream"], 0))
         sock.settimeout(5)
         sock.connect(("127.0.0.1", server.port))
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -267,23 +288,45 @@ def stalled_streams(server: Server, stop_at: float, tally: Tally) -> dict:
     return {"streams": started}
 
 
-def memory_leavers(server: Server, stop_at: float, tally: Tally) -> dict:
-    """Summaries of one memory through chat, each hung up on 0.5 s after sending."""
+def leaver_memory(server: Server) -> tuple[str | None, float]:
+    """The memory the leavers summarize (made before the phases: the memory flood fills the quota), and
+    the time of its whole summary through chat, alone."""
     text = sotu_path("1904-Roosevelt-1").read_text()[:30_000]  # a long outline: many model steps
     status, created, _ = server.request("POST", "/v1/memories", {"text": text, "kind": "retrieval"}, timeout=600)
-    tally.add("memory-leaver", status, created)
     if status != 202:
-        return {"left": 0}
+        return None, float("nan")
     memory = server.wait_memory(created["id"])["id"]
-    summary = {"messages": [{"role": "user", "content": "Summarize."}], "max_tokens": 256, "memory": memory,
-               "memory_task": "summarize"}
-    left = 0
-    while time.monotonic() < stop_at and left < MAX_REQUESTS_PER_CLIENT:
-        server.abandon("/v1/chat/completions", summary, 0.5)
-        left += 1
-        tally.add("memory-leaver", 0)
-        time.sleep(1.0)
-    return {"left": left}
+    start = time.perf_counter()
+    server.request("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "Summarize."}], "max_tokens": 256,
+                                                    "memory": memory, "memory_task": "summarize"}, timeout=600)
+    return memory, time.perf_counter() - start
+
+
+def memory_leavers(memory: str | None) -> Callable:
+    """Summaries of `memory` through chat (8-9 s of model time each, alone), each hung up on 0.5 s after
+    sending; right after, the same client times a 1-token chat (how long the model stayed busy), then
+    waits 2 s."""
+
+    def run(server: Server, stop_at: float, tally: Tally) -> dict:
+        summary = {"messages": [{"role": "user", "content": "Summarize."}], "max_tokens": 256, "memory": memory,
+                   "memory_task": "summarize"}
+        chats: list[float] = []
+        while memory and time.monotonic() < stop_at and len(chats) < MAX_REQUESTS_PER_CLIENT:
+            try:
+                server.abandon("/v1/chat/completions", summary, 0.5, source=ADDRESSES["memory-leaver"])
+                start = time.perf_counter()
+                status, body, _ = server.request("POST", "/v1/chat/completions", {
+                    "messages": [{"role": "user", "content": "Say a word."}], "max_tokens": 1}, timeout=600,
+                    source=ADDRESSES["memory-leaver"])
+                chats.append(time.perf_counter() - start)
+            except OSError:
+                status, body = -1, ""
+            tally.add("memory-leaver", status, body)
+            time.sleep(2.0)
+        return {"left": len(chats),
+                "chat_after_leaving_s": {"p50": round(percentile(chats, 0.5), 2), "max": round(max(chats, default=float("nan")), 2)}}
+
+    return run
 
 
 def open_fds(server: Server) -> int:
@@ -329,16 +372,23 @@ def summary(latencies: list[float]) -> dict:
             "p95_s": round(percentile(latencies, 0.95), 3)}
 
 
-PHASES: dict[str, list[tuple[str, Callable]]] = {
-    "abusive": [("long-stop", long_stops), ("abandon", abandons), ("half-open", half_open), ("memory-flood", memory_flood)],
-    "slow-1": [("slow-body", slow_bodies(["127.0.0.2"]))],
-    "slow-16": [("slow-body", slow_bodies([f"127.0.0.{i}" for i in range(2, 18)]))],
-    "leavers": [("stalled-stream", stalled_streams), ("memory-leaver", memory_leavers)],
-}
+PHASES = ("abusive", "slow-1", "slow-16", "leavers")
+
+
+def abusers_of(phase: str, memory: str | None) -> list[tuple[str, Callable]]:
+    """(name, client) of each abusive client of a phase; `memory`: the one the leavers summarize."""
+    return {"abusive": [("long-stop", long_stops), ("abandon", abandons), ("half-open", half_open),
+                        ("memory-flood", memory_flood)],
+            "slow-1": [("slow-body", slow_bodies(["127.0.0.2"]))],
+            "slow-16": [("slow-body", slow_bodies([f"127.0.0.{i}" for i in range(2, 18)]))],
+            "leavers": [("stalled-stream", stalled_streams), ("memory-leaver", memory_leavers(memory))]}[phase]
 
 
 def hostile_run(seconds: float, dtype: str, threads: int, out: Path, phases: list[str] | None = None) -> None:
     phases = phases or list(PHASES)
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        raise SystemExit(f"unknown phases: {', '.join(sorted(unknown))} (known: {', '.join(PHASES)})")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         server = start_server(tmp, "--dtype", dtype, "--data-dir", str(tmp / "data"), "--max-tokens", "256",
@@ -346,6 +396,7 @@ def hostile_run(seconds: float, dtype: str, threads: int, out: Path, phases: lis
         try:
             tally = Tally()
             normal_clients(server, 5, Tally())  # warm-up
+            memory, whole_summary_s = leaver_memory(server)
             fds_before, rss_before = open_fds(server), server.rss()
             baseline = normal_clients(server, seconds, tally)
             print(f"alone: {len(baseline)} chats, p95 {percentile(baseline, 0.95):.2f} s", flush=True)
@@ -356,7 +407,8 @@ def hostile_run(seconds: float, dtype: str, threads: int, out: Path, phases: lis
                 peaks: dict[str, int] = {}
                 before = {"fds": open_fds(server), "rss_mb": round(server.rss() / 2**20, 1)}
                 workers = [threading.Thread(target=lambda f=f, n=n: abusers.__setitem__(n, f(server, stop_at, tally)))
-                           for n, f in PHASES[phase]] + [threading.Thread(target=sample_peak, args=(server, stop_at, peaks))]
+                           for n, f in abusers_of(phase, memory)]
+                workers.append(threading.Thread(target=sample_peak, args=(server, stop_at, peaks)))
                 for w in workers:
                     w.start()
                 latencies = normal_clients(server, seconds, tally)
@@ -387,7 +439,7 @@ def hostile_run(seconds: float, dtype: str, threads: int, out: Path, phases: lis
         "server_limits": {"max_connections": 128, "max_connections_per_client": 8, "body_timeout_s": 32,
                           "min_body_rate_kb_s": 32, "write_timeout_s": 30, "header_timeout_s": 5},
         "normal_1_token_chat": {"alone": summary(baseline), "alone_again": summary(baseline_after), "target_ratio": 2.0},
-        "phases": runs,
+        "whole_memory_summary_alone_s": round(whole_summary_s, 2), "phases": runs,
         "rss_long_stop_strings": rss | {"target_change": 0.05},
         "statuses": {who: {str(k): v for k, v in sorted(c.items())} for who, c in tally.statuses.items()},
         "responses_at_least_500": tally.at_least_500(), "tracebacks_in_bodies": tally.tracebacks,
@@ -398,13 +450,15 @@ def hostile_run(seconds: float, dtype: str, threads: int, out: Path, phases: lis
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1) + "\n")
-    print(f"\n{'phase':<14} {'chats':>6} {'p50 s':>7} {'p95 s':>7} {'p95 x alone':>12} {'fds before/peak/after':>22}")
+    print(f"\n{'phase':<14} {'chats':>6} {'p50 s':>7} {'p95 s':>7} {'p95 x alone':>12} {'fds before/peak/after':>22} "
+          f"{'RSS MB before/peak/after':>26}")
     n = result["normal_1_token_chat"]
     print(f"{'alone':<14} {n['alone']['requests']:>6} {n['alone']['p50_s']:>7} {n['alone']['p95_s']:>7} {'1':>12}")
     for phase, r in runs.items():
         c = r["normal_1_token_chat"]
         fds = f"{r['server_before']['fds']}/{r['server_peak']['fds']}/{r['server_after']['fds']}"
-        print(f"{phase:<14} {c['requests']:>6} {c['p50_s']:>7} {c['p95_s']:>7} {r['p95_ratio']:>12} {fds:>22}")
+        rss_mb = f"{r['server_before']['rss_mb']}/{r['server_peak']['rss_mb']}/{r['server_after']['rss_mb']}"
+        print(f"{phase:<14} {c['requests']:>6} {c['p50_s']:>7} {c['p95_s']:>7} {r['p95_ratio']:>12} {fds:>22} {rss_mb:>26}")
     print(f"{'alone again':<14} {n['alone_again']['requests']:>6} {n['alone_again']['p50_s']:>7} {n['alone_again']['p95_s']:>7}")
     print(f"RSS change over long stops {rss['change']:+.1%}; responses >= 500: {result['responses_at_least_500']}; "
           f"tracebacks: {result['tracebacks_in_bodies']} in bodies, {result['tracebacks_in_log']} in the log; "
