@@ -75,7 +75,8 @@ class Engine:
         if len(ids) + max_new_tokens > self.max_positions:
             raise MemGPTError(f"prompt of {len(ids)} tokens + {max_new_tokens} new exceeds the model's {self.max_positions}")
         if stop_strings:
-            stopping_criteria = StoppingCriteriaList([*(stopping_criteria or []), StopText(self.tokenizer, len(ids), stop_strings)])
+            stop = StopText(self.tokenizer, len(ids), stop_strings)  # a MemGPTError when too many or too long
+            stopping_criteria = StoppingCriteriaList([*(stopping_criteria or []), stop])
         config = sampling_config(
             self.tokenizer, max_new_tokens, float(sampling.pop("temperature", 0.0) or 0.0), sampling.pop("top_k", 0) or 0,
             sampling.pop("top_p", 1.0), sampling.pop("repetition_penalty", 1.0),

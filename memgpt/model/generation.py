@@ -6,8 +6,8 @@ import math
 from collections.abc import Callable
 
 import torch
-from transformers import (GenerationConfig, LogitsProcessorList, PreTrainedTokenizerBase,
-                          RepetitionPenaltyLogitsProcessor, StoppingCriteriaList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+from transformers import (GenerationConfig, LogitsProcessorList, PreTrainedTokenizerBase, RepetitionPenaltyLogitsProcessor,
+                          StoppingCriteriaList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from ..errors import MemGPTError
 from .modeling_memgpt import MemGPTForCausalLM
