@@ -34,7 +34,7 @@ class ServeSettings:
     max_memories: int = 1000  # memories kept at once; more get 429
     max_data_bytes: int = 20 << 30  # bytes under data_dir (documents and memory files); over it, 429
     max_connections: int = 128  # open connections; more are closed at once
-    max_connections_per_client: int = 8  # open connections from one client address
+    max_connections_per_client: int = 8  # open connections from one client address (at most max_connections)
     header_timeout_s: float = 10.0  # a request's headers must arrive within this, or the connection closes
     keep_alive_s: float = 5.0  # an idle kept-alive connection closes after this
     body_timeout_s: float | None = None  # a request body must be in within this (None: BODY_SECONDS_PER_MB)
@@ -55,8 +55,9 @@ class ServeSettings:
             raise MemGPTError("--max-memories must be at least 1 and --max-data-gb at least 0.001")
         if self.max_connections < 4 or self.header_timeout_s <= 0 or self.keep_alive_s <= 0:
             raise MemGPTError("--max-connections must be at least 4 and the timeouts above 0")
-        if not 1 <= self.max_connections_per_client <= self.max_connections:
-            raise MemGPTError("--max-connections-per-client must be from 1 to --max-connections")
+        if self.max_connections_per_client < 1:
+            raise MemGPTError("--max-connections-per-client must be at least 1")
+        self.max_connections_per_client = min(self.max_connections_per_client, self.max_connections)
         if self.body_timeout_s is None:
             self.body_timeout_s = max(MIN_BODY_TIMEOUT_S, BODY_SECONDS_PER_MB * self.max_body_bytes / (1 << 20))
         if self.body_timeout_s <= 0 or self.write_timeout_s <= 0 or self.min_body_rate <= 0:
