@@ -79,6 +79,24 @@ def test_trickling_body_is_answered_408_within_the_deadline(keyless):
     assert keyless.request("POST", "/v1/chat/completions", CHAT)[0] == 200
 
 
+def test_body_after_an_early_answer_is_held_to_the_deadline(keyless):
+    """A body over the size limit is answered 413 from its Content-Length at once; a client that goes on
+    trickling it is closed by the same floor, not kept."""
+    sock = socket.create_connection(("127.0.0.1", keyless.port), timeout=15)
+    sock.sendall(SLOW_HEADERS.replace(b"100000", b"2000000"))
+    assert sock.recv(65536).startswith(b"HTTP/1.1 413")
+    start = time.perf_counter()
+    try:
+        for _ in range(10):
+            sock.sendall(b" ")
+            time.sleep(1)
+    except OSError:  # closed by the server
+        pass
+    sock.settimeout(5)
+    assert read_all(sock) == b"" and time.perf_counter() - start < 5, time.perf_counter() - start
+    sock.close()
+
+
 def test_one_address_cannot_take_every_connection(keyless):
     """30 trickling sockets from 127.0.0.2: 4 are kept (--max-connections-per-client), the rest closed
     at once; a chat from 127.0.0.1 is answered meanwhile."""
