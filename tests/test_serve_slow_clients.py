@@ -1,5 +1,5 @@
 """Slow and departing clients against a real `memgpt serve` process: bodies that trickle (408 within the
-deadline), one address or many holding connections, streams nobody reads, memory answers whose client
+timeout), one address or many holding connections, streams nobody reads, memory answers whose client
 leaves; plus the rules of memgpt.server.limits, the library's bounded stop check and cancellation."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def read_all(sock: socket.socket) -> bytes:
     return data
 
 
-def test_trickling_body_is_answered_408_within_the_deadline(keyless):
+def test_trickling_body_is_answered_408_within_the_body_timeout(keyless):
     """A body at a byte a second is 408 after the 2 s grace; one above the rate floor but longer than
     --body-timeout is 408 at the timeout; a body at a normal pace is answered."""
     sock = slow_socket(keyless)
@@ -79,7 +79,7 @@ def test_trickling_body_is_answered_408_within_the_deadline(keyless):
     assert keyless.request("POST", "/v1/chat/completions", CHAT)[0] == 200
 
 
-def test_body_after_an_early_answer_is_held_to_the_deadline(keyless):
+def test_body_after_an_early_answer_is_held_to_the_same_limits(keyless):
     """A body over the size limit is answered 413 from its Content-Length at once; a client that goes on
     trickling it is closed by the same floor, not kept."""
     sock = socket.create_connection(("127.0.0.1", keyless.port), timeout=15)
@@ -224,7 +224,7 @@ def test_fair_share_at_the_cap():
     assert peers.admit("b", lambda c: True) == (False, None)  # b is the busiest: none holds more
 
 
-def test_body_floor_and_deadline():
+def test_body_floor_and_timeout():
     from memgpt.server.limits import BODY_GRACE_S, Limits, body_due, body_too_slow
 
     limits = Limits(body_timeout_s=10, min_body_rate=1000)

@@ -90,7 +90,7 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status, exc.message, exc.code, exc.param, exc.headers)
 
     @app.exception_handler(ClientGone)
-    @app.exception_handler(ClientDisconnect)  # gone while its body was read (or closed by the body deadline)
+    @app.exception_handler(ClientDisconnect)  # gone while its body was read (or closed by the body timeout)
     async def client_gone(request: Request, exc: Exception):
         return Response(status_code=499)  # nginx's "client closed request": nobody reads it
 

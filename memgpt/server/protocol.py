@@ -4,7 +4,7 @@
   accepted, or, at the cap, takes the place of one the busiest address holds while waiting on its client;
 - a header timeout: a connection whose request headers are not complete within `header_timeout_s` of
   its start, or of its previous response, is closed (half-open and trickling sockets do not pile up);
-- a body deadline and rate floor: a body that comes too slowly is answered 408 and the connection closed;
+- a body timeout and rate floor: a body that comes too slowly is answered 408 and the connection closed;
 - a write timeout: a connection whose client takes no byte of its response for `write_timeout_s` is dropped.
 
 Plus a log filter that keeps access-log lines short."""
