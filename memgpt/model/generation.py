@@ -11,6 +11,7 @@ from transformers import (GenerationConfig, LogitsProcessorList, PreTrainedToken
 
 from ..errors import MemGPTError
 from .modeling_memgpt import MemGPTForCausalLM
+from .stops import StopText, check_stops
 
 
 def check_text(text: str, what: str) -> None:
@@ -108,9 +109,9 @@ def generate_text(
     """Continue `prompt` (greedy when `temperature` is 0); returns only the new text."""
     check_generation_options(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
     check_text(prompt, "the prompt")
-    from .stops import StopText, check_stops  # stops checks text with check_text, from here
-
     stop = check_stops(stop)
+    for s in stop:
+        check_text(s, "a --stop string")
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     if ids.shape[1] == 0:
         raise MemGPTError("the prompt is empty")

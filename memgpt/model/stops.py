@@ -9,14 +9,13 @@ import torch
 from transformers import StoppingCriteria
 
 from ..errors import MemGPTError
-from .generation import check_text
 
 MAX_STOPS = 4
 MAX_STOP_CHARS = 64  # each (4 x 64 = 256 characters in all)
 
 
 def check_stops(stops: list[str] | None) -> list[str]:
-    """The stop sequences as a list, or a MemGPTError naming what is wrong (too many, empty, too long, not text)."""
+    """The stop sequences as a list, or a MemGPTError naming what is wrong (too many, empty, too long)."""
     stops = list(stops or [])
     if len(stops) > MAX_STOPS:
         raise MemGPTError(f"at most {MAX_STOPS} stop sequences, got {len(stops)}")
@@ -25,8 +24,6 @@ def check_stops(stops: list[str] | None) -> list[str]:
     longest = max((len(s) for s in stops), default=0)
     if longest > MAX_STOP_CHARS:
         raise MemGPTError(f"a stop sequence may have at most {MAX_STOP_CHARS} characters, got {longest}")
-    for s in stops:
-        check_text(s, "a stop sequence")
     return stops
 
 
