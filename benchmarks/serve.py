@@ -12,8 +12,9 @@ must be ready and answer, the server must be alive and its log free of traceback
 writes benchmarks/results/serve.json.
 
 `--hostile` (benchmarks/hostile_clients.py): the 1-token chat latency of 4 normal clients without and
-with 4 abusive clients beside them (long stop strings, abandoned requests, half-open sockets, a memory
-flood), the server's RSS around 100 long-stop-string requests, responses >= 500 and tracebacks; writes
+with abusive clients beside them (long stop strings, abandoned requests, half-open sockets, a memory
+flood; 200 slow-body sockets from one address, then from 16; streams never read and memory answers
+left), the server's descriptors and RSS, responses >= 500 and tracebacks; writes
 benchmarks/results/serve_hostile.json. Traffic goes to 127.0.0.1 only, with bounded counts and durations.
 """
 
@@ -147,11 +148,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads, server and one-shot alike (1: best on a shared machine).")
     parser.add_argument("--out", type=Path, default=None, help="default: results/serve.json (serve_hostile.json with --hostile)")
     parser.add_argument("--hostile", action="store_true", help="The hostile-client run instead (see benchmarks/hostile_clients.py).")
+    parser.add_argument("--phases", default=None, help="With --hostile: some of abusive,slow-1,slow-16,leavers (default: all).")
     args = parser.parse_args()
     if args.hostile:
         from hostile_clients import hostile_run
 
-        return hostile_run(args.seconds, args.dtype, args.threads, args.out or HERE / "results" / "serve_hostile.json")
+        return hostile_run(args.seconds, args.dtype, args.threads, args.out or HERE / "results" / "serve_hostile.json",
+                           args.phases.split(",") if args.phases else None)
     args.out = args.out or HERE / "results" / "serve.json"
     clients = [int(c) for c in args.clients.split(",")]
     text = document(args.speech)

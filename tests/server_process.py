@@ -32,9 +32,11 @@ class Server:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def request(self, method: str, path: str, body: bytes | str | dict | None = None, headers: dict | None = None,
-                key: str | None | bool = True, timeout: float = 300) -> tuple[int, dict | str, dict]:
-        """(status, JSON or text, headers); `key`: True = the server's key, None/False = none, a str = that."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+                key: str | None | bool = True, timeout: float = 300, source: str | None = None) -> tuple[int, dict | str, dict]:
+        """(status, JSON or text, headers); `key`: True = the server's key, None/False = none, a str = that;
+        `source`: the loopback address to send from (127.0.0.N; default 127.0.0.1)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         headers = dict(headers or {})
         token = self.key if key is True else key or None
         if token:
@@ -61,10 +63,15 @@ class Server:
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmRSS in /proc")
 
-    def abandon(self, path: str, body: dict, after: float) -> None:
+    def open_fds(self) -> int:
+        """The server process's open file descriptors (Linux: /proc)."""
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    def abandon(self, path: str, body: dict, after: float, source: str | None = None) -> None:
         """Send a request and hang up `after` seconds later, without reading the answer."""
         data = json.dumps(body).encode()
-        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30,
+                                      source_address=(source, 0) if source else None) as sock:
             auth = f"Authorization: Bearer {self.key}\r\n" if self.key else ""
             sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n"
                          f"Content-Length: {len(data)}\r\n\r\n".encode() + data)

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteriaList
 
 from ..errors import MemGPTError
+from .cancel import watch
 from .generation import sampling_config
 from .hardware import DTYPES, resolve_dtype
+from .stops import StopText
 
 DEFAULT_WINDOW = 2048
 SYSTEM = "You are a careful assistant. Answer only from the text you are given."
@@ -29,6 +31,9 @@ class Engine:
     tokenizer: PreTrainedTokenizerBase
     window: int = DEFAULT_WINDOW
     extras: dict[str, Any] = field(default_factory=dict)  # latent model, sentence encoder, ...
+
+    def __post_init__(self) -> None:
+        watch(self.backbone)  # work under memgpt.model.cancel.cancellable stops at its next forward pass
 
     @property
     def dtype(self) -> torch.dtype:
@@ -64,14 +69,18 @@ class Engine:
                      logits_processor: Any = None, stop_strings: list[str] | None = None, min_new_tokens: int = 0,
                      **sampling: Any) -> list[int]:
         """New token ids continuing `ids` (greedy unless `temperature` > 0; at least `min_new_tokens`, the
-        end of text suppressed until then). `streamer`, `stopping_criteria`, `logits_processor` and
-        `stop_strings` go to `generate` as they are (the server streams and cancels through them)."""
+        end of text suppressed until then). `streamer`, `stopping_criteria` and `logits_processor` go to
+        `generate` as they are (the server streams and cancels through them); `stop_strings` (bounded:
+        memgpt.model.stops) end generation once the new text holds one, checked on its decoded tail."""
         if len(ids) + max_new_tokens > self.max_positions:
             raise MemGPTError(f"prompt of {len(ids)} tokens + {max_new_tokens} new exceeds the model's {self.max_positions}")
+        if stop_strings:
+            stop = StopText(self.tokenizer, len(ids), stop_strings)  # a MemGPTError when too many or too long
+            stopping_criteria = StoppingCriteriaList([*(stopping_criteria or []), stop])
         config = sampling_config(
             self.tokenizer, max_new_tokens, float(sampling.pop("temperature", 0.0) or 0.0), sampling.pop("top_k", 0) or 0,
             sampling.pop("top_p", 1.0), sampling.pop("repetition_penalty", 1.0),
-            stop_strings=stop_strings or None, **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
+            **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
         )
         seed = sampling.pop("seed", 0)
         if sampling:
@@ -80,7 +89,7 @@ class Engine:
         input_ids = torch.tensor([ids])
         out = self.backbone.generate(input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
                                      streamer=streamer, stopping_criteria=stopping_criteria,
-                                     logits_processor=logits_processor, tokenizer=self.tokenizer if stop_strings else None)
+                                     logits_processor=logits_processor)
         return out[0, len(ids) :].tolist()
 
     def complete(self, ids: list[int], max_new_tokens: int, **sampling: Any) -> str:

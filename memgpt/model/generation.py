@@ -6,11 +6,12 @@ import math
 from collections.abc import Callable
 
 import torch
-from transformers import (GenerationConfig, LogitsProcessorList, PreTrainedTokenizerBase,
-                          RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+from transformers import (GenerationConfig, LogitsProcessorList, PreTrainedTokenizerBase, RepetitionPenaltyLogitsProcessor,
+                          StoppingCriteriaList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from ..errors import MemGPTError
 from .modeling_memgpt import MemGPTForCausalLM
+from .stops import StopText, check_stops
 
 
 def check_text(text: str, what: str) -> None:
@@ -108,16 +109,15 @@ def generate_text(
     """Continue `prompt` (greedy when `temperature` is 0); returns only the new text."""
     check_generation_options(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
     check_text(prompt, "the prompt")
-    for s in stop or []:
+    stop = check_stops(stop)
+    for s in stop:
         check_text(s, "a --stop string")
-        if not s:
-            raise MemGPTError("a --stop string is empty")
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     if ids.shape[1] == 0:
         raise MemGPTError("the prompt is empty")
-    config = sampling_config(tokenizer, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
-                             stop_strings=stop or None)
+    config = sampling_config(tokenizer, max_new_tokens, temperature, top_k, top_p, repetition_penalty)
+    criteria = StoppingCriteriaList([StopText(tokenizer, ids.shape[1], stop)] if stop else [])
     torch.manual_seed(seed)
     with torch.inference_mode():
-        out = model.generate(ids, generation_config=config, memory_state=memory_state, tokenizer=tokenizer)
+        out = model.generate(ids, generation_config=config, memory_state=memory_state, stopping_criteria=criteria)
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)

@@ -8,7 +8,8 @@ Layout: `settings` (what can be set), `errors` (OpenAI's error JSON), `schemas` 
 `store` (memory files and their background reading), `answers` (answering from a memory),
 `context` (what the routes share), `replies` (whole or streamed answers, cancelled when the client
 goes), `routes/` (one module per resource), `middleware` (API key, Host/Origin, body limit),
-`protocol` (uvicorn's h11 with a connection cap and header timeout), `app` (assembles them),
+`limits` (what one client may hold: connections per address, body pace, unread responses), `protocol`
+(uvicorn's h11 applying them, with the connection cap and header timeout), `app` (assembles them),
 `command` (the click command). How to run and secure it: docs/serving.md.
 """
 

@@ -37,14 +37,24 @@ from .settings import DEFAULT_DATA_DIR, ServeSettings
               help="Without --api-key: another name this server answers to in Host and Origin (repeatable).")
 @click.option("--max-connections", type=click.IntRange(4, 1 << 20), default=128, show_default=True,
               help="Open connections at once; more are closed as they arrive.")
+@click.option("--max-connections-per-client", type=click.IntRange(1, 1 << 20), default=8, show_default=True,
+              help="Open connections from one client address; at --max-connections, an address with fewer "
+                   "takes the place of a waiting connection of the one with most.")
 @click.option("--header-timeout", type=click.FloatRange(0.1, 3600), default=10, show_default=True,
               help="Seconds a connection has to send a request's headers.")
+@click.option("--body-timeout", type=click.FloatRange(0.1, 86400), default=None,
+              help="Seconds a request's body may take, from its headers [default: 2 per MB of --max-body-mb, at least 10].")
+@click.option("--min-body-rate", type=click.FloatRange(0.001, 1 << 30), default=32, show_default=True,
+              help="KB a second a body must average after its first 2 s; slower is 408.")
+@click.option("--write-timeout", type=click.FloatRange(0.1, 3600), default=30, show_default=True,
+              help="Seconds a client may take no byte of its response (a stream it stopped reading) before it is dropped.")
 @click.option("--keep-alive", type=click.FloatRange(0.1, 3600), default=5, show_default=True,
               help="Seconds an idle kept-alive connection stays open.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for the model (default: torch's).")
 def serve(host: str, port: int, model_name: str, dtype: str, window: int, data_dir: Path, api_key: str | None,
           max_body_mb: float, max_queue: int, max_tokens: int, max_memories: int, max_data_gb: float,
-          allowed_hosts: tuple[str, ...], max_connections: int, header_timeout: float, keep_alive: float,
+          allowed_hosts: tuple[str, ...], max_connections: int, max_connections_per_client: int, header_timeout: float,
+          body_timeout: float | None, min_body_rate: float, write_timeout: float, keep_alive: float,
           threads: int | None) -> None:
     """Serve the model over HTTP, OpenAI-compatible (/v1/chat/completions, /v1/completions, /v1/models),
     with document memories (/v1/memories) read once and asked by many clients."""
@@ -54,7 +64,9 @@ def serve(host: str, port: int, model_name: str, dtype: str, window: int, data_d
                              api_key=api_key or None, allowed_hosts=list(allowed_hosts),
                              max_body_bytes=int(max_body_mb * (1 << 20)), max_queue=max_queue, max_tokens=max_tokens,
                              max_memories=max_memories, max_data_bytes=int(max_data_gb * (1 << 30)),
-                             max_connections=max_connections, header_timeout_s=header_timeout, keep_alive_s=keep_alive)
+                             max_connections=max_connections, max_connections_per_client=max_connections_per_client,
+                             header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+                             min_body_rate=min_body_rate * 1024, write_timeout_s=write_timeout, keep_alive_s=keep_alive)
     settings.validate()
     if threads:
         torch.set_num_threads(threads)
@@ -78,7 +90,7 @@ def serve(host: str, port: int, model_name: str, dtype: str, window: int, data_d
 
 
 def uvicorn_config(app, settings: ServeSettings):
-    """uvicorn's settings from ours: h11 with the connection cap and header timeout, keep-alive, header size."""
+    """uvicorn's settings from ours: h11 with our connection limits and timeouts, keep-alive, header size."""
     import logging
 
     import uvicorn
@@ -86,8 +98,8 @@ def uvicorn_config(app, settings: ServeSettings):
     from .protocol import ShortAccessLines, guarded_protocol
 
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5,
-                            http=guarded_protocol(settings.max_connections, settings.header_timeout_s),
-                            timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections + 1,
+                            http=guarded_protocol(settings.limits()),
+                            timeout_keep_alive=settings.keep_alive_s,  # no limit_concurrency: the protocol caps connections
                             h11_max_incomplete_event_size=settings.max_header_bytes)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, ShortAccessLines) for f in access.filters):

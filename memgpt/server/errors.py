@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import MemGPTError
 
@@ -89,7 +90,8 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status, exc.message, exc.code, exc.param, exc.headers)
 
     @app.exception_handler(ClientGone)
-    async def client_gone(request: Request, exc: ClientGone):
+    @app.exception_handler(ClientDisconnect)  # gone while its body was read (or closed by the body timeout)
+    async def client_gone(request: Request, exc: Exception):
         return Response(status_code=499)  # nginx's "client closed request": nobody reads it
 
     @app.exception_handler(MemGPTError)

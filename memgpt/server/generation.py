@@ -4,12 +4,11 @@ frequency penalties, streaming of text deltas, cancellation, and token counts.""
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextStreamer
+from transformers import LogitsProcessor, LogitsProcessorList, TextStreamer
 
 from ..model.engine import Engine
 
@@ -78,32 +77,6 @@ class PresenceFrequencyPenalty(LogitsProcessor):
         return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
-class Cancelled(StoppingCriteria):
-    """Stops generation when the client has gone (its event is set)."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
-
-
-class StopText(StoppingCriteria):
-    """Stops generation once the decoded new text holds a stop sequence. Only the last few tokens are
-    decoded each step (enough for the longest stop sequence, 4 tokens a character at worst), and nothing
-    is cached: transformers' own `stop_strings` builds a vocabulary-sized table per set of stop strings
-    and keeps the last 8 (`STOP_STRING_EMBEDDING_CACHE`), hundreds of MB for long ones."""
-
-    def __init__(self, tokenizer, prompt_length: int, stops: list[str]):
-        self.tokenizer, self.prompt_length, self.stops = tokenizer, prompt_length, stops
-        self.tail = 4 * max(len(s) for s in stops) + 4
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        new = input_ids[0, self.prompt_length :][-self.tail :].tolist()  # the last tokens of the one sequence
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return torch.full((input_ids.shape[0],), any(s in text for s in self.stops), dtype=torch.bool)
-
-
 class _Deltas(TextStreamer):
     """transformers' streamer (whole words, no half characters), its text sent to a callback."""
 
@@ -116,9 +89,9 @@ class _Deltas(TextStreamer):
             self.on_text(text)
 
 
-def generate(engine: Engine, ids: list[int], options: Options, on_text: Callable[[str], None] | None = None,
-             cancel: threading.Event | None = None) -> Generated:
-    """Continue `ids`; `on_text` receives the text as it is made (stop sequences already cut)."""
+def generate(engine: Engine, ids: list[int], options: Options, on_text: Callable[[str], None] | None = None) -> Generated:
+    """Continue `ids`; `on_text` receives the text as it is made (stop sequences already cut). Run under
+    memgpt.model.cancel.cancellable (as the server's jobs are), it stops at the next token once cancelled."""
     stops = StopFilter(options.stop)
     sent: list[str] = []
 
@@ -132,11 +105,8 @@ def generate(engine: Engine, ids: list[int], options: Options, on_text: Callable
     processors = LogitsProcessorList()
     if options.presence_penalty or options.frequency_penalty:
         processors.append(PresenceFrequencyPenalty(len(ids), options.presence_penalty, options.frequency_penalty))
-    criteria = StoppingCriteriaList([Cancelled(cancel)] if cancel else [])
-    if options.stop:
-        criteria.append(StopText(engine.tokenizer, len(ids), options.stop))
     new = engine.generate_ids(
-        ids, options.max_tokens, streamer=_Deltas(engine.tokenizer, emit), stopping_criteria=criteria or None,
+        ids, options.max_tokens, streamer=_Deltas(engine.tokenizer, emit), stop_strings=options.stop,
         logits_processor=processors or None,
         temperature=options.temperature, top_p=options.top_p,
         seed=options.seed if options.seed is not None else secrets.randbelow(2**31),

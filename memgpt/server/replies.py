@@ -1,5 +1,6 @@
 """Getting a model job's result to the client: whole (cancelled if the client hangs up, queued or running)
-or as server-sent events (cancelled when the stream is dropped), in OpenAI's response shapes."""
+or as server-sent events (cancelled when the stream is dropped), in OpenAI's response shapes. A
+cancelled job stops at its next model step."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from ..errors import MemGPTError
+from ..model.cancel import cancellable
 from . import errors
 from .errors import APIError, ClientGone, error_body
 from .generation import Generated
@@ -26,9 +28,9 @@ DISCONNECT_POLL_S = 0.25  # how often a waiting request checks that its client i
 
 async def whole(request: Request, worker: ModelWorker, job: Callable[..., Any]) -> Any:
     """Run `job(None, cancel)` on the model worker and return its result; if the client disconnects first,
-    a queued job is dropped and a running one stops at its next token (ClientGone is raised)."""
+    a queued job is dropped and a running one stops at its next model step (ClientGone is raised)."""
     cancel = threading.Event()
-    future = worker.start(job, None, cancel)  # 503 here when the queue is full
+    future = worker.start(stoppable(job), None, cancel)  # 503 here when the queue is full
     try:
         while True:
             done, _ = await asyncio.wait({future}, timeout=DISCONNECT_POLL_S)
@@ -48,7 +50,7 @@ def stream(worker: ModelWorker, reply: Reply, job: Callable[..., Any], include_u
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[str | None] = asyncio.Queue()
     cancel = threading.Event()
-    future = worker.start(job, lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text), cancel)  # 503 here
+    future = worker.start(stoppable(job), lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text), cancel)  # 503 here
     future.add_done_callback(lambda _: pieces.put_nowait(None))
 
     async def events() -> AsyncIterator[str]:
@@ -76,6 +78,18 @@ def stream(worker: ModelWorker, reply: Reply, job: Callable[..., Any], include_u
             future.cancel()
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def stoppable(job: Callable[..., Any]) -> Callable[..., Any]:
+    """`job(on_text, cancel)` with every model step it takes stopped once `cancel` is set: a plain
+    generation checks `cancel` itself; an answer from a memory (many generations and scoring passes
+    inside ask / summarize) stops at its next forward pass (memgpt.model.cancel)."""
+
+    def run(on_text: Callable[[str], None] | None, cancel: threading.Event) -> Any:
+        with cancellable(cancel):
+            return job(on_text, cancel)
+
+    return run
 
 
 def sse(obj: dict[str, Any]) -> str:

@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..errors import MemGPTError
+from ..model.stops import check_stops
+
 MEMORY_ID = r"^mem_[0-9a-f]{24}$"
-MAX_STOPS = 4
-MAX_STOP_CHARS = 64  # each stop sequence (4 x 64 = 256 characters in all), checked before any model work
 MAX_MESSAGES = 1024
 
 
@@ -61,15 +62,10 @@ class Sampling(Lenient):
     @field_validator("stop")
     @classmethod
     def _stops(cls, value: str | list[str] | None) -> list[str]:
-        stops = [value] if isinstance(value, str) else list(value or [])
-        if len(stops) > MAX_STOPS:
-            raise ValueError(f"at most {MAX_STOPS} stop sequences, got {len(stops)}")
-        if any(not s for s in stops):
-            raise ValueError("a stop sequence is empty")
-        longest = max((len(s) for s in stops), default=0)
-        if longest > MAX_STOP_CHARS:
-            raise ValueError(f"a stop sequence may have at most {MAX_STOP_CHARS} characters, got {longest}")
-        return stops
+        try:  # checked before any model work: memgpt.model.stops bounds count and length
+            return check_stops([value] if isinstance(value, str) else value)
+        except MemGPTError as e:
+            raise ValueError(str(e)) from None
 
 
 class ChatRequest(Sampling):

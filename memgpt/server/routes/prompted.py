@@ -25,7 +25,7 @@ async def continue_prompt(request: Request, ctx: Context, reply: Reply, prompt_i
     ids = await whole(request, ctx.worker, prompt)
 
     def run(on_text=None, cancel=None) -> Generated:
-        return generate(ctx.engine, ids, opts, on_text, cancel)
+        return generate(ctx.engine, ids, opts, on_text)  # stopped by `cancel` through replies.stoppable
 
     if streamed:
         return stream(ctx.worker, reply, run, include_usage)
