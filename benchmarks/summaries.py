@@ -41,7 +41,7 @@ from rss import peak_rss_kb, reset_peak_rss  # noqa: E402
 from memgpt.apps import get_engine  # noqa: E402
 from memgpt.apps.evidence import stands_alone  # noqa: E402
 from memgpt.apps.grounding import Vocabulary, unsupported_name_share  # noqa: E402
-from memgpt.text.words import STOP  # noqa: E402
+from memgpt.text.words import STOP, terms  # noqa: E402
 from memgpt.apps.reading import _read  # noqa: E402
 from memgpt.apps.summarize import summarize_reading  # noqa: E402
 from memgpt.io.atomic import write_text_atomic  # noqa: E402
@@ -123,7 +123,7 @@ def lead_names(lead: str) -> set[str]:
 
 
 def run_doc(engine, scorer, name: str, section: str, split: str, text: str, reference: str | None,
-            words: int, max_length: int, methods: list[str]) -> list[dict]:
+            words: int, max_length: int | None, methods: list[str], same_length: bool = False) -> list[dict]:
     rows = []
     encoder_of(engine).cache.clear()
     start = time.perf_counter()
@@ -133,6 +133,8 @@ def run_doc(engine, scorer, name: str, section: str, split: str, text: str, refe
     vocab = Vocabulary.of([text])
     wanted = lead_names(reference) if reference else set()
     for method in methods:
+        if same_length and method != "outline" and rows and rows[0]["method"] == "outline":
+            words = rows[0]["words"]  # every peer says as many words as the outline
         reset_peak_rss()
         start = time.perf_counter()
         extra: list[str] = []
@@ -160,8 +162,11 @@ def run_doc(engine, scorer, name: str, section: str, split: str, text: str, refe
                "sentences": len(ids), "dangling": dangling(ids, sentences), "seconds": round(seconds, 2),
                "peak_rss_mb": round(peak_rss_kb() / 1024, 1)}
         if method == "outline":
-            row["rejected"] = summary.rejected
             row["headings"] = [[p.heading, p.heading_source] for p in summary.parts]
+            made = [p for p in summary.parts if p.heading_source != "document"]
+            row["headings_made"] = len(made)
+            row["headings_agree"] = sum(set(terms(p.heading)) <= set(terms(" ".join(s.text for s in p.sentences)))
+                                        for p in made)
         if reference is not None:
             row["rouge"] = {k: round(v.fmeasure, 4) for k, v in scorer.score(reference, said).items()}
             row["entity_recall"] = (round(sum(bool(re.search(rf"\b{re.escape(n)}\b", said)) for n in wanted) / len(wanted), 4)
@@ -191,14 +196,17 @@ def table_of(rows: list[dict], methods: list[str]) -> dict:
                 "names_numbers": sum(r["names_numbers"] for r in mine),
                 "dangling_share": round(sum(r["dangling"] for r in mine) / max(1, sum(r["sentences"] for r in mine)), 4),
                 "seconds_per_doc": mean([r["seconds"] for r in mine]),
+                "heading_agreement": (round(sum(r["headings_agree"] for r in mine) / max(1, sum(r["headings_made"] for r in mine)), 4)
+                                      if m == "outline" and all("headings_agree" in r for r in mine) else None),
+                "words": mean([r["words"] for r in mine]),
                 "peak_rss_mb": max((r["peak_rss_mb"] for r in mine), default=None),
             }
     return out
 
 
 def print_table(table: dict) -> None:
-    cols = ["rouge1", "rouge2", "rougeL", "entity_recall", "names_numbers_missing", "dangling_share", "seconds_per_doc",
-            "peak_rss_mb"]
+    cols = ["rouge1", "rouge2", "rougeL", "entity_recall", "names_numbers_missing", "dangling_share", "words",
+            "heading_agreement", "seconds_per_doc", "peak_rss_mb"]
     print("\n| split/method | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for key, row in table.items():
@@ -231,7 +239,9 @@ def main() -> None:
     ap.add_argument("--speeches", type=int, default=5)
     ap.add_argument("--words", type=int, default=100, help="the word budget of every method")
     ap.add_argument("--max-length", type=int, default=200,
-                    help="memgpt's token budget: summarize's default, 100 words or more (then cut to --words like every method)")
+                    help="memgpt's token budget (0: summarize's default, by the document's length); cut to --words like every method")
+    ap.add_argument("--same-length", action="store_true",
+                    help="every other method says as many words as the outline did (methods must start with outline)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--story-tokens", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -251,14 +261,14 @@ def main() -> None:
     extra = other_articles(engine, args.extra_dev, {a.title for a in bench}) if args.extra_dev else []
     for k, art in enumerate(articles):
         rows += run_doc(engine, scorer, f"wiki:{art.title}", "wiki", "dev" if k < args.dev else "test", art.body,
-                        art.lead, args.words, args.max_length, methods)
+                        art.lead, args.words, args.max_length or None, methods, args.same_length)
     for art in extra:
         rows += run_doc(engine, scorer, f"wiki:{art.title}", "wiki", "extra", art.body, art.lead, args.words,
-                        args.max_length, [m for m in methods if m in EXTRA_METHODS])
+                        args.max_length or None, [m for m in methods if m in EXTRA_METHODS], args.same_length)
     speeches = [p for p in sotu_speeches() if split_of(p.name) == "test" and 60_000 <= p.stat().st_size <= 140_000]
     for path in sorted(speeches, key=lambda p: -p.stat().st_size)[: args.speeches]:
         rows += run_doc(engine, scorer, f"sotu:{path.stem}", "sotu", "test", path.read_text(encoding="utf-8"), None,
-                        args.words, args.max_length, methods)
+                        args.words, args.max_length or None, methods, args.same_length)
     stories = [story(engine, args.story_tokens, args.max_length)] if args.story_tokens else []
     for s in stories:
         print(f"story {s['words']} words; names in it {s['names_in_story']}; outline names "
