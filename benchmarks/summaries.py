@@ -184,7 +184,7 @@ def table_of(rows: list[dict], methods: list[str]) -> dict:
     for split, holds in SPLITS.items():
         for m in methods:
             mine = [r for r in rows if r["method"] == m and r["split"] in holds]
-            if {r["split"] for r in rows if r["split"] in holds} != {r["split"] for r in mine}:
+            if not mine or {r["split"] for r in rows if r["split"] in holds} != {r["split"] for r in mine}:
                 continue  # not run on all of the split (EXTRA_METHODS only on the extra articles)
             wiki = [r for r in mine if r["section"] == "wiki"]
             out[f"{split}/{m}"] = {
@@ -197,7 +197,8 @@ def table_of(rows: list[dict], methods: list[str]) -> dict:
                 "dangling_share": round(sum(r["dangling"] for r in mine) / max(1, sum(r["sentences"] for r in mine)), 4),
                 "seconds_per_doc": mean([r["seconds"] for r in mine]),
                 "heading_agreement": (round(sum(r["headings_agree"] for r in mine) / max(1, sum(r["headings_made"] for r in mine)), 4)
-                                      if m == "outline" and all("headings_agree" in r for r in mine) else None),
+                                      if m == "outline" and all("headings_agree" in r for r in mine)
+                                      and sum(r["headings_made"] for r in mine) else None),
                 "words": mean([r["words"] for r in mine]),
                 "peak_rss_mb": max((r["peak_rss_mb"] for r in mine), default=None),
             }
