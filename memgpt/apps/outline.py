@@ -4,8 +4,8 @@ the heading of its part, in document order.
 
 Its length grows with the document: a part per TOKENS_PER_PART tokens (MIN_PARTS to MAX_PARTS), each a
 topic segment: the document's own sections (headings given, or found in plain text) grouped to that
-many, else TextTiling on the sentence embeddings. `max_length` tokens bound the whole, as printed, when
-given. A quote is a sentence a reader understands alone that names something its segment is about (a
+many, else TextTiling on the sentence embeddings; each part's PIECES sub-topics give a quote first.
+`max_length` tokens bound the whole, as printed, when given. A quote is a sentence a reader understands alone that names something its segment is about (a
 name or term said more there than elsewhere: no procedural or transitional sentence); in a story, one in
 which a character acts. A part without a heading of its own is headed by its quotes' own names and terms,
 so a heading says nothing its quotes do not. Everything printed is the document's own text.
@@ -31,7 +31,10 @@ from .topics import Heading, Section, by_headings, by_shifts, headings
 
 TOKENS_PER_PART = 2000  # of the document, a part of the outline
 MIN_PARTS, MAX_PARTS = 3, 12
-PER_PART = 48  # tokens of the budget per part: its heading and a sentence and a half
+PER_PART = 48  # tokens of a given budget a part needs at least: its heading and a sentence and a half
+PART_TOKENS = 80  # of the default budget per part: its heading and two quotes
+ABOUT_TOKENS = 48  # of the default budget for About
+PIECES = 2  # topics within a part (TextTiling within its segment, or its sections) that each give a quote first
 HEADING_COST = 6  # tokens held back for a heading still to be made from the quotes
 ABOUT_SHARE = 0.25  # of the budget, at most, for the About line
 MAX_ABOUT = 12
@@ -76,7 +79,7 @@ def self_contained(texts: list[str], i: int, quoted: set[int], named_subject: bo
     Naomi said unto her ..."), so that an opening conjunction or a later pronoun leans on nothing before."""
     text = plain(texts[i])
     words = text.split()
-    if not prose(text) or not MIN_QUOTE_WORDS <= len(words) <= MAX_QUOTE_WORDS or reference_entry(text):
+    if not text[:1].isalnum() and text[:1] not in "\"“‘'(" or not prose(text) or not MIN_QUOTE_WORDS <= len(words) <= MAX_QUOTE_WORDS or reference_entry(text):
         return False
     if text.rstrip().endswith(":"):  # it introduces what follows it ("... is as follows:")
         return False
@@ -109,8 +112,8 @@ def parts_for(tokens: int) -> int:
 
 
 def length_for(parts: int) -> int:
-    """The default budget (tokens) of an outline of `parts` parts: PER_PART each, and About's share."""
-    return math.ceil(parts * PER_PART / (1 - ABOUT_SHARE))
+    """The default budget (tokens) of an outline of `parts` parts: PART_TOKENS each, and About's."""
+    return parts * PART_TOKENS + ABOUT_TOKENS
 
 
 def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: Engine, max_length: int | None = None,
@@ -135,7 +138,7 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
     kept, used = [], 0
     for t in terms[:MAX_ABOUT]:
         cost = engine.count_tokens(f"{t.text}, ")  # as `Summary.said` counts it
-        if used + cost > ABOUT_SHARE * max_length:
+        if used + cost > min(ABOUT_SHARE * max_length, ABOUT_TOKENS):
             break
         kept.append(t)
         used += cost
@@ -144,8 +147,15 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
     if found is None and document:
         found = headings(document)
     sections = by_headings(found or [], [s.start for s in spans], [s.end for s in spans], texts)
+    if len(sections) < min(wanted, MIN_PARTS):  # two headings in a long text: its topics, not its sections
+        sections = []
     stretches = grouped(sections, wanted) if sections else by_shifts(vectors, wanted)
     shown = sections or stretches  # a quote is shown under its own section
+    if sections:  # what each takes its best quote from first: the sections themselves, or pairs of them
+        pieces = sections if len(sections) <= PIECES * len(stretches) else grouped(sections, PIECES * len(stretches))
+    else:
+        pieces = [Section(s.first + p.first, s.first + p.last)
+                  for s in stretches for p in by_shifts(vectors[s.first : s.last + 1], PIECES)]
     part_of, stretch_of = [-1] * n, [-1] * n
     for k, sec in enumerate(shown):
         for i in sec.ids:
@@ -180,7 +190,7 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
         quotable.append(ok)
     if not any(quotable):
         quotable = usable
-    quoted = choose_quotes(texts, vectors, stretches, part_of, heading_cost, quotable, room, engine, score)
+    quoted = choose_quotes(texts, vectors, pieces, part_of, heading_cost, quotable, room, engine, score)
     parts = [Part(shown[k].heading, "document", shown[k].first, shown[k].last, sorted(i for i in quoted if part_of[i] == k))
              for k in sorted({part_of[i] for i in quoted})]
     for part in parts:
