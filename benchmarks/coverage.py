@@ -131,8 +131,8 @@ def outline_of(engine, text: str, max_length: int | None):
     return reading, summary, time.perf_counter() - start
 
 
-def run_article(engine, art: dict, methods: list[str]) -> list[dict]:
-    reading, summary, seconds = outline_of(engine, art["text"], None)
+def run_article(engine, art: dict, methods: list[str], max_length: int | None = None) -> list[dict]:
+    reading, summary, seconds = outline_of(engine, art["text"], max_length)
     index = reading.state.index
     sentences = [plain(t) for t in index.texts]
     starts = [index.span(i).start for i in range(len(index))]
@@ -212,6 +212,7 @@ def main() -> None:
     ap.add_argument("--articles", type=int, default=20)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--no-hand", action="store_true", help="skip the speeches and Ruth read by hand")
+    ap.add_argument("--max-length", type=int, default=None, help="the outline's budget (default: by the document's length)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS / "coverage.json")
     args = ap.parse_args()
@@ -219,7 +220,7 @@ def main() -> None:
     engine = get_engine("default", "auto", 2048)
     methods = args.methods.split(",")
     arts = sectioned_articles(MIN_WORDS)[: args.articles]
-    rows = [r for art in arts for r in run_article(engine, art, methods)]
+    rows = [r for art in arts for r in run_article(engine, art, methods, args.max_length)]
     table = table_of(rows, methods)
     print("\n| method | coverage | mean article coverage | words/doc | heading agreement | names/numbers missing | dangling |")
     print("|---|---|---|---|---|---|---|")
