@@ -151,11 +151,12 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
         sections = []
     stretches = grouped(sections, wanted) if sections else by_shifts(vectors, wanted)
     shown = sections or stretches  # a quote is shown under its own section
-    if sections:  # what each takes its best quote from first: the sections themselves, or pairs of them
-        pieces = sections if len(sections) <= PIECES * len(stretches) else grouped(sections, PIECES * len(stretches))
+    per = PIECES if room >= len(stretches) * PART_TOKENS else 1  # sub-topics where a part has room for their quotes
+    if sections:  # what each takes its best quote from first: the sections themselves, or groups of them
+        pieces = sections if len(sections) <= per * len(stretches) else grouped(sections, per * len(stretches))
     else:
         pieces = [Section(s.first + p.first, s.first + p.last)
-                  for s in stretches for p in by_shifts(vectors[s.first : s.last + 1], PIECES)]
+                  for s in stretches for p in by_shifts(vectors[s.first : s.last + 1], per)]
     part_of, stretch_of = [-1] * n, [-1] * n
     for k, sec in enumerate(shown):
         for i in sec.ids:
