@@ -1,6 +1,6 @@
 """Does a summary cover a long document? Long Wikipedia articles of gensim's test dump (>= 3,000 words of
-body), their headings removed from the input; each summary at the outline's default length (the others at
-the same number of words): memgpt's outline, sumy 0.13's LexRank and TextRank (fed memgpt's pysbd
+body), their headings removed from the input; each summary at the outline's default length (the others as
+many sentences as make no more words than the outline said): memgpt's outline, sumy 0.13's LexRank and TextRank (fed memgpt's pysbd
 sentences), lead-k.
 
 - coverage: the share of the article's top-level sections (with their subsections) of >= 150 words that
@@ -147,11 +147,11 @@ def run_article(engine, art: dict, methods: list[str], max_length: int | None = 
             extra = [t.text for t in summary.about] + [p.heading for p in summary.parts]
         elif method == "lead":
             ids, n = [], 0
-            while n < words and len(ids) < len(sentences):
+            while len(ids) < len(sentences) and (not ids or n + len(sentences[len(ids)].split()) <= words):
+                n += len(sentences[len(ids)].split())
                 ids.append(len(ids))
-                n += len(sentences[ids[-1]].split())
         else:
-            ids = sumy_pick(method, sentences, words)
+            ids = sumy_pick(method, sentences, words, at_most=True)  # no more words than the outline
         hit = {t for t, a, b in eligible if any(a <= starts[i] < b for i in ids)}
         missing, names = unsupported_name_share([sentences[i] for i in ids] + extra, vocab)
         row = {"doc": art["title"], "method": method, "words": words if method == "outline" else

@@ -71,8 +71,9 @@ class Words:
         return [paragraph]
 
 
-def sumy_pick(name: str, sentences: list[str], words: int) -> list[int]:
-    """Indices of the sentences sumy's `name` summarizer picks, as few as make `words` words."""
+def sumy_pick(name: str, sentences: list[str], words: int, at_most: bool = False) -> list[int]:
+    """Indices of the sentences sumy's `name` summarizer picks, as few as make `words` words (`at_most`:
+    as many as make no more than `words`, at least one)."""
     from sumy.models.dom import ObjectDocumentModel, Paragraph, Sentence
     from sumy.nlp.stemmers import Stemmer
     from sumy.summarizers.lex_rank import LexRankSummarizer
@@ -89,10 +90,13 @@ def sumy_pick(name: str, sentences: list[str], words: int) -> list[int]:
     where = {s: i for i, s in reversed(list(enumerate(sentences)))}
     mean = max(1, sum(len(s.split()) for s in sentences) // max(1, len(sentences)))
     k = max(1, words // mean)
+    before: list[int] = []
     while True:
         ids = sorted(where[str(s)] for s in summarizer(doc, k))
-        if sum(len(sentences[i].split()) for i in ids) >= words or k >= len(sentences):
-            return ids
+        said = sum(len(sentences[i].split()) for i in ids)
+        if said >= words or k >= len(sentences):
+            return before if at_most and said > words and before else ids
+        before = ids
         k += 1
 
 

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from ..io.spans import Span, plain, reference_entry
+from ..memories.base import SUMMARY_TOKENS
 from ..model.engine import Engine
 from ..text.words import is_content
 from .entities import Profile, Term, about, profile
@@ -32,9 +33,9 @@ from .topics import Heading, Section, by_headings, by_shifts, headings
 TOKENS_PER_PART = 2000  # of the document, a part of the outline
 MIN_PARTS, MAX_PARTS = 3, 12
 PER_PART = 48  # tokens of a given budget a part needs at least: its heading and a sentence and a half
-PART_TOKENS = 80  # of the default budget per part: its heading and two quotes
+PART_TOKENS = 110  # of the default budget per part: its heading and three quotes
 ABOUT_TOKENS = 48  # of the default budget for About
-PIECES = 2  # topics within a part (TextTiling within its segment, or its sections) that each give a quote first
+PIECES = 3  # topics within a part (TextTiling within its segment, or its sections) that each give a quote first
 HEADING_COST = 6  # tokens held back for a heading still to be made from the quotes
 ABOUT_SHARE = 0.25  # of the budget, at most, for the About line
 MAX_ABOUT = 12
@@ -112,8 +113,9 @@ def parts_for(tokens: int) -> int:
 
 
 def length_for(parts: int) -> int:
-    """The default budget (tokens) of an outline of `parts` parts: PART_TOKENS each, and About's."""
-    return parts * PART_TOKENS + ABOUT_TOKENS
+    """The default budget (tokens) of an outline of `parts` parts: PART_TOKENS each, and About's (at
+    most the longest summary accepted)."""
+    return min(SUMMARY_TOKENS[1], parts * PART_TOKENS + ABOUT_TOKENS)
 
 
 def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: Engine, max_length: int | None = None,
@@ -144,10 +146,11 @@ def outline(texts: list[str], spans: list[Span], vectors: torch.Tensor, engine: 
         used += cost
     room = max_length - used
     wanted = max(1, min(wanted, room // PER_PART))
-    if found is None and document:
+    guessed = found is None
+    if guessed and document:
         found = headings(document)
     sections = by_headings(found or [], [s.start for s in spans], [s.end for s in spans], texts)
-    if len(sections) < min(wanted, MIN_PARTS):  # two headings in a long text: its topics, not its sections
+    if guessed and len(sections) < wanted:  # a few short lines of a long text taken for headings: its topics
         sections = []
     stretches = grouped(sections, wanted) if sections else by_shifts(vectors, wanted)
     shown = sections or stretches  # a quote is shown under its own section
