@@ -91,7 +91,7 @@ def sumy_pick(name: str, sentences: list[str], words: int, at_most: bool = False
     mean = max(1, sum(len(s.split()) for s in sentences) // max(1, len(sentences)))
     k = max(1, words // mean)
     before: list[int] = []
-    while at_most and k > 1 and sum(len(sentences[i].split()) for i in (ids := [where[str(s)] for s in summarizer(doc, k)])) > words:
+    while at_most and k > 1 and sum(len(str(s).split()) for s in summarizer(doc, k)) > words:
         k -= 1  # its first k sentences already say more
     while True:
         ids = sorted(where[str(s)] for s in summarizer(doc, k))
