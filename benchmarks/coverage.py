@@ -5,8 +5,8 @@ sentences), lead-k.
 
 - coverage: the share of the article's top-level sections (with their subsections) of >= 150 words that
   the summary quotes a sentence from;
-- heading agreement (outline): the share of parts whose heading's content lemmas are all among its
-  quotes' (`memgpt.text.words.terms`);
+- heading agreement (outline): the share of parts whose heading's content words are all words of its
+  quotes, as written or by lemma (`summaries.heading_agrees`);
 - names/numbers the document lacks, dangling sentences (as benchmarks/summaries.py);
 - the outlines of long speeches and of the book of Ruth (King James Version, from the Debian package
   `bible-kjv` when installed: `apt-get install bible-kjv`), printed for reading by hand: their key terms
@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model  # noqa: E402
-from summaries import dangling, sumy_pick  # noqa: E402
+from summaries import dangling, heading_agrees, sumy_pick  # noqa: E402
 
 from memgpt.apps import get_engine  # noqa: E402
 from memgpt.apps.grounding import Vocabulary, unsupported_name_share  # noqa: E402
@@ -48,7 +48,7 @@ from memgpt.io.corpora import WIKI_FILE, _package_dir, sotu_path, strip_markup  
 from memgpt.io.spans import REFERENCE_SECTIONS, plain  # noqa: E402
 from memgpt.memories.retrieval import encoder_of  # noqa: E402
 from memgpt.text.pipeline import analyse_all  # noqa: E402
-from memgpt.text.words import STOP, terms  # noqa: E402
+from memgpt.text.words import STOP  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("outline", "lexrank", "textrank", "lead")
@@ -105,11 +105,6 @@ def ruth() -> str | None:
         if m:
             chapters[m.group(1)].append(m.group(2))
     return "\n\n".join(" ".join(v) for v in chapters.values()) or None
-
-
-def heading_agrees(heading: str, quotes: list[str]) -> bool:
-    """Every content lemma of the heading is among its quotes'."""
-    return set(terms(heading)) <= set(terms(" ".join(quotes)))
 
 
 def function_words(about: list[str], text: str) -> list[str]:

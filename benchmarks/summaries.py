@@ -41,7 +41,7 @@ from rss import peak_rss_kb, reset_peak_rss  # noqa: E402
 from memgpt.apps import get_engine  # noqa: E402
 from memgpt.apps.evidence import stands_alone  # noqa: E402
 from memgpt.apps.grounding import Vocabulary, unsupported_name_share  # noqa: E402
-from memgpt.text.words import STOP, terms  # noqa: E402
+from memgpt.text.words import STOP  # noqa: E402
 from memgpt.apps.reading import _read  # noqa: E402
 from memgpt.apps.summarize import summarize_reading  # noqa: E402
 from memgpt.io.atomic import write_text_atomic  # noqa: E402
@@ -100,6 +100,16 @@ def sumy_pick(name: str, sentences: list[str], words: int, at_most: bool = False
             return before if at_most and said > words and before else ids
         before = ids
         k += 1
+
+
+def heading_agrees(heading: str, quotes: list[str]) -> bool:
+    """Every content word of the heading is a word of its quotes, as written or by lemma (spaCy lemmatizes
+    "allied" in "the allied powers" as an adjective, and alone as the verb "ally")."""
+    from memgpt.text.pipeline import analyse
+    from memgpt.text.words import is_content, lemma
+
+    said = {w for t in analyse(" ".join(quotes), full=False) for w in (t.lower_, lemma(t))}
+    return all(t.lower_ in said or lemma(t) in said for t in analyse(heading, full=False) if is_content(t))
 
 
 def cut(text: str, words: int) -> str:
@@ -171,8 +181,7 @@ def run_doc(engine, scorer, name: str, section: str, split: str, text: str, refe
             row["headings"] = [[p.heading, p.heading_source] for p in summary.parts]
             made = [p for p in summary.parts if p.heading_source != "document"]
             row["headings_made"] = len(made)
-            row["headings_agree"] = sum(set(terms(p.heading)) <= set(terms(" ".join(s.text for s in p.sentences)))
-                                        for p in made)
+            row["headings_agree"] = sum(heading_agrees(p.heading, [s.text for s in p.sentences]) for p in made)
         if reference is not None:
             row["rouge"] = {k: round(v.fmeasure, 4) for k, v in scorer.score(reference, said).items()}
             row["entity_recall"] = (round(sum(bool(re.search(rf"\b{re.escape(n)}\b", said)) for n in wanted) / len(wanted), 4)
