@@ -46,6 +46,8 @@ def headings(document: str) -> list[Heading]:
             continue
         if line.rstrip()[-1:] in ",;:?!\"'" or (line.rstrip().endswith(".") and len(words) > 6):
             continue
+        if sum(bool(re.fullmatch(r"[\d.,%$()-]+", w)) for w in words) >= 2:  # a table's row ("1940 9,252 8,712")
+            continue
         nxt = next((x for x in lines[k + 1 :] if x[1].strip()), None)
         if nxt is None or len(nxt[1].split()) < 2 * len(words) + 4:  # a heading stands above longer text
             continue
