@@ -73,12 +73,14 @@ class Profile:
 def _name(ent) -> str | None:
     """An entity as a name: leading determiners and a trailing possessive dropped; None when it names
     nothing (a date, a number) or its proper nouns are not capitalised ("thou" tagged a place)."""
-    tokens = [t for t in ent if not (t.pos_ == "DET" and t.i == ent.start) and t.tag_ != "POS"]
-    if ent.label_ not in NAMING or not tokens or not tokens[0].text[:1].isupper():
+    start = ent.start + (ent[0].pos_ == "DET")
+    end = ent.end - (ent[-1].tag_ == "POS")  # "Ford's Theatre" stays as written; "Ford's" is "Ford"
+    tokens = ent.doc[start:end] if start < end else []
+    if ent.label_ not in NAMING or not len(tokens) or not tokens[0].text[:1].isupper():
         return None
     if any(t.pos_ == "PROPN" and not t.text[:1].isupper() for t in tokens) or not any(t.is_alpha for t in tokens):
         return None
-    return " ".join(t.text for t in tokens)
+    return tokens.text
 
 
 def profile(texts: list[str]) -> Profile:
