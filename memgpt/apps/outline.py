@@ -24,7 +24,6 @@ import torch
 from ..io.spans import Span, plain, reference_entry
 from ..memories.base import SUMMARY_TOKENS
 from ..model.engine import Engine
-from ..text.words import is_content
 from .entities import Profile, Term, about, profile
 from .evidence import prose, stands_alone
 from .grounding import content_words
