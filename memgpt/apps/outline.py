@@ -79,7 +79,8 @@ def self_contained(texts: list[str], i: int, quoted: set[int], named_subject: bo
     Naomi said unto her ..."), so that an opening conjunction or a later pronoun leans on nothing before."""
     text = plain(texts[i])
     words = text.split()
-    if not (text[:1].isupper() or text[:1].isdigit() or text[:1] in "\"“‘'(") or not prose(text) or not MIN_QUOTE_WORDS <= len(words) <= MAX_QUOTE_WORDS or reference_entry(text):
+    opens = text[:1].isupper() or text[:1].isdigit() or text[:1] in "\"“‘'("  # not a fragment ("making a total ...")
+    if not opens or not prose(text) or not MIN_QUOTE_WORDS <= len(words) <= MAX_QUOTE_WORDS or reference_entry(text):
         return False
     if text.rstrip().endswith(":"):  # it introduces what follows it ("... is as follows:")
         return False
