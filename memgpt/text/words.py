@@ -35,6 +35,21 @@ def is_content(token: Token) -> bool:
                 or token.lower_ in stop_words(token.doc.lang_))
 
 
+@lru_cache(maxsize=None)
+def noun_index(lang: str = "en") -> frozenset[str]:
+    """The nouns the pipeline's lemmatizer knows (English: WordNet's noun index, shipped with spaCy's
+    rule lemmatizer); empty where it has none."""
+    from .pipeline import pipeline
+
+    nlp = pipeline(lang)
+    if "lemmatizer" not in nlp.pipe_names:
+        return frozenset()
+    lookups = nlp.get_pipe("lemmatizer").lookups
+    if not lookups.has_table("lemma_index"):
+        return frozenset()
+    return frozenset(lookups.get_table("lemma_index").get("noun", ()))
+
+
 def lemma(token: Token) -> str:
     """The token's lemma, lower case ("mended" -> "mend", "universities" -> "university"); the text itself
     where the pipeline has no lemmatizer (a blank pipeline: one character of Chinese)."""
