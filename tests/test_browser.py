@@ -156,7 +156,7 @@ def test_read_outline_ask_and_cite(page, server, tmp_path):
     page.wait_for_selector("body[data-ready]", state="attached", timeout=WAIT_MS)
     assert page.locator("#document").text_content() == ASCII_DOC
     page.locator("#memories li", has_text="skerrow.txt").get_by_role("button", name="Delete skerrow.txt").click()
-    page.wait_for_function("!document.querySelector('#memories').textContent.includes('skerrow.txt')")
+    sync_api.expect(page.locator("#memories")).not_to_contain_text("skerrow.txt", timeout=TIMEOUT_MS)
     assert page.locator("#document").text_content() == ""
 
 
@@ -240,9 +240,10 @@ def test_api_key_asked_once_and_wrong_key_shows_error(page, keyed_server):
     page.locator("#key-form").wait_for(state="visible")
     assert page.locator("#error").text_content() == body["error"]["message"]
     page.fill("#key", "wrong")
-    page.press("#key", "Enter")
-    page.wait_for_function("document.getElementById('error').textContent.length > 0")
-    assert page.locator("#error").text_content() == body["error"]["message"]
+    with page.expect_response(lambda r: "/v1/memories" in r.url) as answered:
+        page.press("#key", "Enter")
+    assert answered.value.status == 401 and answered.value.request.headers["authorization"] == "Bearer wrong"
+    sync_api.expect(page.locator("#error")).to_have_text(body["error"]["message"], timeout=TIMEOUT_MS)
     assert page.locator("#key-form").is_visible()
 
     page.fill("#key", KEY)

@@ -277,6 +277,7 @@ async function readDocument() {
     say("");
   }
   $("file").value = "";
+  $("paste").value = "";
   await refreshMemories();
   await openMemory(record.id);
 }
