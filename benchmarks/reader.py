@@ -78,7 +78,7 @@ def main() -> None:
     text = path.read_text(encoding="utf-8")
     engine = get_engine()
     tokens = engine.count_tokens(text)
-    summarize(path, engine=engine)  # warm
+    summarize("A short text warms the encoder. It has two sentences.", engine=engine)
     rows: dict[str, list[float]] = {"cli": [], "warm": [], "page": []}
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         server = start_server(Path(tmp), "--data-dir", str(Path(tmp) / "data"), key=None, threads=args.threads)
@@ -92,13 +92,18 @@ def main() -> None:
                 rows["warm"].append(time.perf_counter() - t0)
                 rows["page"].append(page_seconds(page, f"http://127.0.0.1:{server.port}", text, k))
                 print(f"round {k + 1}: " + ", ".join(f"{name} {v[-1]:.1f} s" for name, v in rows.items()), flush=True)
+                save(args, rows, tokens)  # after every round: a long run on a shared machine may be cut short
         finally:
             browser.close()
             server.stop()
+
+
+def save(args: argparse.Namespace, rows: dict[str, list[float]], tokens: int) -> None:
     med = {name: statistics.median(v) for name, v in rows.items()}
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(), "cpu": cpu_model(),
               "load_average": os.getloadavg(), "command": " ".join(["python", "benchmarks/reader.py", *sys.argv[1:]]),
-              "speech": args.speech, "tokens": tokens, "threads": args.threads, "seconds": rows, "median": med,
+              "speech": args.speech, "tokens": tokens, "rounds": len(rows["page"]), "threads": args.threads,
+              "seconds": rows, "median": med,
               "page_minus_cli_s": med["page"] - med["cli"], "page_minus_warm_s": med["page"] - med["warm"],
               "page_over_cli": med["page"] / med["cli"], "page_over_warm": med["page"] / med["warm"]}
     print(f"{'':22}{'median s':>10}")

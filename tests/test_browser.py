@@ -95,11 +95,17 @@ def open_page(page, server):
     page.wait_for_selector("body[data-started]", state="attached")
 
 
-def read_text(page, text: str, name: str):
+def read_text(page, text: str, name: str) -> list[str]:
+    """Paste, Read, wait for the outline; returns the status lines shown meanwhile."""
     page.fill("#paste", text)
     page.fill("#name", name)
+    page.evaluate("""() => { window.statusSeen = [];
+        const status = document.getElementById("status");
+        new MutationObserver(() => window.statusSeen.push(status.textContent))
+            .observe(status, {childList: true, characterData: true, subtree: true}); }""")
     page.click("#read")
     page.wait_for_selector("body[data-ready]", state="attached", timeout=WAIT_MS)
+    return page.evaluate("window.statusSeen")
 
 
 def check_every_citation(page, scope: str, document: str) -> int:
@@ -120,7 +126,8 @@ def check_every_citation(page, scope: str, document: str) -> int:
 
 def test_read_outline_ask_and_cite(page, server, tmp_path):
     open_page(page, server)
-    read_text(page, ASCII_DOC, "skerrow.txt")
+    seen = read_text(page, ASCII_DOC, "skerrow.txt")
+    assert any(line.startswith("Reading skerrow.txt: ") for line in seen), seen  # progress, from the polled status
     assert page.locator("#document").text_content() == ASCII_DOC
     assert page.locator("#error").is_hidden()
     assert page.locator("#outline a.cite").count() >= 3
