@@ -19,6 +19,7 @@ class MemoryAnswer:
     text: str
     citations: list[dict[str, Any]] | None = None  # None: the app gave none (the response then has no field)
     quote: dict[str, Any] | None = None  # the document sentence an `ask` answer rests on (None: none, or abstained)
+    summary: dict[str, Any] | None = None  # a summary's structure (`Summary.to_dict`: about, parts, their citations)
 
 
 def answer_from_memory(engine: Engine, state: DocumentState, question: str, task: str, max_tokens: int) -> MemoryAnswer:
@@ -28,7 +29,8 @@ def answer_from_memory(engine: Engine, state: DocumentState, question: str, task
     else:
         result = ask(state, question, engine=engine, max_new_tokens=min(max_tokens, MAX_ASK_TOKENS))
     quote = getattr(result, "quote", None)
-    return MemoryAnswer(str(result), citations_of(result), quote.to_dict() if quote is not None else None)
+    return MemoryAnswer(str(result), citations_of(result), quote.to_dict() if quote is not None else None,
+                        result.to_dict() if task == "summarize" else None)
 
 
 def citations_of(result: object) -> list[dict[str, Any]] | None:

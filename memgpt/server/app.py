@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from ..model.engine import Engine, get_engine
-from . import errors
+from . import errors, page
 from .context import Context
 from .middleware import BearerAuth, BodyLimit, HostGuard
 from .routes import ROUTERS
@@ -35,6 +35,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(page.router)  # the reader at /
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if settings.api_key:  # added last: runs first
         app.add_middleware(BearerAuth, key=settings.api_key)

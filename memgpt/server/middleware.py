@@ -11,8 +11,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_response
+from .page import PATHS as PAGE_PATHS
 
-OPEN_PATHS = ("/health",)  # answered without the API key: a load balancer's health check
+OPEN_PATHS = ("/health", *PAGE_PATHS)  # answered without the API key: a health check, the page's own files
 WILDCARDS = ("0.0.0.0", "::", "")
 
 

@@ -327,6 +327,14 @@ class MemoryStore:
         self._states.move_to_end(key)
         return record, self._states[key]
 
+    def document_text(self, memory_id: str) -> str:
+        """The document of a memory, decoded as its reading decoded it (UTF-8, line ends as they are)."""
+        try:
+            with open(self.document_path(memory_id), encoding="utf-8", errors="replace", newline="") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise not_found(memory_id) from None
+
     def delete(self, memory_id: str) -> None:
         """Final at once: the record goes first (a GET or a second DELETE is 404 from then on), then the rest;
         a reading in progress stops at its next turn."""

@@ -55,6 +55,8 @@ async def from_memory(request: Request, ctx: Context, body: ChatRequest, reply: 
             extra["citations"] = result.citations
         if result.quote is not None:
             extra["quote"] = result.quote
+        if result.summary is not None:
+            extra["summary"] = result.summary
         if on_text and generated.text:
             on_text(generated.text)
         return generated, extra

@@ -1,5 +1,5 @@
 """POST /v1/memories (JSON text or a multipart upload; read in the background), GET /v1/memories,
-GET and DELETE /v1/memories/{id}."""
+GET and DELETE /v1/memories/{id}, GET /v1/memories/{id}/document (the text its citations' offsets count)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,13 @@ def list_memories(ctx: Context = Depends(context)) -> dict[str, Any]:
 @router.get("/v1/memories/{memory_id}")
 def get_memory(memory_id: str, ctx: Context = Depends(context)) -> dict[str, Any]:
     return ctx.store.get(memory_id)
+
+
+@router.get("/v1/memories/{memory_id}/document")
+def get_document(memory_id: str, ctx: Context = Depends(context)) -> dict[str, Any]:
+    """The document as read: `text[start:end]` (code points) is every citation's text."""
+    ctx.store.get(memory_id)  # 404 for no such memory
+    return {"id": memory_id, "object": "memory.document", "text": ctx.store.document_text(memory_id)}
 
 
 @router.delete("/v1/memories/{memory_id}")
