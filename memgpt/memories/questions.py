@@ -1,0 +1,246 @@
+"""What a question asks and which spans of the evidence could answer it, from spaCy's parse.
+
+    ask = Question.of("Who lives in Rome?")      # wh-word "Who", the subject of "live"
+    ask.labels                                    # entity labels that answer it: PERSON, ORG, NORP
+    candidates(ask, sentences)                    # the evidence's spans of that kind, with parse readings
+
+The answer type comes from the wh-word and its place in the parse (TREC-style classes as spaCy's entity
+labels); "which room" asks for spans headed by or naming a room (the wh-determiner's head noun, by
+lemma). A *parse reading* matches the question's tree against an evidence sentence: the span that
+stands to the question's words where the wh-word stands is the answer ("Bob lives in Rome." for
+"Who lives in Rome?": `Bob` is the subject of `live`, with `Rome` under `in`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from spacy.tokens import Doc, Span, Token
+
+from ..text.pipeline import analyse
+from ..text.words import is_content, lemma, number_values
+
+PERSON = frozenset({"PERSON", "ORG", "NORP"})
+PLACE = frozenset({"GPE", "LOC", "FAC", "ORG"})
+TIME = frozenset({"DATE", "TIME"})
+NUMBER = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME"})
+NAMED = frozenset({"PERSON", "ORG", "NORP", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LANGUAGE", "LAW"})
+SUBJECT = ("nsubj", "nsubjpass", "csubj", "expl")
+TOWARD = "to"  # the preposition of a new value ("moved to Thursday") and of a receiver ("gave it to Bill")
+AWAY = "from"  # the preposition of an old value ("moved from Tuesday")
+
+
+@dataclass
+class Question:
+    """A parsed question: its wh-word, the answer type it asks for, the noun it names ("which room"),
+    its content lemmas and names, and whether it asks about the present ("now", present tense)."""
+
+    text: str
+    doc: Doc
+    wh: Token | None
+    kind: str  # "person", "place", "time", "number", "noun" (which/what + noun), "other"
+    noun: str | None = None  # lemma of the asked noun
+    terms: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    past: bool = False
+
+    @classmethod
+    def of(cls, text: str) -> Question:
+        doc = analyse(text)
+        wh = next((t for t in doc if t.tag_ in ("WP", "WP$", "WDT", "WRB")), None)
+        kind, noun = _kind(doc, wh)
+        terms = {lemma(t) for t in doc if is_content(t) and t is not wh}
+        names = {lemma(t) for t in doc if t.i > 0 and (t.pos_ == "PROPN" or t.ent_type_ in NAMED) and is_content(t)}
+        past = any(t.tag_ in ("VBD", "VBN") and t.dep_ in ("ROOT", "aux", "auxpass") for t in doc) and not any(
+            t.lower_ == "now" for t in doc)
+        return cls(text, doc, wh, kind, noun, terms, names, past)
+
+
+def _kind(doc: Doc, wh: Token | None) -> tuple[str, str | None]:
+    """The answer type from the wh-word and its parse (and the asked noun's lemma, for "which X")."""
+    if wh is None:
+        return "other", None
+    nxt = doc[wh.i + 1] if wh.i + 1 < len(doc) else None
+    attr = next((t for t in doc if t.dep_ in SUBJECT + ("attr",) and t is not wh and t.pos_ == "NOUN"), None)
+    if wh.tag_ == "WP$" or (wh.tag_ == "WP" and wh.lower_ != "what"):  # who, whom, whose
+        is_be = wh.head.lemma_ == "be" and attr is not None  # "who was the captain of X": a captain
+        return "person", lemma(attr) if is_be else None
+    if wh.tag_ == "WRB":
+        if nxt is not None and nxt.pos_ in ("ADJ", "ADV"):
+            return "number", None  # how many, how much, how old, how long
+        return {"where": ("place", None), "when": ("time", None)}.get(wh.lower_, ("other", None))
+    if wh.dep_ == "det":  # "which room", "what colour", "in what year" (spaCy tags "what year" DATE)
+        label = wh.head.ent_type_
+        if label in TIME:
+            return "time", None
+        return ("number", None) if label in NUMBER else ("noun", lemma(wh.head))
+    # "what was the name of X's father", "what is the capital of X": the noun the wh-word equals
+    if attr is not None and wh.dep_ in ("attr", "nsubj") and wh.head.lemma_ == "be":
+        named = [c for p in attr.children if p.dep_ == "prep" for c in p.children if c.dep_ == "pobj"]
+        if attr.lemma_ == "name" and named:  # the name of X's father: a name, said of a father
+            return "person", lemma(named[0]) if named[0].pos_ == "NOUN" else None
+        return "noun", lemma(attr)
+    return "other", None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str
+    sentence: int  # index into the evidence sentences
+    start: int  # character offsets in that sentence
+    end: int
+    reading: int = 0  # how many of the question's words stand to it as they stand to the wh-word
+
+
+def _span(sentence: Span, tokens: list[Token]) -> tuple[int, int]:
+    base = sentence.start_char
+    return tokens[0].idx - base, tokens[-1].idx + len(tokens[-1]) - base
+
+
+def _chunk_of(token: Token, chunks: dict[int, Span]) -> list[Token]:
+    """The noun chunk a token heads (with compounds: "room 4B"), else the token alone."""
+    chunk = chunks.get(token.i)
+    return list(chunk) if chunk is not None else [token]
+
+
+def _path(a: Token, b: Token) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The dependency labels from `a` up to the lowest common ancestor and down to `b` (prepositions by
+    lemma: "prep:in"), or None when they are not in one tree."""
+    up_a = [a, *a.ancestors]
+    up_b = [b, *b.ancestors]
+    common = next((t for t in up_a if t in up_b), None)
+    if common is None:
+        return None
+    def labels(chain: list[Token]) -> tuple[str, ...]:
+        return tuple(_label(t) for t in chain[: chain.index(common)])
+    return labels(up_a), labels(up_b)[::-1]
+
+
+def _label(t: Token) -> str:
+    if t.dep_ == "prep" or t.dep_ == "agent":
+        return "prep:" + t.lower_
+    if t.dep_ == "dative":  # "gave Bill the ball" = "gave the ball to Bill"
+        return "pobj"
+    return "subj" if t.dep_ in SUBJECT else t.dep_
+
+
+def _wh_anchor(ask: Question) -> list[tuple[tuple, tuple]]:
+    """Where the wh-word stands to each other content word of the question: the paths a parse reading
+    looks for around a candidate. A stranded preposition ("Who did Hugo hand the lantern to?") gets the
+    wh-word as its object."""
+    wh = ask.wh
+    if wh is None:
+        return []
+    target = wh.head if wh.dep_ == "det" or wh.dep_ == "poss" else wh
+    stranded = next((t for t in target.head.children if t.dep_ == "prep" and not any(
+        c.dep_ == "pobj" for c in t.children)), None) if target.dep_ in ("dobj", "attr") else None
+    out = []
+    for t in ask.doc:
+        if t is target or t is wh or t is stranded or t.dep_ in ("aux", "auxpass") or not (
+                is_content(t) or t.dep_ == "prep" or t.pos_ in ("VERB", "AUX")):
+            continue
+        path = _path(target, t)
+        if path is None:
+            continue
+        if stranded is not None:
+            path = (("pobj", _label(stranded), *path[0][1:]), path[1])
+        out.append((lemma(t), path))
+    return out
+
+
+def _reading(anchor: list[tuple[str, tuple]], token: Token, sentence: Span) -> int:
+    """How many of the question's words stand to `token` (a head in an evidence sentence) as they stand
+    to the wh-word in the question: the same lemma at the same dependency path."""
+    score = 0
+    for word, path in anchor:
+        if any(lemma(t) == word and _path(token, t) == path for t in sentence if t is not token):
+            score += 1
+    return score
+
+
+def _fits(ask: Question, tokens: list[Token], ents: dict[int, str]) -> bool:
+    """Is a span (a noun chunk, an entity or a word) of the kind the question asks for?"""
+    head = max(tokens, key=lambda t: t.is_ancestor(tokens[0]) or t is tokens[-1])
+    labels = {ents[t.i] for t in tokens if t.i in ents}
+    if ask.kind == "person":
+        return not labels & NUMBER and (bool(labels & PERSON) or head.pos_ == "PROPN" or (
+            head.pos_ == "NOUN" and head.dep_ in SUBJECT + ("dobj", "pobj", "appos", "attr", "oprd")))
+    if ask.kind == "place":
+        return bool(labels & PLACE) or (head.pos_ in ("NOUN", "PROPN") and head.dep_ == "pobj"
+                                        and not labels & (NUMBER | PERSON - PLACE))
+    if ask.kind == "time":
+        return bool(labels & TIME)
+    if ask.kind == "number":
+        return bool(labels & NUMBER) or any(t.like_num or t.pos_ == "NUM" for t in tokens)
+    if ask.kind == "noun":
+        return any(lemma(t) == ask.noun for t in tokens) or head.dep_ == "appos" and lemma(head.head) == ask.noun
+    return True
+
+
+def candidates(ask: Question, sentences: list[Span]) -> list[Candidate]:
+    """Spans of the evidence `sentences` that could answer `ask`: its entities and noun chunks of the
+    asked kind, none restating the question (its own words and numbers are not its answer), each with its
+    parse reading. "Which room ..." falls back to every noun chunk when no span names a room."""
+    anchor = _wh_anchor(ask)
+    asked_numbers = number_values(ask.text)
+    out: list[Candidate] = []
+    for i, sent in enumerate(sentences):
+        if ask.kind == "person" and ask.noun and all(lemma(t) != ask.noun for t in sent):
+            continue  # "the captain of X": only a sentence that speaks of a captain answers
+        ents = {t.i: e.label_ for e in sent.ents for t in e}
+        chunks = {c.root.i: c for c in sent.noun_chunks}
+        spans = [list(e) for e in sent.ents] + [list(c) for c in sent.noun_chunks]
+        if ask.kind == "other":  # a clause: "because the projector was broken"
+            spans += [list(t.subtree) for t in sent if t.dep_ in ("advcl", "ccomp", "xcomp")]
+        spans += [[t] for t in sent if t.pos_ in ("NOUN", "PROPN", "NUM", "ADJ") and t.i not in chunks and is_content(t)]
+        for tokens in spans:
+            tokens = [t for t in tokens if not t.is_punct]
+            if not tokens:
+                continue
+            words = {lemma(t) for t in tokens if is_content(t)}
+            if not words or words <= ask.terms or number_values(" ".join(t.text for t in tokens)) & asked_numbers:
+                continue
+            if not _fits(ask, tokens, ents):
+                continue
+            start, end = _span(sent, tokens)
+            root = max(tokens, key=lambda t: sum(1 for c in t.subtree if c in tokens))
+            out.append(Candidate(sent.text[start:end], i, start, end, _reading(anchor, root, sent)))
+    if not out and ask.kind == "noun":
+        return candidates(Question(ask.text, ask.doc, ask.wh, "other", None, ask.terms, ask.names, ask.past), sentences)
+    return _prefer_new_values(ask, sentences, list({(c.sentence, c.start, c.end): c for c in out}.values()))
+
+
+def _prefer_new_values(ask: Question, sentences: list[Span], found: list[Candidate]) -> list[Candidate]:
+    """An updated value: "moved from Tuesday to Thursday", "cut to thirty minutes". A question about the
+    present drops the old value (the object of `from`, or a value of a sentence whose verb moves its subject
+    to a new one) in favour of the new (the object of `to`)."""
+    if ask.past:
+        return found
+    def prep_of(c: Candidate) -> str | None:
+        sent = sentences[c.sentence]
+        root = sent.char_span(c.start, c.end, alignment_mode="expand")
+        head = root.root.head if root is not None else None
+        return head.lower_ if head is not None and head.dep_ == "prep" else None
+    new = {c.sentence for c in found if prep_of(c) == TOWARD}
+    return [c for c in found if c.sentence not in new or prep_of(c) == TOWARD or prep_of(c) != AWAY and not
+            any(o.sentence == c.sentence and prep_of(o) == TOWARD and o.text != c.text for o in found)]
+
+
+# -- languages without a pipeline ---------------------------------------------------------------------
+def character_spans(question: str, sentence: str, longest: int = 8) -> list[tuple[int, int]]:
+    """(start, end) of the runs of `sentence` made of characters the question lacks, and their shorter
+    pieces (two characters or more, at most `longest`): what a question in Chinese can be answered with."""
+    asked = {c for c in question if c.isalnum()}
+    runs, start = [], None
+    for k, ch in enumerate(sentence + " "):
+        inside = ch.isalnum() and ch not in asked
+        if inside and start is None:
+            start = k
+        elif not inside and start is not None:
+            runs.append((start, k))
+            start = None
+    out = []
+    for s, e in runs:
+        out.append((s, e))
+        out += [(a, b) for a in range(s, e) for b in range(a + 2, min(e, a + longest) + 1) if (a, b) != (s, e)]
+    return out
