@@ -89,7 +89,7 @@ def score_candidates(engine: Engine, question: str, context: str, spans: list[st
 def first_sentence(text: str) -> str:
     """A free answer's first line and sentence (small models run on into new questions)."""
     line = text.strip().split("\n")[0].strip()
-    m = re.search(r"(?<=[.!?。！？])\s", line)
+    m = re.search(r"(?<=[.!?])\s|(?<=[。！？])", line)
     return line[: m.start()].strip() if m else line
 
 

@@ -92,36 +92,19 @@ class Candidate:
     reading: int = 0  # how many of the question's words stand to it as they stand to the wh-word
 
 
-def _span(sentence: Span, tokens: list[Token]) -> tuple[int, int]:
-    base = sentence.start_char
-    return tokens[0].idx - base, tokens[-1].idx + len(tokens[-1]) - base
-
-
-def _chunk_of(token: Token, chunks: dict[int, Span]) -> list[Token]:
-    """The noun chunk a token heads (with compounds: "room 4B"), else the token alone."""
-    chunk = chunks.get(token.i)
-    return list(chunk) if chunk is not None else [token]
-
-
 def _path(a: Token, b: Token) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """The dependency labels from `a` up to the lowest common ancestor and down to `b` (prepositions by
     lemma: "prep:in"), or None when they are not in one tree."""
-    up_a = [a, *a.ancestors]
-    up_b = [b, *b.ancestors]
+    up_a, up_b = [a, *a.ancestors], [b, *b.ancestors]
     common = next((t for t in up_a if t in up_b), None)
     if common is None:
         return None
-    def labels(chain: list[Token]) -> tuple[str, ...]:
-        return tuple(_label(t) for t in chain[: chain.index(common)])
-    return labels(up_a), labels(up_b)[::-1]
+    return (tuple(_label(t) for t in up_a[: up_a.index(common)]),
+            tuple(_label(t) for t in up_b[: up_b.index(common)])[::-1])
 
 
 def _label(t: Token) -> str:
-    if t.dep_ == "prep" or t.dep_ == "agent":
-        return "prep:" + t.lower_
-    if t.dep_ == "dative":  # "gave Bill the ball" = "gave the ball to Bill"
-        return "pobj"
-    return "subj" if t.dep_ in SUBJECT else t.dep_
+    return "prep:" + t.lower_ if t.dep_ in ("prep", "agent") else "subj" if t.dep_ in SUBJECT else t.dep_
 
 
 def _wh_anchor(ask: Question) -> list[tuple[tuple, tuple]]:
@@ -202,7 +185,7 @@ def candidates(ask: Question, sentences: list[Span]) -> list[Candidate]:
                 continue
             if not _fits(ask, tokens, ents):
                 continue
-            start, end = _span(sent, tokens)
+            start, end = tokens[0].idx - sent.start_char, tokens[-1].idx + len(tokens[-1]) - sent.start_char
             root = max(tokens, key=lambda t: sum(1 for c in t.subtree if c in tokens))
             out.append(Candidate(sent.text[start:end], i, start, end, _reading(anchor, root, sent)))
     if not out and ask.kind == "noun":
@@ -211,19 +194,16 @@ def candidates(ask: Question, sentences: list[Span]) -> list[Candidate]:
 
 
 def _prefer_new_values(ask: Question, sentences: list[Span], found: list[Candidate]) -> list[Candidate]:
-    """An updated value: "moved from Tuesday to Thursday", "cut to thirty minutes". A question about the
-    present drops the old value (the object of `from`, or a value of a sentence whose verb moves its subject
-    to a new one) in favour of the new (the object of `to`)."""
+    """An updated value ("moved from Tuesday to Thursday", "cut to thirty minutes"): a question about the
+    present drops the old one (the object of `from`, or one of the same type as the object of `to`)."""
     if ask.past:
         return found
-    def prep_of(c: Candidate) -> str | None:
-        sent = sentences[c.sentence]
-        root = sent.char_span(c.start, c.end, alignment_mode="expand")
-        head = root.root.head if root is not None else None
-        return head.lower_ if head is not None and head.dep_ == "prep" else None
-    new = {c.sentence for c in found if prep_of(c) == TOWARD}
-    return [c for c in found if c.sentence not in new or prep_of(c) == TOWARD or prep_of(c) != AWAY and not
-            any(o.sentence == c.sentence and prep_of(o) == TOWARD and o.text != c.text for o in found)]
+    def role(c: Candidate) -> tuple[str | None, str]:
+        root = sentences[c.sentence].char_span(c.start, c.end, alignment_mode="expand").root
+        return (root.head.lower_ if root.head.dep_ == "prep" else None), root.ent_type_
+    new = {(c.sentence, role(c)[1]) for c in found if role(c)[0] == TOWARD}
+    return [c for c in found if role(c)[0] == TOWARD or not any(s == c.sentence for s, _ in new) or (
+        role(c)[0] != AWAY and (c.sentence, role(c)[1]) not in new)]
 
 
 # -- languages without a pipeline ---------------------------------------------------------------------
