@@ -1,16 +1,8 @@
-"""Answers that rest on the document: evidence sentences -> candidate spans -> the model's choice -> cite
-or decline. Every memory kind (and a document read whole) answers through `grounded_answer`.
-
-The library (spaCy, `memgpt.text`) reads the question and the evidence: the answer type from the
-wh-word and its parse, the sentences that speak of what the question names, and the candidate spans of
-that type (entities and noun chunks; `memgpt.memories.questions`). The model chooses: each candidate is
-scored as log P(span | evidence, question), "The document does not say." among them, and the best is
-kept only when it beats that phrase by MIN_MARGIN. A few readings of the parse come first when they
-apply: the span standing to the question's words where the wh-word stands ("Who lives in Rome?" ->
-the subject of "lives in Rome"), the latest place of what the question asks about (or of whoever took
-it), the place before a named one. The model's own free answer is kept when its names and numbers are in
-the evidence and it names a candidate. A language without a pipeline (Chinese) answers with character
-spans of the sentence that says what the question says.
+"""Answers that rest on the document, for every memory kind: spaCy reads the question and the evidence
+(`questions`: answer type, candidate spans, parse readings); the model scores each candidate as
+log P(span | evidence, question) beside "The document does not say.", and the best must beat that phrase
+by MIN_MARGIN. A parse reading, or the model's free answer naming a candidate, picks first. A language
+without a pipeline answers with character spans of the sentence that says what the question says.
 """
 
 from __future__ import annotations
@@ -19,12 +11,13 @@ import re
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from ..io.spans import Span, plain, reference_entry
 from ..model.engine import Engine
 from ..model.generation import pad_id
 from ..text.pipeline import analyse_all, language_of
-from ..text.words import is_content, lemma, number_values
+from ..text.words import is_content, lemma, number_values, stop_words
 from .abstention import NOT_IN_DOCUMENT, is_abstention
 from .questions import SUBJECT, Candidate, Question, candidates, character_spans
 
@@ -38,9 +31,7 @@ COVERAGE_WEIGHT = 2.0  # added to a span's log P per share of the question's wor
 
 @dataclass
 class Grounded:
-    """What `grounded_answer` decided: the answer text, the sentence it rests on (None: declined), the
-    evidence sentences that bear on the question, and how the answer was reached."""
-
+    """The answer, the sentence it rests on (None: declined), the evidence that bears on the question."""
     text: str
     quote: Span | None
     cited: list[Span]
@@ -62,12 +53,9 @@ def span_logprobs(engine: Engine, prompt_ids: list[int], spans: list[str], batch
     out: list[float] = []
     for b in range(0, len(span_ids), batch_size):
         group = span_ids[b : b + batch_size]
-        seqs = [prompt_ids + s for s in group]
-        ids = torch.full((len(seqs), max(len(s) for s in seqs)), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for k, s in enumerate(seqs):
-            ids[k, : len(s)] = torch.tensor(s)
-            mask[k, : len(s)] = 1
+        seqs = [torch.tensor(prompt_ids + s) for s in group]
+        ids = pad_sequence(seqs, batch_first=True, padding_value=pad)  # (B, T)
+        mask = pad_sequence([torch.ones_like(s) for s in seqs], batch_first=True)  # (B, T)
         logits = engine.backbone(input_ids=ids, attention_mask=mask).logits.float()  # (B, T, V)
         logp = torch.log_softmax(logits[:, :-1], dim=-1)  # (B, T-1, V): position t predicts token t+1
         first = len(prompt_ids)
@@ -78,9 +66,7 @@ def span_logprobs(engine: Engine, prompt_ids: list[int], spans: list[str], batch
 
 
 def score_candidates(engine: Engine, question: str, context: str, spans: list[str]) -> tuple[list[float], float]:
-    """Each span's log P(span | evidence, question), mean per token, and the abstention phrase's: what a
-    chosen span must beat. (Pointwise mutual information, the same minus log P(span | question), chose the
-    right span less often on the dev split: docs/answering.md.)"""
+    """Each span's log P(span | evidence, question), mean per token, and the abstention phrase's."""
     scores = span_logprobs(engine, engine.chat_ids(reader_prompt(question, context), prefix="Answer:"),
                            spans + [NOT_IN_DOCUMENT])
     return scores[:-1], scores[-1]
@@ -94,9 +80,7 @@ def first_sentence(text: str) -> str:
 
 
 def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: str | None) -> Grounded:
-    """The answer to `question` from `evidence` (document sentences): a candidate span the parse or the
-    model picks, or `free` (the model's own answer) where the evidence holds it, else "The document does
-    not say."."""
+    """The answer to `question` from `evidence` (document sentences), checked; `free`: the model's own."""
     evidence = sorted((s for s in evidence if not reference_entry(s.text)), key=lambda s: s.start)
     texts = [plain(s.text) for s in evidence]
     free = first_sentence(free) if free and not is_abstention(free) else None
@@ -107,19 +91,16 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
     ask = Question.of(question)
     sents = [d[:] for d in analyse_all(texts, lang="en")]
     focus, cover = _focus(ask, sents)
-    if not focus:
-        return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
-    cited = [evidence[i] for i in sorted(focus)]
     found = [Candidate(c.text, focus[c.sentence], c.start, c.end, c.reading)
-             for c in candidates(ask, [sents[i] for i in focus])]
+             for c in (candidates(ask, [sents[i] for i in focus]) if focus else [])]
     found = sorted(found, key=lambda c: (-c.reading, -cover[c.sentence], c.sentence))[:MAX_CANDIDATES]
     if not found:
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
+    cited = [evidence[i] for i in sorted(focus)]
     context = engine.clip(" ".join(texts[i] for i in sorted(focus)), max(64, engine.window // 2))
     scores, abstain = score_candidates(engine, question, context, [c.text for c in found])
-    n_asked = max(1, len(ask.terms))
-    ranked = [s + COVERAGE_WEIGHT * cover[c.sentence] / n_asked for s, c in zip(scores, found)]
-    named = [k for k, c in enumerate(found) if free and _names(free, c.text)] if _supported(free, ask, sents, focus) else []
+    ranked = [s + COVERAGE_WEIGHT * cover[c.sentence] / max(1, len(ask.terms)) for s, c in zip(scores, found)]
+    named = [k for k, c in enumerate(found) if _names(free, c.text)] if free and _supported(free, ask, sents, focus) else []
     pool = _readings(ask, sents, found) or named or list(range(len(found)))
     best = max(pool, key=lambda k: (ranked[k], found[k].sentence))
     chosen, margin = found[best], scores[best] - abstain
@@ -131,10 +112,9 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
 
 
 def _focus(ask: Question, sents: list) -> tuple[list[int], dict[int, int]]:
-    """The evidence sentences that speak of what the question names (its names, else its content words),
-    with those linked to them by a noun the question does not use (the second sentence of a chain), most
-    relevant first; and how many question words each covers (a linked one with the sentence it is linked
-    to). None when a name of the question is in no sentence: it asks about something the evidence lacks."""
+    """The sentences naming what the question names (else holding its words), and those sharing a noun with
+    them (a chain's second), most relevant first, with the question words each covers (a linked one with
+    its anchor's). None when one of the question's names is nowhere in the evidence."""
     words = [{lemma(t) for t in s if is_content(t)} for s in sents]
     key = ask.names or ask.terms
     direct = [i for i, w in enumerate(words) if w & key]
@@ -151,9 +131,9 @@ def _focus(ask: Question, sents: list) -> tuple[list[int], dict[int, int]]:
 
 
 def _readings(ask: Question, sents: list, found: list[Candidate]) -> list[int]:
-    """The candidates a reading of the parse picks, else []: where the question's subject (or whoever last
-    took it) is now or was before a named place; else the candidates standing to two or more of the
-    question's words as the wh-word does (the latest, when several: a later sentence updates an earlier)."""
+    """The candidates a parse reading picks, else []: the latest place of the question's subject (or of who
+    took it), or its place before a named one; else the latest of those standing to two or more of the
+    question's words as the wh-word does (a later sentence updates an earlier)."""
     if ask.kind == "place" and ask.wh is not None and ask.wh.head.lemma_ == "be":
         track, held = _places(ask, sents, found)
         before = [lemma(c) for t in ask.doc if t.lower_ == "before" for c in t.children if c.dep_ == "pobj"]
@@ -170,16 +150,13 @@ def _readings(ask: Question, sents: list, found: list[Candidate]) -> list[int]:
 
 
 def _places(ask: Question, sents: list, found: list[Candidate]) -> tuple[list[int], list[int]]:
-    """Indices of `found` (place candidates) in the order the evidence puts the question's subject there,
-    and the sentences that speak of it: those whose subject is it or whoever holds it (the subject of a
-    sentence with it as the object)."""
+    """Place candidates (indices of `found`) in the order the evidence puts the question's subject there, and
+    the sentences whose subject is it or whoever holds it (the subject of a sentence with it as object)."""
     subject = [lemma(t) for t in ask.doc if t.dep_ in SUBJECT and t is not ask.wh]
-    if not subject:
-        return [], []
-    holders, track, held = {subject[0]}, [], []
+    holders, track, held = set(subject[:1]), [], []
     for i in range(len(sents)):
         subj = {lemma(t) for t in sents[i] if t.dep_ in SUBJECT}
-        if subject[0] in {lemma(t) for t in sents[i] if t.dep_ == "dobj"} and subj:
+        if subject and subject[0] in {lemma(t) for t in sents[i] if t.dep_ == "dobj"} and subj:
             holders = {subject[0]} | subj
         if subj & holders:
             held.append(i)
@@ -189,49 +166,42 @@ def _places(ask: Question, sents: list, found: list[Candidate]) -> tuple[list[in
 
 def _supported(free: str | None, ask: Question, sents: list, focus: list[int]) -> bool:
     """Is the free answer's every name and number (by value) in the evidence or the question?"""
-    if not free:
-        return False
     held = " ".join(sents[i].text for i in focus) + " " + ask.text
-    if not number_values(free) <= number_values(held):
-        return False
     words = {lemma(t) for s in (sents[i] for i in focus) for t in s} | ask.terms | ask.names
-    free_doc = analyse_all([free], lang="en")[0]
-    return all(lemma(t) in words for t in free_doc if t.pos_ == "PROPN" or t.ent_type_ in ("PERSON", "GPE"))
+    return number_values(free) <= number_values(held) and all(
+        lemma(t) in words for t in analyse_all([free], lang="en")[0] if t.pos_ == "PROPN" or t.ent_type_)
 
 
 def _names(free: str, text: str) -> bool:
     """Does a free answer name this candidate (its words, or its number by value)?"""
-    if number_values(text) & number_values(free):
-        return True
-    return f" {' '.join(text.lower().split())} " in f" {' '.join(free.lower().replace('.', ' ').split())} "
+    return bool(number_values(text) & number_values(free)) or (
+        f" {' '.join(text.lower().split())} " in f" {' '.join(free.lower().replace('.', ' ').split())} ")
 
 
 # -- languages without a pipeline --------------------------------------------------------------------
 def _characters(engine: Engine, question: str, evidence: list[Span], texts: list[str], free: str | None) -> Grounded:
-    """Chinese (or any language spaCy has no pipeline for here): the answer is a span of the sentence that
-    holds what the question says that the evidence says anywhere (its subject with its predicate: never
-    an attribute of another entity), made of characters the question lacks, chosen by the model."""
+    """Chinese (no spaCy pipeline here): a span of characters the question lacks, from the sentence that
+    holds the most of what the question says that the evidence says anywhere (at least MIN_COVERAGE of
+    it: the subject with its predicate, never an attribute of another entity), chosen by the model."""
     known = {c for c in question if c.isalnum()} & set("".join(texts))
-    if not known:
+    said = {k for w in stop_words(language_of(question)) if w in question  # interrogatives, function words
+            for m in re.finditer(re.escape(w), question) for k in range(m.start(), m.end())}
+    gaps = {k for k, c in enumerate(question) if c.isalnum() and c not in known and k not in said}
+    if any(k + 1 in gaps for k in gaps):  # two characters in a row the evidence never writes: a name it lacks
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
-    share = [len(known & set(t)) / len(known) for t in texts]
-    top = max(share)
-    focus = [i for i, s in enumerate(share) if s == top and s >= MIN_COVERAGE]
-    if not focus:
-        return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
-    cited = [evidence[i] for i in focus]
+    share = [len(known & set(t)) / len(known) if known else 0.0 for t in texts]
+    focus = [i for i, s in enumerate(share) if s == max(share) and s >= MIN_COVERAGE]
     found = [(i, texts[i][s:e]) for i in focus for s, e in character_spans(question, texts[i])][:MAX_CANDIDATES]
     if not found:
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
-    if free:
-        inside = [(i, t) for i, t in found if t in free]
-        if inside:
-            i, t = max(inside, key=lambda x: len(x[1]))
-            return Grounded(t, evidence[i], cited, "free")
+    cited = [evidence[i] for i in focus]
+    inside = [(i, t) for i, t in found if free and t in free]
+    if inside:
+        i, t = max(inside, key=lambda x: len(x[1]))
+        return Grounded(t, evidence[i], cited, "free")
     context = engine.clip(" ".join(texts[i] for i in focus), max(64, engine.window // 2))
     scores, abstain = score_candidates(engine, question, context, [t for _, t in found])
     best = max(range(len(found)), key=lambda k: scores[k])
-    margin = scores[best] - abstain
-    if margin < MIN_MARGIN:
-        return Grounded(NOT_IN_DOCUMENT, None, [], "abstain", margin)
-    return Grounded(found[best][1], evidence[found[best][0]], cited, "span", margin)
+    if scores[best] - abstain < MIN_MARGIN:
+        return Grounded(NOT_IN_DOCUMENT, None, [], "abstain", scores[best] - abstain)
+    return Grounded(found[best][1], evidence[found[best][0]], cited, "span", scores[best] - abstain)

@@ -1,18 +1,13 @@
-"""What a question asks and which spans of the evidence could answer it, from spaCy's parse.
-
-    ask = Question.of("Who lives in Rome?")      # wh-word "Who", the subject of "live"
-    ask.labels                                    # entity labels that answer it: PERSON, ORG, NORP
-    candidates(ask, sentences)                    # the evidence's spans of that kind, with parse readings
-
-The answer type comes from the wh-word and its place in the parse (TREC-style classes as spaCy's entity
-labels); "which room" asks for spans headed by or naming a room (the wh-determiner's head noun, by
-lemma). A *parse reading* matches the question's tree against an evidence sentence: the span that
-stands to the question's words where the wh-word stands is the answer ("Bob lives in Rome." for
-"Who lives in Rome?": `Bob` is the subject of `live`, with `Rome` under `in`).
+"""What a question asks and which spans of the evidence could answer it, from spaCy's parse: the answer
+type from the wh-word (entity labels: who -> PERSON, ORG, NORP; "which room" -> spans naming a room, by
+lemma), candidates (entities and noun chunks of that type), and each candidate's *parse reading*: how
+many of the question's words stand to it as they stand to the wh-word ("Bob lives in Rome." for "Who
+lives in Rome?": `Bob` is the subject of `live`, with `Rome` under `in`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Span, Token
@@ -32,9 +27,7 @@ AWAY = "from"  # the preposition of an old value ("moved from Tuesday")
 
 @dataclass
 class Question:
-    """A parsed question: its wh-word, the answer type it asks for, the noun it names ("which room"),
-    its content lemmas and names, and whether it asks about the present ("now", present tense)."""
-
+    """A parsed question: wh-word, answer type, asked noun, content lemmas, names, tense ("now" is present)."""
     text: str
     doc: Doc
     wh: Token | None
@@ -60,20 +53,16 @@ def _kind(doc: Doc, wh: Token | None) -> tuple[str, str | None]:
     """The answer type from the wh-word and its parse (and the asked noun's lemma, for "which X")."""
     if wh is None:
         return "other", None
-    nxt = doc[wh.i + 1] if wh.i + 1 < len(doc) else None
     attr = next((t for t in doc if t.dep_ in SUBJECT + ("attr",) and t is not wh and t.pos_ == "NOUN"), None)
     if wh.tag_ == "WP$" or (wh.tag_ == "WP" and wh.lower_ != "what"):  # who, whom, whose
-        is_be = wh.head.lemma_ == "be" and attr is not None  # "who was the captain of X": a captain
-        return "person", lemma(attr) if is_be else None
+        return "person", lemma(attr) if wh.head.lemma_ == "be" and attr is not None else None  # "the captain of X"
     if wh.tag_ == "WRB":
-        if nxt is not None and nxt.pos_ in ("ADJ", "ADV"):
+        if wh.i + 1 < len(doc) and doc[wh.i + 1].pos_ in ("ADJ", "ADV"):
             return "number", None  # how many, how much, how old, how long
         return {"where": ("place", None), "when": ("time", None)}.get(wh.lower_, ("other", None))
     if wh.dep_ == "det":  # "which room", "what colour", "in what year" (spaCy tags "what year" DATE)
         label = wh.head.ent_type_
-        if label in TIME:
-            return "time", None
-        return ("number", None) if label in NUMBER else ("noun", lemma(wh.head))
+        return ("time", None) if label in TIME else ("number", None) if label in NUMBER else ("noun", lemma(wh.head))
     # "what was the name of X's father", "what is the capital of X": the noun the wh-word equals
     if attr is not None and wh.dep_ in ("attr", "nsubj") and wh.head.lemma_ == "be":
         named = [c for p in attr.children if p.dep_ == "prep" for c in p.children if c.dep_ == "pobj"]
@@ -99,18 +88,23 @@ def _path(a: Token, b: Token) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     common = next((t for t in up_a if t in up_b), None)
     if common is None:
         return None
-    return (tuple(_label(t) for t in up_a[: up_a.index(common)]),
-            tuple(_label(t) for t in up_b[: up_b.index(common)])[::-1])
+    return _labels(up_a[: up_a.index(common)]), _labels(up_b[: up_b.index(common)][::-1])
+
+
+def _labels(chain: list[Token]) -> tuple[str, ...]:
+    """Dependency labels, the passive read as the active ("built by Hale": Hale the subject, what was built
+    the object)."""
+    labels = "/".join("dobj" if t.dep_ == "nsubjpass" else _label(t) for t in chain)
+    return tuple(labels.replace("pobj/agent", "subj").replace("agent/pobj", "subj").split("/")) if chain else ()
 
 
 def _label(t: Token) -> str:
-    return "prep:" + t.lower_ if t.dep_ in ("prep", "agent") else "subj" if t.dep_ in SUBJECT else t.dep_
+    return "prep:" + t.lower_ if t.dep_ == "prep" else "subj" if t.dep_ in SUBJECT[:1] + SUBJECT[2:] else t.dep_
 
 
 def _wh_anchor(ask: Question) -> list[tuple[tuple, tuple]]:
-    """Where the wh-word stands to each other content word of the question: the paths a parse reading
-    looks for around a candidate. A stranded preposition ("Who did Hugo hand the lantern to?") gets the
-    wh-word as its object."""
+    """(lemma, path from the wh-word) of the question's other words: what a parse reading looks for around
+    a candidate. A stranded preposition ("Who did Hugo hand the lantern to?") takes the wh-word as object."""
     wh = ask.wh
     if wh is None:
         return []
@@ -123,22 +117,16 @@ def _wh_anchor(ask: Question) -> list[tuple[tuple, tuple]]:
                 is_content(t) or t.dep_ == "prep" or t.pos_ in ("VERB", "AUX")):
             continue
         path = _path(target, t)
-        if path is None:
-            continue
-        if stranded is not None:
-            path = (("pobj", _label(stranded), *path[0][1:]), path[1])
-        out.append((lemma(t), path))
+        if path is not None:
+            out.append((lemma(t), path if stranded is None else (("pobj", _label(stranded), *path[0][1:]), path[1])))
     return out
 
 
 def _reading(anchor: list[tuple[str, tuple]], token: Token, sentence: Span) -> int:
     """How many of the question's words stand to `token` (a head in an evidence sentence) as they stand
     to the wh-word in the question: the same lemma at the same dependency path."""
-    score = 0
-    for word, path in anchor:
-        if any(lemma(t) == word and _path(token, t) == path for t in sentence if t is not token):
-            score += 1
-    return score
+    return sum(any(lemma(t) == word and _path(token, t) == path for t in sentence if t is not token)
+               for word, path in anchor)
 
 
 def _fits(ask: Question, tokens: list[Token], ents: dict[int, str]) -> bool:
@@ -161,9 +149,8 @@ def _fits(ask: Question, tokens: list[Token], ents: dict[int, str]) -> bool:
 
 
 def candidates(ask: Question, sentences: list[Span]) -> list[Candidate]:
-    """Spans of the evidence `sentences` that could answer `ask`: its entities and noun chunks of the
-    asked kind, none restating the question (its own words and numbers are not its answer), each with its
-    parse reading. "Which room ..." falls back to every noun chunk when no span names a room."""
+    """Entities, noun chunks and words of `sentences` of the asked kind, none restating the question, with
+    their parse readings ("which X" falls back to any span when none names an X)."""
     anchor = _wh_anchor(ask)
     asked_numbers = number_values(ask.text)
     out: list[Candidate] = []
@@ -171,23 +158,21 @@ def candidates(ask: Question, sentences: list[Span]) -> list[Candidate]:
         if ask.kind == "person" and ask.noun and all(lemma(t) != ask.noun for t in sent):
             continue  # "the captain of X": only a sentence that speaks of a captain answers
         ents = {t.i: e.label_ for e in sent.ents for t in e}
-        chunks = {c.root.i: c for c in sent.noun_chunks}
         spans = [list(e) for e in sent.ents] + [list(c) for c in sent.noun_chunks]
         if ask.kind == "other":  # a clause: "because the projector was broken"
             spans += [list(t.subtree) for t in sent if t.dep_ in ("advcl", "ccomp", "xcomp")]
-        spans += [[t] for t in sent if t.pos_ in ("NOUN", "PROPN", "NUM", "ADJ") and t.i not in chunks and is_content(t)]
+        spans += [[t] for t in sent if t.pos_ in ("NOUN", "PROPN", "NUM", "ADJ") and t.i not in ents and is_content(t)
+                  and not any(t in c for c in sent.noun_chunks)]
         for tokens in spans:
             tokens = [t for t in tokens if not t.is_punct]
-            if not tokens:
-                continue
             words = {lemma(t) for t in tokens if is_content(t)}
-            if not words or words <= ask.terms or number_values(" ".join(t.text for t in tokens)) & asked_numbers:
-                continue
-            if not _fits(ask, tokens, ents):
+            if not words or words <= ask.terms or number_values(" ".join(t.text for t in tokens)) & asked_numbers \
+                    or not _fits(ask, tokens, ents):
                 continue
             start, end = tokens[0].idx - sent.start_char, tokens[-1].idx + len(tokens[-1]) - sent.start_char
             root = max(tokens, key=lambda t: sum(1 for c in t.subtree if c in tokens))
-            out.append(Candidate(sent.text[start:end], i, start, end, _reading(anchor, root, sent)))
+            heads = [root, root.head] if root.dep_ == "appos" else [root]  # "the engineer Margaret Hale"
+            out.append(Candidate(sent.text[start:end], i, start, end, max(_reading(anchor, h, sent) for h in heads)))
     if not out and ask.kind == "noun":
         return candidates(Question(ask.text, ask.doc, ask.wh, "other", None, ask.terms, ask.names, ask.past), sentences)
     return _prefer_new_values(ask, sentences, list({(c.sentence, c.start, c.end): c for c in out}.values()))
@@ -208,19 +193,9 @@ def _prefer_new_values(ask: Question, sentences: list[Span], found: list[Candida
 
 # -- languages without a pipeline ---------------------------------------------------------------------
 def character_spans(question: str, sentence: str, longest: int = 8) -> list[tuple[int, int]]:
-    """(start, end) of the runs of `sentence` made of characters the question lacks, and their shorter
-    pieces (two characters or more, at most `longest`): what a question in Chinese can be answered with."""
-    asked = {c for c in question if c.isalnum()}
-    runs, start = [], None
-    for k, ch in enumerate(sentence + " "):
-        inside = ch.isalnum() and ch not in asked
-        if inside and start is None:
-            start = k
-        elif not inside and start is not None:
-            runs.append((start, k))
-            start = None
-    out = []
-    for s, e in runs:
-        out.append((s, e))
-        out += [(a, b) for a in range(s, e) for b in range(a + 2, min(e, a + longest) + 1) if (a, b) != (s, e)]
-    return out
+    """(start, end) of the runs of `sentence` made of characters the question lacks, and their pieces of two
+    to `longest` characters: what a question in Chinese can be answered with."""
+    asked = "".join({c for c in question if c.isalnum()})
+    runs = [(m.start(), m.end()) for m in re.finditer(rf"[^\W{re.escape(asked)}]+", sentence)]
+    return [(s, e) for s, e in runs] + [(a, b) for s, e in runs for a in range(s, e)
+                                        for b in range(a + 2, min(e, a + longest) + 1) if (a, b) != (s, e)]
