@@ -1,8 +1,7 @@
 """Answers that rest on the document, for every memory kind: spaCy reads the question and the evidence
-(`questions`: answer type, candidate spans, parse readings); the model scores each candidate as
-log P(span | evidence, question) beside "The document does not say.", and the best must beat that phrase
-by MIN_MARGIN. A parse reading, or the model's free answer naming a candidate, picks first. A language
-without a pipeline answers with character spans of the sentence that says what the question says.
+(`questions`); the model scores each candidate span as log P(span | evidence, question) beside "The
+document does not say.", and the best must beat it by MIN_MARGIN; a parse reading, or the model's free
+answer naming a candidate, picks first. Without a pipeline (Chinese): character spans (docs/answering.md).
 """
 
 from __future__ import annotations
@@ -40,8 +39,7 @@ class Grounded:
 
 
 def reader_prompt(question: str, context: str) -> str:
-    """The question before and after the text: the best of 9 prompt forms tried on facts hidden in filler
-    with SmolLM2-135M (10/16 correct, against 0/16 for text-then-question)."""
+    """The question before and after the text: the best of 9 prompt forms tried with SmolLM2-135M."""
     return f"Question: {question}\n\nText: {context}\n\nQuestion: {question}"
 
 
@@ -84,8 +82,6 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
     evidence = sorted((s for s in evidence if not reference_entry(s.text)), key=lambda s: s.start)
     texts = [plain(s.text) for s in evidence]
     free = first_sentence(free) if free and not is_abstention(free) else None
-    if not texts:
-        return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
     if language_of(question) != "en":
         return _characters(engine, question, evidence, texts, free)
     ask = Question.of(question)

@@ -1,8 +1,7 @@
-"""What a question asks and which spans of the evidence could answer it, from spaCy's parse: the answer
-type from the wh-word (entity labels: who -> PERSON, ORG, NORP; "which room" -> spans naming a room, by
-lemma), candidates (entities and noun chunks of that type), and each candidate's *parse reading*: how
-many of the question's words stand to it as they stand to the wh-word ("Bob lives in Rome." for "Who
-lives in Rome?": `Bob` is the subject of `live`, with `Rome` under `in`).
+"""What a question asks and which evidence spans could answer it, from spaCy's parse: the answer type
+from the wh-word (who -> PERSON, ORG, NORP; "which room" -> spans naming a room, by lemma), candidates
+(entities, noun chunks), and each one's *parse reading*: how many of the question's words stand to it as
+to the wh-word ("Bob lives in Rome." for "Who lives in Rome?": the subject of `live`, `Rome` under `in`).
 """
 
 from __future__ import annotations
@@ -61,8 +60,8 @@ def _kind(doc: Doc, wh: Token | None) -> tuple[str, str | None]:
             return "number", None  # how many, how much, how old, how long
         return {"where": ("place", None), "when": ("time", None)}.get(wh.lower_, ("other", None))
     if wh.dep_ == "det":  # "which room", "what colour", "in what year" (spaCy tags "what year" DATE)
-        label = wh.head.ent_type_
-        return ("time", None) if label in TIME else ("number", None) if label in NUMBER else ("noun", lemma(wh.head))
+        kind = "time" if wh.head.ent_type_ in TIME else "number" if wh.head.ent_type_ in NUMBER else "noun"
+        return kind, lemma(wh.head) if kind == "noun" else None
     # "what was the name of X's father", "what is the capital of X": the noun the wh-word equals
     if attr is not None and wh.dep_ in ("attr", "nsubj") and wh.head.lemma_ == "be":
         named = [c for p in attr.children if p.dep_ == "prep" for c in p.children if c.dep_ == "pobj"]
@@ -92,8 +91,7 @@ def _path(a: Token, b: Token) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
 
 
 def _labels(chain: list[Token]) -> tuple[str, ...]:
-    """Dependency labels, the passive read as the active ("built by Hale": Hale the subject, what was built
-    the object)."""
+    """Dependency labels, the passive read as the active ("built by Hale": Hale the subject)."""
     labels = "/".join("dobj" if t.dep_ == "nsubjpass" else _label(t) for t in chain)
     return tuple(labels.replace("pobj/agent", "subj").replace("agent/pobj", "subj").split("/")) if chain else ()
 
@@ -123,8 +121,7 @@ def _wh_anchor(ask: Question) -> list[tuple[tuple, tuple]]:
 
 
 def _reading(anchor: list[tuple[str, tuple]], token: Token, sentence: Span) -> int:
-    """How many of the question's words stand to `token` (a head in an evidence sentence) as they stand
-    to the wh-word in the question: the same lemma at the same dependency path."""
+    """How many question words stand to `token` as they stand to the wh-word (same lemma, same path)."""
     return sum(any(lemma(t) == word and _path(token, t) == path for t in sentence if t is not token)
                for word, path in anchor)
 
@@ -139,10 +136,9 @@ def _fits(ask: Question, tokens: list[Token], ents: dict[int, str]) -> bool:
     if ask.kind == "place":
         return bool(labels & PLACE) or (head.pos_ in ("NOUN", "PROPN") and head.dep_ == "pobj"
                                         and not labels & (NUMBER | PERSON - PLACE))
-    if ask.kind == "time":
-        return bool(labels & TIME)
-    if ask.kind == "number":
-        return bool(labels & NUMBER) or any(t.like_num or t.pos_ == "NUM" for t in tokens)
+    if ask.kind in ("time", "number"):
+        numeric = ask.kind == "number" and any(t.like_num for t in tokens)
+        return numeric or bool(labels & (TIME if ask.kind == "time" else NUMBER))
     if ask.kind == "noun":
         return any(lemma(t) == ask.noun for t in tokens) or head.dep_ == "appos" and lemma(head.head) == ask.noun
     return True
