@@ -98,9 +98,11 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
     ranked = [s + COVERAGE_WEIGHT * cover[c.sentence] / max(1, len(ask.terms)) for s, c in zip(scores, found)]
     named = [k for k, c in enumerate(found) if _names(free, c.text)] if free and _supported(free, ask, sents, focus) else []
     pool = _readings(ask, sents, found) or named or list(range(len(found)))
-    best = max(pool, key=lambda k: (ranked[k], found[k].sentence))
+    best = max(pool, key=lambda k: (found[k].reading, ranked[k], found[k].sentence))
     chosen, margin = found[best], scores[best] - abstain
-    if best in named:
+    if best in named:  # the longest candidate it names there ("the Wexley Courier", not "Wexley")
+        chosen = max((found[k] for k in named if found[k].sentence == chosen.sentence and found[k].start < chosen.end
+                      and chosen.start < found[k].end), key=lambda c: len(c.text))
         return Grounded(chosen.text, evidence[chosen.sentence], cited, "free")
     if margin < MIN_MARGIN:
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain", margin)
@@ -108,9 +110,8 @@ def grounded_answer(engine: Engine, question: str, evidence: list[Span], free: s
 
 
 def _focus(ask: Question, sents: list) -> tuple[list[int], dict[int, int]]:
-    """The sentences naming what the question names (else holding its words), and those sharing a noun with
-    them (a chain's second), most relevant first, with the question words each covers (a linked one with
-    its anchor's). None when one of the question's names is nowhere in the evidence."""
+    """Sentences naming what the question names (else with its words) and those sharing a noun with them,
+    best first, with the question words each covers; none when a name of the question is nowhere."""
     words = [{lemma(t) for t in s if is_content(t)} for s in sents]
     key = ask.names or ask.terms
     direct = [i for i, w in enumerate(words) if w & key]
@@ -190,9 +191,8 @@ def _characters(engine: Engine, question: str, evidence: list[Span], texts: list
     found = [(i, texts[i][s:e]) for i in focus for s, e in character_spans(question, texts[i])][:MAX_CANDIDATES]
     if not found:
         return Grounded(NOT_IN_DOCUMENT, None, [], "abstain")
-    cited = [evidence[i] for i in focus]
-    inside = [(i, t) for i, t in found if free and t in free]
-    if inside:
+    cited, inside = [evidence[i] for i in focus], [(i, t) for i, t in found if free and t in free]
+    if inside:  # the longest candidate the free answer holds
         i, t = max(inside, key=lambda x: len(x[1]))
         return Grounded(t, evidence[i], cited, "free")
     context = engine.clip(" ".join(texts[i] for i in focus), max(64, engine.window // 2))

@@ -20,8 +20,7 @@ TIME = frozenset({"DATE", "TIME"})
 NUMBER = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME"})
 NAMED = frozenset({"PERSON", "ORG", "NORP", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LANGUAGE", "LAW"})
 SUBJECT = ("nsubj", "nsubjpass", "csubj", "expl")
-TOWARD = "to"  # the preposition of a new value ("moved to Thursday") and of a receiver ("gave it to Bill")
-AWAY = "from"  # the preposition of an old value ("moved from Tuesday")
+TOWARD, AWAY = "to", "from"  # the prepositions of a new value and an old one ("moved from Tuesday to Thursday")
 
 
 @dataclass
@@ -54,7 +53,8 @@ def _kind(doc: Doc, wh: Token | None) -> tuple[str, str | None]:
         return "other", None
     attr = next((t for t in doc if t.dep_ in SUBJECT + ("attr",) and t is not wh and t.pos_ == "NOUN"), None)
     if wh.tag_ == "WP$" or (wh.tag_ == "WP" and wh.lower_ != "what"):  # who, whom, whose
-        return "person", lemma(attr) if wh.head.lemma_ == "be" and attr is not None else None  # "the captain of X"
+        of = attr is not None and wh.head.lemma_ == "be" and any(c.dep_ == "prep" for c in attr.children)
+        return "person", lemma(attr) if of else None  # "who was the captain of X": a captain
     if wh.tag_ == "WRB":
         if wh.i + 1 < len(doc) and doc[wh.i + 1].pos_ in ("ADJ", "ADV"):
             return "number", None  # how many, how much, how old, how long
@@ -74,8 +74,8 @@ def _kind(doc: Doc, wh: Token | None) -> tuple[str, str | None]:
 @dataclass(frozen=True)
 class Candidate:
     text: str
-    sentence: int  # index into the evidence sentences
-    start: int  # character offsets in that sentence
+    sentence: int  # index into the evidence sentences; start, end: character offsets in it
+    start: int
     end: int
     reading: int = 0  # how many of the question's words stand to it as they stand to the wh-word
 
@@ -161,12 +161,12 @@ def candidates(ask: Question, sentences: list[Span]) -> list[Candidate]:
                   and not any(t in c for c in sent.noun_chunks)]
         for tokens in spans:
             tokens = [t for t in tokens if not t.is_punct]
-            words = {lemma(t) for t in tokens if is_content(t)}
-            if not words or words <= ask.terms or number_values(" ".join(t.text for t in tokens)) & asked_numbers \
-                    or not _fits(ask, tokens, ents):
-                continue
-            start, end = tokens[0].idx - sent.start_char, tokens[-1].idx + len(tokens[-1]) - sent.start_char
+            words = {lemma(t) for t in tokens if is_content(t) or t.like_num}  # "eleven" is a stop word
             root = max(tokens, key=lambda t: sum(1 for c in t.subtree if c in tokens))
+            if not words or words <= ask.terms or number_values(" ".join(t.text for t in tokens)) & asked_numbers \
+                    or not _fits(ask, tokens, ents) or lemma(root) in ask.terms and ask.kind != "noun":
+                continue  # restates the question, or is headed by its word ("a young heifer" for "a heifer")
+            start, end = tokens[0].idx - sent.start_char, tokens[-1].idx + len(tokens[-1]) - sent.start_char
             heads = [root, root.head] if root.dep_ == "appos" else [root]  # "the engineer Margaret Hale"
             out.append(Candidate(sent.text[start:end], i, start, end, max(_reading(anchor, h, sent) for h in heads)))
     if not out and ask.kind == "noun":
