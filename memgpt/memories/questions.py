@@ -164,7 +164,7 @@ def candidates(ask: Question, sentences: list[Span]) -> list[Candidate]:
             words = {lemma(t) for t in tokens if is_content(t) or t.like_num}  # "eleven" is a stop word
             root = max(tokens, key=lambda t: sum(1 for c in t.subtree if c in tokens))
             if not words or words <= ask.terms or number_values(" ".join(t.text for t in tokens)) & asked_numbers \
-                    or not _fits(ask, tokens, ents) or lemma(root) in ask.terms and ask.kind != "noun":
+                    or not _fits(ask, tokens, ents) or lemma(root) in ask.terms and ask.kind not in ("noun", "number"):
                 continue  # restates the question, or is headed by its word ("a young heifer" for "a heifer")
             start, end = tokens[0].idx - sent.start_char, tokens[-1].idx + len(tokens[-1]) - sent.start_char
             heads = [root, root.head] if root.dep_ == "appos" else [root]  # "the engineer Margaret Hale"
