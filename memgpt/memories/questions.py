@@ -53,8 +53,8 @@ def _kind(doc: Doc, wh: Token | None) -> tuple[str, str | None]:
         return "other", None
     attr = next((t for t in doc if t.dep_ in SUBJECT + ("attr",) and t is not wh and t.pos_ == "NOUN"), None)
     if wh.tag_ == "WP$" or (wh.tag_ == "WP" and wh.lower_ != "what"):  # who, whom, whose
-        of = attr is not None and wh.head.lemma_ == "be" and any(c.dep_ == "prep" for c in attr.children)
-        return "person", lemma(attr) if of else None  # "who was the captain of X": a captain
+        said = attr is not None and wh.head.lemma_ == "be"
+        return "person", lemma(attr) if said else None  # "who was the first keeper": a keeper
     if wh.tag_ == "WRB":
         if wh.i + 1 < len(doc) and doc[wh.i + 1].pos_ in ("ADJ", "ADV"):
             return "number", None  # how many, how much, how old, how long
