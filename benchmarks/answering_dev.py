@@ -35,6 +35,8 @@ from memgpt.io.spans import SentenceSplitter  # noqa: E402
 from memgpt.memories import answering  # noqa: E402
 from memgpt.memories.abstention import NOT_IN_DOCUMENT, is_abstention  # noqa: E402
 from memgpt.memories.base import ANSWER_RESERVE, answer_from  # noqa: E402
+from memgpt.memories.questions import Question  # noqa: E402
+from memgpt.text.words import value  # noqa: E402
 from memgpt.model.engine import get_engine  # noqa: E402
 
 UNANSWERABLE = ("absent_attribute", "absent_entity")
@@ -46,8 +48,8 @@ def canon(text: str) -> list[str]:
     words = re.findall(r"[a-z0-9$£]+(?:[-,.][a-z0-9]+)*", text.lower().replace("’", "'"))
     out = []
     for w in words:
-        value = answering.parse_number(w)
-        out.append(str(int(value)) if value is not None and value == int(value) else w)
+        v = value(w)
+        out.append(str(int(v)) if v is not None and v == int(v) else w)
     return out
 
 
@@ -95,7 +97,7 @@ def run_case(engine, case: dict, max_new_tokens: int) -> dict:
     free = answer_from(engine, context, case["question"], max_new_tokens)
     g = answering.grounded_answer(engine, case["question"], spans, free)
     return {**{k: v for k, v in case.items() if k != "doc"}, "free": free, "answer": g.text, "how": g.how,
-            "margin": g.margin, "type": answering.answer_type(case["question"]),
+            "margin": g.margin, "type": Question.of(case["question"]).kind,
             "seconds": round(time.perf_counter() - start, 2)}
 
 

@@ -12,29 +12,38 @@ import re
 from collections.abc import Callable
 
 import torch
+from spacy.tokens import Doc
 
 from ..io.spans import plain
+from ..text.pipeline import analyse
 
+OPENING = 5  # words tagged to tell how a sentence opens
 MIN_WORDS = 8  # shorter sentences are headings, dates, fragments
 REDUNDANT = 0.8  # cosine above which a sentence repeats one already chosen
 LEAD_BONUS = 0.1  # documents state their subject first: the opening sentence gets a boost
 _LETTERS = re.compile(r"[^\W\d_]")
-# a sentence opening on a reference to an earlier one means nothing alone ("They powerfully affect ...")
-_DEPENDENT = frozenset("""it its they them their this these those that such he she his her him there here where
-which but and or so yet nor then also however nevertheless moreover furthermore thus hence therefore
-instead otherwise meanwhile accordingly besides similarly likewise again still""".split())
-
-
 def prose(text: str) -> bool:
     """A sentence worth quoting: enough words, mostly letters (not a table row, code or a list of numbers)."""
     words = text.split()
     return len(words) >= MIN_WORDS and len(_LETTERS.findall(text)) >= 0.6 * len(text.replace(" ", ""))
 
 
+def refers_back(doc: Doc) -> bool:
+    """Does a sentence open on a word that points at an earlier one: a personal or demonstrative pronoun
+    or determiner ("They ...", "This treaty ..."), a conjunction, or a function adverb ("However",
+    "There")? (spaCy's tags and morphology, its stop list.)"""
+    first = next((t for t in doc if not t.is_punct and not t.is_space), None)
+    if first is None:
+        return False
+    kind = first.morph.get("PronType")
+    return bool(set(kind) & {"Prs", "Dem", "Rel"}) or first.pos_ in ("CCONJ", "PRON") or (
+        first.pos_ in ("ADV", "SCONJ", "DET") and first.is_stop and "Art" not in kind)
+
+
 def stands_alone(text: str) -> bool:
     """A sentence a reader understands without the one before it."""
-    first = re.sub(r"[^\w]", "", text.split()[0].lower()) if text.split() else ""
-    return first not in _DEPENDENT
+    opening = " ".join(text.split()[:OPENING])  # the first words decide, and tag as fast as any
+    return not refers_back(analyse(opening, full=False))
 
 
 def select(texts: list[str], vectors: torch.Tensor, budget: int, count_tokens: Callable[[str], int],

@@ -1,10 +1,10 @@
 """Checking what the model wrote against the document it wrote about.
 
 A sentence is *supported* when
-- every name and number in it occurs in the document (a capitalised word after the first, a word with a
-  digit: "Roosevelt", "1903", "$5,000"), and
+- every name and number in it occurs in the document (spaCy's proper nouns and named entities, words
+  with a digit: "Roosevelt", "1903", "$5,000"), and
 - its content words are found in the document sentences nearest to it (nearest by sentence embedding;
-  words compared by their first letters, so "ratified" meets "ratify"): those sentences are its citations.
+  words compared by lemma, so "ratified" meets "ratify"): those sentences are its citations.
 
 Sentences that fail are what a summary must not say: invented people, numbers, topics.
 """
@@ -16,21 +16,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..text.words import STOP
+from ..text.pipeline import analyse, analyse_all
+from ..text.words import STOP, is_content, lemma, tokens
 
-STEM = 5  # words compare by their first 5 letters ("ratified" ~ "ratify", "nations" ~ "national")
 NEAREST = 3  # document sentences a summary sentence is compared with (its candidate citations)
 MIN_COVERAGE = 0.6  # share of content words that must be found in the cited sentences
 MIN_SIMILARITY = 0.35  # a cited sentence is at least this close (cosine) to the summary sentence
-_WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*")
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text)
-
-
-def stem(word: str) -> str:
-    return word.lower().replace("’", "'").split("'")[0][:STEM]
+    """The words and numbers of `text` (spaCy's tokens without punctuation)."""
+    return [t for t in tokens(text) if any(c.isalnum() for c in t)]
 
 
 def number_key(word: str) -> str:
@@ -39,11 +35,12 @@ def number_key(word: str) -> str:
 
 
 def names_and_numbers(sentence: str) -> list[str]:
-    """Capitalised words after the first word, and every word with a digit."""
+    """The sentence's names (proper nouns, named entities other than numbers) and words with a digit."""
     found = []
-    for k, w in enumerate(words(sentence)):
-        if any(c.isdigit() for c in w) or (k > 0 and w[:1].isupper() and w.lower() not in STOP):
-            found.append(w)
+    for t in analyse(sentence):
+        if any(c.isdigit() for c in t.text) or (
+                (t.pos_ == "PROPN" or t.ent_iob_ != "O" and not t.like_num) and t.text[:1].isupper() and t.lower_ not in STOP):
+            found.append(t.text)
     return found
 
 
@@ -88,17 +85,17 @@ def check(sentence: str, vector: torch.Tensor, texts: list[str], vectors: torch.
     sims = vectors @ vector  # (N,)
     nearest = torch.topk(sims, min(NEAREST, len(texts))).indices.tolist()
     cited = [i for i in nearest if float(sims[i]) >= MIN_SIMILARITY]
-    found = {stem(w) for i in cited for w in words(texts[i])}
-    content = content_words(sentence)
-    coverage = sum(stem(w) in found for w in content) / len(content) if content else 1.0
+    found = {lemma(t) for d in analyse_all([texts[i] for i in cited], full=False) for t in d}
+    content = [lemma(t) for t in analyse(sentence, full=False) if is_content(t) and len(t) > 2 and not t.like_num]
+    coverage = sum(w in found for w in content) / len(content) if content else 1.0
     ok = not missing and bool(cited) and coverage >= MIN_COVERAGE
     return Support(ok, sorted(cited), missing, coverage)
 
 
 def repeats(text: str) -> bool:
     """Does `text` say a phrase (three words) twice, as a small model's loops do?"""
-    tokens = [w.lower() for w in words(text)]
-    grams = [tuple(tokens[k : k + 3]) for k in range(max(0, len(tokens) - 2))]
+    low = [w.lower() for w in words(text)]
+    grams = [tuple(low[k : k + 3]) for k in range(max(0, len(low) - 2))]
     return len(set(grams)) != len(grams)
 
 
@@ -107,4 +104,3 @@ def unsupported_name_share(summary_sentences: list[str], vocab: Vocabulary) -> t
     faithfulness figure, the same test the checker applies."""
     found = [w for s in summary_sentences for w in names_and_numbers(s)]
     return sum(not vocab.has(w) for w in found), len(found)
-

@@ -18,8 +18,9 @@ from typing import ClassVar
 import torch
 
 from .abstention import NOT_IN_DOCUMENT
-from .answering import grounded_answer, index_evidence, reader_prompt
+from .answering import grounded_answer, reader_prompt
 from ..errors import MemGPTError
+from ..text.words import terms, terms_all
 from .files import read_state_file, read_state_meta, write_state_file
 from ..model.engine import Engine
 from ..model.identity import backbone_name
@@ -141,7 +142,7 @@ class Memory(ABC):
             spans = found.spans
             if not spans and state.index is not None:  # the reader saw no document sentences: check against the index
                 texts = state.index.texts
-                spans = state.index.spans(index_evidence([" ".join(t.split()) for t in texts], q, free))
+                spans = state.index.spans(index_sentences(texts, q, free))
             answers.append(grounded(self.engine, q, spans, free))
         return answers
 
@@ -152,6 +153,14 @@ class Memory(ABC):
     def summarize(self, state: DocumentState, max_length: int) -> str:
         budget = self.engine.window - ANSWER_RESERVE - max_length
         return summarize_text(self.engine, self.context(state, None, budget), max_length)
+
+
+def index_sentences(texts: list[str], question: str, free: str | None, k: int = 6) -> list[int]:
+    """The `k` sentences of the document index sharing most content lemmas with the question and the free
+    answer, in order (for a kind whose reader saw no document sentences)."""
+    query = set(terms(question + " " + (free or "")))
+    scored = sorted(((len(set(t) & query), i) for i, t in enumerate(terms_all(texts))), reverse=True)
+    return sorted(i for s, i in scored[:k] if s > 0)
 
 
 def answer_from(engine: Engine, context: str, question: str, max_new_tokens: int) -> str:

@@ -14,7 +14,7 @@ import spacy
 from spacy.tokens import Doc, Span, Token
 from text_to_num import alpha2digit
 
-from .pipeline import analyse, analyse_all, language_of
+from .pipeline import analyse, analyse_all, language_of, pipeline
 
 _DIGITS = re.compile(r"\d+(?:[,\u00a0]\d{3})*(?:\.\d+)?")
 _NUMBER_LANGS = {"en", "fr", "es", "pt", "de", "nl", "da", "it"}  # what text2num reads
@@ -69,6 +69,14 @@ def terms(text: str) -> list[str]:
 def terms_all(texts: Iterable[str]) -> list[list[str]]:
     """`terms` of many texts at once (batched through the pipeline)."""
     return [doc_terms(d) for d in analyse_all(texts, full=False)]
+
+
+@lru_cache(maxsize=100_000)
+def tokens(text: str) -> tuple[str, ...]:
+    """The words, numbers and signs of `text` as spaCy's tokenizer cuts them (no tagger: fast enough for
+    every sentence of a long document); spaces left out."""
+    nlp = pipeline(language_of(text))
+    return tuple(t.text for t in nlp.tokenizer(text) if not t.is_space)
 
 
 def value(text: str) -> float | None:
