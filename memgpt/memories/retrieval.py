@@ -83,6 +83,7 @@ class RetrievalMemory(Memory):
 
     kind = "retrieval"
     segment_tokens = 2048
+    evidence_source = "retrieved"
 
     def _update(self, state: DocumentState, segment: list[int]) -> None:
         if not state.work.get("indexed"):  # fed token ids alone: the decoded text is the document
@@ -133,10 +134,10 @@ class RetrievalMemory(Memory):
     def context(self, state: DocumentState, query: str | None, budget: int) -> str:
         return self.evidence(state, query, budget).text
 
-    def evidence(self, state: DocumentState, query: str | None, budget: int) -> Evidence:
+    def evidence(self, state: DocumentState, query: str | None, budget: int, max_new_tokens: int = 32) -> Evidence:
         self.finish(state)
         if "chunks" not in state.tensors:
-            return Evidence("")
+            return Evidence("", source="retrieved")
         bounds = state.tensors["chunks"].tolist()
         texts = [" ".join(plain(t) for t in state.index.texts[a:b]) for a, b in zip(bounds, bounds[1:])]
         embeddings = state.tensors["embeddings"]
@@ -163,20 +164,21 @@ class RetrievalMemory(Memory):
         chosen.sort()
         if query is None:
             ids = [s for i in chosen for s in range(bounds[i], bounds[i + 1])]
-            return Evidence("\n...\n".join(texts[i] for i in chosen), state.index.spans(ids))
+            return Evidence("\n...\n".join(texts[i] for i in chosen), state.index.spans(ids), source="retrieved")
         lexicon = self._lexicon(state, "sentences", [plain(t) for t in state.index.texts])
         cited = self._references(state)  # a bibliography cites, it does not say
         ranked = self._best_sentences(state, vector, asked, lexicon,
                                       [s for i in chosen for s in range(bounds[i], bounds[i + 1]) if s not in cited])
         support = ranked[0][1] if ranked else 0.0
         if support < ABSTAIN_BELOW:
-            return Evidence("", support=support, abstain=True)
+            return Evidence("", support=support, abstain=True, source="retrieved")
         if asks_current_state(query):
             latest = set(latest_per_topic([i for i, _ in ranked], asked, lexicon))
             ranked = [(i, score) for i, score in ranked if i in latest]
         ids = [i for i, _ in ranked] + self._second_hop(state, query, asked, lexicon, ranked)
         ids = self._fit(state, ids, budget)
-        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids), support=support)
+        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids), support=support,
+                        source="retrieved")
 
     def _best_sentences(self, state: DocumentState, vector: torch.Tensor, asked: list[str], lexicon: Lexicon,
                         ids: list[int]) -> list[tuple[int, float]]:
