@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MemGPTError
-from .chains import HOP2_ANCHORS, asks_current_state, bridge_terms, latest_per_topic, linked
+from .chains import HOP2_ANCHORS, asks_current_state, bridge_terms, latest_per_topic, linked, object_trail
 from .lexical import Lexicon
 from ..model.engine import Engine
 from .base import Evidence, Memory, DocumentState, register
@@ -166,6 +166,10 @@ class RetrievalMemory(Memory):
             ids = [s for i in chosen for s in range(bounds[i], bounds[i + 1])]
             return Evidence("\n...\n".join(texts[i] for i in chosen), state.index.spans(ids), source="retrieved")
         lexicon = self._lexicon(state, "sentences", [plain(t) for t in state.index.texts])
+        trail = object_trail(query, state.index.texts, lexicon)
+        if trail:  # where a thing is or was: the sentences that follow it through whoever carried it
+            return Evidence(" ".join(plain(state.index.texts[i]) for i in trail), state.index.spans(trail),
+                            source="retrieved")
         cited = self._references(state)  # a bibliography cites, it does not say
         ranked = self._best_sentences(state, vector, asked, lexicon,
                                       [s for i in chosen for s in range(bounds[i], bounds[i + 1]) if s not in cited])
@@ -233,7 +237,8 @@ class RetrievalMemory(Memory):
 
     @staticmethod
     def _lexicon(state: DocumentState, name: str, texts: list[str]) -> Lexicon:
-        """The lexicon of the document's sentences or chunks (built once per state)."""
+        """The lexicon of the document's sentences or chunks (built once per state; the sentences' is the
+        one the index search uses)."""
         key = f"lexicon_{name}"
         lexicon = state.work.get(key)
         if lexicon is None or len(lexicon) != len(texts):
