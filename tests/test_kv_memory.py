@@ -387,7 +387,7 @@ def test_token_offsets_follow_the_text_through_characters_cut_between_tokens(tok
 
 
 def test_kv_evidence_is_the_sentences_under_what_its_attention_read(tokenizer):
-    from memgpt.memories.kv.sentences import read_ranges, sentences_in, voted_blocks
+    from memgpt.memories.kv.sentences import read_ranges, retrieved_blocks, sentences_in
 
     engine = tiny_engine(tokenizer)
     state = read(DOC, "kv", engine, kv=SMALL_KV)
@@ -401,11 +401,11 @@ def test_kv_evidence_is_the_sentences_under_what_its_attention_read(tokenizer):
     assert ids == sorted(ids) and all(DOC[s.start : s.end] == s.text for s in found.spans)
     store.track = True  # the same question retrieves the same blocks: the evidence is exactly their sentences
     memory._continue(state, "\n\nQuestion: Where did the owl sit?", 32)
-    ranges = read_ranges(store, SMALL_KV.top_blocks)
-    assert len(voted_blocks(store, SMALL_KV.top_blocks)) == SMALL_KV.top_blocks
+    ranges = read_ranges(store)
+    assert len(retrieved_blocks(store)) >= SMALL_KV.top_blocks
     store.track = False
     assert ids == sentences_in(state.index, ends, ranges)
-    assert 0 < len(ids) < len(state.index) // 2  # sinks, two blocks and the local window: a part of the document
+    assert 0 < len(ids) < len(state.index)  # sinks, the retrieved blocks and the local window: a part of the document
     answer = memory.answer(state, ["Where did the owl sit?"], 6)[0]
     assert answer.evidence_source == "kv-blocks"
     assert answer.quote is None or answer.quote.start in [state.index.starts[i] for i in ids]

@@ -95,14 +95,14 @@ class KVMemory(Memory):
 
     def evidence(self, state: DocumentState, query: str | None, budget: int, max_new_tokens: int = 32) -> Evidence:
         """The answer decoded over the keys and values (`Evidence.free`), and the document sentences under
-        the token ranges that decoding attended to: the blocks its layers retrieved (the `top_blocks` most
-        voted), the sinks and the local window (none for a memory file without token offsets)."""
+        the token ranges that decoding attended to: every block a layer retrieved, the sinks and the local
+        window (none for a memory file without token offsets)."""
         store = self.store(state)
         store.track = True
         store.reset_stats()
         try:
             free = self._continue(state, f"\n\nQuestion: {query}", max_new_tokens)
-            ranges = read_ranges(store, store.settings.top_blocks)
+            ranges = read_ranges(store)
         finally:
             store.track = False
             store.reset_stats()

@@ -9,7 +9,6 @@ that are not the document's, such as the chat frame before it, end at 0).
 from __future__ import annotations
 
 import bisect
-from collections import Counter
 
 from ...io.spans import DocumentIndex
 from .store import KVStore
@@ -38,20 +37,20 @@ def char_ends(tokenizer, ids: list[int], base: int) -> list[int]:
     return ends
 
 
-def voted_blocks(store: KVStore, top: int) -> list[int]:
-    """The `top` blocks retrieved by the most layers during the tracked session (ties: the earlier block)."""
-    votes: Counter[int] = Counter()
-    for chosen in store.retrieved.values():
-        votes.update({b for step in chosen for b in step})
-    return sorted(votes, key=lambda b: (-votes[b], b))[:top]
+def retrieved_blocks(store: KVStore) -> list[int]:
+    """Every block some layer retrieved during the tracked session (the question and its answer tokens),
+    in document order. (The few blocks retrieved by the most layers, or those that received the most
+    attention, missed a pass key's block that the answer was read from: the first block after the sinks
+    draws attention as the sinks do.)"""
+    return sorted({b for chosen in store.retrieved.values() for step in chosen for b in step})
 
 
-def read_ranges(store: KVStore, top: int) -> list[tuple[int, int]]:
-    """Token ranges `[a, b)` the question's attention read: sinks, its voted blocks, the local window."""
+def read_ranges(store: KVStore) -> list[tuple[int, int]]:
+    """Token ranges `[a, b)` the question's attention read: sinks, its retrieved blocks, the local window."""
     layer = store.layers[0]
     B = store.settings.block_tokens
     ranges = [(0, layer.sink_k.shape[1])]
-    ranges += [(int(layer.block_pos[b]), int(layer.block_pos[b]) + B) for b in voted_blocks(store, top)]
+    ranges += [(int(layer.block_pos[b]), int(layer.block_pos[b]) + B) for b in retrieved_blocks(store)]
     ranges.append((layer.local_start, layer.tokens))
     return ranges
 
