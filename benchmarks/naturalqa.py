@@ -511,7 +511,7 @@ BABI_README = {"qa1": {"4k": [90, 20], "16k": [95, 20]}, "qa2": {"4k": [100, 20]
                "qa5": {"4k": [65, 20], "16k": [33, 3]}, "absent": {"4k": [100, 20], "16k": [100, 20]}}
 
 
-def run_babi(lengths: list[str], samples: int, work: Path, out: Path) -> None:
+def run_babi(lengths: list[str], samples: int, work: Path, out: Path, tasks: tuple[str, ...] = BABI_TASKS) -> None:
     """bAbI qa1-qa5 and `absent` (memgpt.eval.suite, test-split speeches, seed 0, 16 new tokens) with the
     retrieval memory of this checkout, cell by cell (a finished cell's file is kept: resumable); the
     README's table (the old code) beside it."""
@@ -524,7 +524,7 @@ def run_babi(lengths: list[str], samples: int, work: Path, out: Path) -> None:
     folder = work / "babi"
     commit = code_commit(ROOT)
     for length in lengths:
-        for task in BABI_TASKS:
+        for task in tasks:
             stem = folder / "retrieval" / f"{task}_{length}.json"
             if stem.exists() and json.loads(stem.read_text())["samples"] == samples:
                 continue
@@ -567,6 +567,7 @@ def main() -> None:
     ap.add_argument("--rerun", default="", help="systems whose cache is moved aside first (their code changed)")
     ap.add_argument("--babi", action="store_true", help="run bAbI qa1-qa5 + absent instead (retrieval, this checkout)")
     ap.add_argument("--babi-samples", type=int, default=10)
+    ap.add_argument("--babi-tasks", default=",".join(BABI_TASKS), help="with --babi: the tasks to run (the table shows every cell run)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--jobs", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
@@ -580,7 +581,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.babi:
         run_babi(args.lengths.split(","), args.babi_samples, args.work_dir,
-                 args.out if args.out != RESULTS / "naturalqa.json" else RESULTS / "naturalqa_babi.json")
+                 args.out if args.out != RESULTS / "naturalqa.json" else RESULTS / "naturalqa_babi.json",
+                 tuple(t for t in args.babi_tasks.split(",") if t))
         return
     systems = [s for s in args.systems.split(",") if s]
     if bad := [s for s in systems if s not in SYSTEMS]:

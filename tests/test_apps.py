@@ -58,6 +58,49 @@ def test_read_save_load_answer_identically(engine, tmp_path, kind):
     assert ask(path, question[0], engine=engine, max_new_tokens=4) == answers[0]
 
 
+EXPECTED_SOURCE = {"retrieval": "retrieved", "window-first": "window", "window-last": "window", "none": "window",
+                   "text": "notes", "latent": "latent"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_answers_from_what_it_holds_and_says_so(engine, kind):
+    """Without the index a kind answers from its own evidence; notes and vectors are no document text, so
+    their answers quote nothing. With the index such a kind's evidence is the index search's, and says so."""
+    state = read(DOC, kind, engine)
+    question = "Where did the owl sit?"
+    off = ask(state, question, engine=engine, max_new_tokens=4)
+    assert off.evidence_source == EXPECTED_SOURCE[kind] and off.to_dict()["evidence_source"] == off.evidence_source
+    if kind in ("text", "latent"):
+        assert off.quote is None and off.citations == []
+    on = ask(state, question, engine=engine, max_new_tokens=4, use_index=True)
+    assert on.evidence_source == ("index" if kind in ("text", "latent") else off.evidence_source)
+    for answer in (off, on):
+        for span in [answer.quote] * (answer.quote is not None) + answer.citations:  # document sentences, verbatim
+            assert DOC[span.start : span.end] == span.text
+    if kind == "window-first":  # its window's sentences only: none from past it
+        window_end = len(engine.tokenizer.decode(state.tensors["ids"].tolist()))
+        assert all(c.end <= window_end for c in off.citations)
+
+
+def test_the_index_search_asks_with_the_questions_terms_only():
+    from memgpt.io.spans import DocumentIndex, Span
+    from memgpt.memories.index_search import search
+
+    texts = ["The ferry left at dawn.", "Gulls followed the ferry.", "The harbour master slept.", "Rain fell."]
+    index, start = DocumentIndex(), 0
+    for t in texts:
+        index.add([Span(start, start + len(t), t)])
+        start += len(t) + 1
+    found = search(index, "When did the ferry leave?", {})
+    assert [s.text for s in found] == texts[:2]  # by terms, in document order
+    assert search(index, "Who painted the mural?", {}) == []  # no term shared: nothing
+
+
+def test_use_index_must_be_a_bool(engine):
+    with pytest.raises(MemGPTError, match="use_index"):
+        ask(DOC, "Where did the owl sit?", engine=engine, use_index="yes")
+
+
 def test_window_baselines_keep_first_last_and_last_segment(engine):
     ids = engine.tokenizer(DOC, add_special_tokens=False)["input_ids"]
     first, last, none = (read(DOC, k, engine) for k in ("window-first", "window-last", "none"))

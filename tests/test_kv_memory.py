@@ -372,3 +372,40 @@ def test_real_model_finds_a_passkey_among_numbers_beyond_its_local_window(real_e
     assert state.tokens_read > 2000 and state.work["store"].layers[0].num_blocks > 25
     answer = make_memory("kv", real_engine, kv=kv).answer(state, ["What is the pass key?"], 12)[0]
     assert "68231" in answer.text and "68231" in answer.quote.text
+
+
+def test_token_offsets_follow_the_text_through_characters_cut_between_tokens(tokenizer):
+    from memgpt.memories.kv.sentences import char_ends
+
+    text = "Café naïve — 北京的冬天很冷。 Two  spaces\n\nand a new paragraph. 🙂 done."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ends = char_ends(tokenizer, ids, 10)
+    assert ends[-1] == 10 + len(text) and ends == sorted(ends)
+    for k in range(len(ids)):  # every token ends where the decoded prefix does (or inside a character, before it)
+        prefix = tokenizer.decode(ids[: k + 1])
+        assert ends[k] - 10 == len(prefix.rstrip("\ufffd")) or ends[k] - 10 <= len(prefix)
+
+
+def test_kv_evidence_is_the_sentences_under_what_its_attention_read(tokenizer):
+    from memgpt.memories.kv.sentences import read_ranges, retrieved_blocks, sentences_in
+
+    engine = tiny_engine(tokenizer)
+    state = read(DOC, "kv", engine, kv=SMALL_KV)
+    memory = make_memory("kv", engine)
+    ends = memory.token_ends(state)
+    store = state.work["store"]
+    assert len(ends) == store.tokens and ends[-1] == state.index.ends[-1]  # every token has its offset
+    found = memory.evidence(state, "Where did the owl sit?", 400)
+    assert found.source == "kv-blocks" and found.free is not None
+    ids = [state.index.starts.index(s.start) for s in found.spans]
+    assert ids == sorted(ids) and all(DOC[s.start : s.end] == s.text for s in found.spans)
+    store.track = True  # the same question retrieves the same blocks: the evidence is exactly their sentences
+    memory._continue(state, "\n\nQuestion: Where did the owl sit?", 32)
+    ranges = read_ranges(store)
+    assert len(retrieved_blocks(store)) >= SMALL_KV.top_blocks
+    store.track = False
+    assert ids == sentences_in(state.index, ends, ranges)
+    assert 0 < len(ids) < len(state.index)  # sinks, the retrieved blocks and the local window: a part of the document
+    answer = memory.answer(state, ["Where did the owl sit?"], 6)[0]
+    assert answer.evidence_source == "kv-blocks"
+    assert answer.quote is None or answer.quote.start in [state.index.starts[i] for i in ids]

@@ -120,11 +120,14 @@ def summarize(source: str | None, max_length: int | None, fmt: str, extractive: 
 @click.option("--max-new-tokens", type=click.IntRange(1, 512), default=32, show_default=True)
 @click.option("--cite", is_flag=True, help="Print every sentence that bears on each answer, not only the one it rests on.")
 @click.option("--quiet", is_flag=True, help="Print the answers alone, without the sentence each rests on.")
+@click.option("--index/--no-index", "use_index", default=False, show_default=True,
+              help="Let a memory that holds no document sentences (text, latent) search the document's sentence "
+                   "index for its evidence; --json says where each answer's evidence came from.")
 @_document_options
 @_engine_options
-def ask(source: str | None, questions: tuple[str, ...], memory: str | None, max_new_tokens: int, text: str | None,
-        max_input_mb: float, progress: bool, as_json: bool, cite: bool, quiet: bool, model_name: str, dtype: str,
-        window: int, verbose: bool) -> None:
+def ask(source: str | None, questions: tuple[str, ...], memory: str | None, max_new_tokens: int, use_index: bool,
+        text: str | None, max_input_mb: float, progress: bool, as_json: bool, cite: bool, quiet: bool, model_name: str,
+        dtype: str, window: int, verbose: bool) -> None:
     """Answer QUESTIONS about SOURCE (a file, - for stdin, or a memory file), reading it once; with --text
     DOC, every argument is a question. Under each answer: the document sentence it rests on, as
     [start-end] text (character offsets), or "The document does not say." when it holds no answer."""
@@ -138,7 +141,8 @@ def ask(source: str | None, questions: tuple[str, ...], memory: str | None, max_
     start = time.perf_counter()
     engine = _engine(model_name, dtype, window, verbose)
     answers = ask_app(doc, list(questions), memory=memory, engine=engine,
-                      max_new_tokens=max_new_tokens, progress=progress, max_bytes=int(max_input_mb * (1 << 20)))
+                      max_new_tokens=max_new_tokens, progress=progress, max_bytes=int(max_input_mb * (1 << 20)),
+                      use_index=use_index)
     pairs = [{"question": q, **a.to_dict()} for q, a in zip(questions, answers)]
     _emit(as_json, "\n".join(_answer_lines(a, cite, quiet) for a in answers),
           {"answers": pairs, "seconds": round(time.perf_counter() - start, 2), "dtype": engine.dtype_name})

@@ -19,8 +19,8 @@ import torch
 
 from .abstention import NOT_IN_DOCUMENT
 from .answering import grounded_answer, reader_prompt
+from .index_search import search as search_index
 from ..errors import MemGPTError
-from ..text.words import terms, terms_all
 from .files import read_state_file, read_state_meta, write_state_file
 from ..model.engine import Engine
 from ..model.identity import backbone_name
@@ -47,10 +47,13 @@ class DocumentState:
 @dataclass
 class Evidence:
     """What a memory puts in front of the reader: the text, and the document sentences it is made of
-    (empty when the text is not the document's own, e.g. notes or raw tokens)."""
+    (empty when the text is not the document's own, e.g. notes or raw tokens); `source` names where
+    they come from (`EVIDENCE_SOURCES`)."""
 
     text: str
     spans: list[Span] = field(default_factory=list)
+    source: str = "window"
+    free: str | None = None  # the free answer, when the kind makes it while finding its evidence (kv)
     support: float | None = None  # how strongly the best retrieved sentence matches the question
     abstain: bool = False  # nothing in the document supports an answer: say so instead of guessing
 
@@ -58,12 +61,15 @@ class Evidence:
 @dataclass
 class Answer:
     """An answer, the document sentence it rests on (`quote`, verbatim with its offsets; None when the
-    memory declined), the evidence sentences that bear on the question, and whether it abstained."""
+    memory declined or answered from what is not the document's text, e.g. its notes), the evidence
+    sentences that bear on the question, whether it abstained, and where its evidence came from
+    (`evidence_source`, one of `EVIDENCE_SOURCES`)."""
 
     text: str
     citations: list[Span] = field(default_factory=list)
     abstained: bool = False
     quote: Span | None = None
+    evidence_source: str | None = None
 
     def __str__(self) -> str:
         return self.text
@@ -71,7 +77,13 @@ class Answer:
     def to_dict(self) -> dict:
         return {"answer": self.text, "abstained": self.abstained,
                 "quote": self.quote.to_dict() if self.quote else None,
-                "citations": [c.to_dict() for c in self.citations]}
+                "citations": [c.to_dict() for c in self.citations], "evidence_source": self.evidence_source}
+
+
+# where an answer's evidence came from: the sentences a retrieval memory retrieved, those under the kv
+# blocks its attention retrieved, those inside a window, a text memory's notes, the latent memory's
+# vectors (no text), the whole document (it fitted the window), or a search of the sentence index
+EVIDENCE_SOURCES = ("retrieved", "kv-blocks", "window", "notes", "latent", "document", "index")
 
 
 class Memory(ABC):
@@ -80,6 +92,7 @@ class Memory(ABC):
     kind: ClassVar[str]
     segment_tokens: int = 1024
     keeps_index: ClassVar[bool] = True  # its memory files keep the document's sentences (citations)
+    evidence_source: ClassVar[str] = "window"  # what its evidence is (`EVIDENCE_SOURCES`)
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -124,27 +137,44 @@ class Memory(ABC):
         """The text this memory puts in front of a question (`query`) or a summary request (None),
         at most `budget` tokens."""
 
-    def evidence(self, state: DocumentState, query: str | None, budget: int) -> Evidence:
-        """`context` with the document sentences it quotes (none, unless the kind keeps them)."""
-        return Evidence(self.context(state, query, budget))
+    def evidence(self, state: DocumentState, query: str | None, budget: int, max_new_tokens: int = 32) -> Evidence:
+        """`context` with the document sentences it quotes (none, unless the kind keeps them);
+        `max_new_tokens`: for a kind that answers while it finds its evidence (kv)."""
+        return Evidence(self.context(state, query, budget), source=self.evidence_source)
 
-    def answer(self, state: DocumentState, questions: list[str], max_new_tokens: int = 32) -> list[Answer]:
-        """Answers through the one grounded path (`memgpt.memories.answering`): this kind's evidence and
-        free answer, verified against document sentences, else a span of them, else an abstention."""
+    def answer(self, state: DocumentState, questions: list[str], max_new_tokens: int = 32,
+               use_index: bool = False) -> list[Answer]:
+        """Answers through the one grounded path (`memgpt.memories.answering`) from what this kind holds:
+        its evidence and free answer, verified against its evidence sentences, else a span of them, else an
+        abstention. A kind whose evidence is no document sentence (notes, vectors) answers from its own
+        text with no quote; with `use_index` it is checked against the sentences of the document index
+        that a search for the question's terms finds instead (`evidence_source="index"`)."""
         budget = self.engine.window - ANSWER_RESERVE - max_new_tokens
         answers = []
         for q in questions:
-            found = self.evidence(state, q, budget)
+            found = self.evidence(state, q, budget, max_new_tokens)
             if found.abstain:
-                answers.append(Answer(NOT_IN_DOCUMENT, [], abstained=True))
+                answers.append(Answer(NOT_IN_DOCUMENT, [], abstained=True, evidence_source=found.source))
                 continue
-            free = self.free_answer(state, found, q, max_new_tokens)
-            spans = found.spans
-            if not spans and state.index is not None:  # the reader saw no document sentences: check against the index
-                texts = state.index.texts
-                spans = state.index.spans(index_sentences(texts, q, free))
-            answers.append(grounded(self.engine, q, spans, free))
+            free = found.free if found.free is not None else self.free_answer(state, found, q, max_new_tokens)
+            if found.spans:
+                answers.append(grounded(self.engine, q, found.spans, free, found.source))
+            elif use_index and state.index is not None:
+                answers.append(grounded(self.engine, q, search_index(state.index, q, state.work), free, "index"))
+            else:
+                answers.append(self.unquoted_answer(q, found, free))
         return answers
+
+    def unquoted_answer(self, question: str, found: Evidence, free: str) -> Answer:
+        """An answer from evidence that is not the document's text (notes): the grounded check over the
+        evidence's own lines, so nothing the evidence lacks is answered, and no quote (none is a
+        document sentence)."""
+        lines = [line.strip(" -*\t") for line in found.text.splitlines()]
+        lines = [Span(-1, -1, line) for line in lines if line]
+        if not lines:
+            return Answer(NOT_IN_DOCUMENT, [], abstained=True, evidence_source=found.source)
+        g = grounded_answer(self.engine, question, lines, free)
+        return Answer(g.text, [], abstained=g.quote is None, quote=None, evidence_source=found.source)
 
     def free_answer(self, state: DocumentState, found: Evidence, question: str, max_new_tokens: int) -> str:
         """The model's own short answer (greedy) from this kind's evidence: a candidate for the check."""
@@ -155,23 +185,16 @@ class Memory(ABC):
         return summarize_text(self.engine, self.context(state, None, budget), max_length)
 
 
-def index_sentences(texts: list[str], question: str, free: str | None, k: int = 6) -> list[int]:
-    """The `k` sentences of the document index sharing most content lemmas with the question and the free
-    answer, in order (for a kind whose reader saw no document sentences)."""
-    query = set(terms(question + " " + (free or "")))
-    scored = sorted(((len(set(t) & query), i) for i, t in enumerate(terms_all(texts))), reverse=True)
-    return sorted(i for s, i in scored[:k] if s > 0)
-
-
 def answer_from(engine: Engine, context: str, question: str, max_new_tokens: int) -> str:
     """The model's free answer to `question` from `context` (greedy), with a started reply."""
     return clean(engine.chat(reader_prompt(question, context), max_new_tokens, prefix="Answer:"))
 
 
-def grounded(engine: Engine, question: str, evidence: list[Span], free: str | None) -> Answer:
-    """`grounded_answer` as an Answer: verified or chosen from `evidence`, or the abstention phrase."""
+def grounded(engine: Engine, question: str, evidence: list[Span], free: str | None, source: str) -> Answer:
+    """`grounded_answer` as an Answer: verified or chosen from `evidence` (which came from `source`), or
+    the abstention phrase."""
     g = grounded_answer(engine, question, evidence, free)
-    return Answer(g.text, g.cited, abstained=g.quote is None, quote=g.quote)
+    return Answer(g.text, g.cited, abstained=g.quote is None, quote=g.quote, evidence_source=source)
 
 
 SUMMARY_TOKENS = (8, 1024)  # the summary lengths (tokens) every summarizer accepts

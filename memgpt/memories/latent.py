@@ -49,6 +49,7 @@ def memory_fingerprint(model: MemGPTForCausalLM) -> str:
 @register
 class LatentMemory(Memory):
     kind = "latent"
+    evidence_source = "latent"
     segment_tokens = SEGMENT_TOKENS
 
     def new_state(self) -> DocumentState:

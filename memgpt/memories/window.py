@@ -33,13 +33,13 @@ class _Window(Memory):
         ids = ids[:budget] if self.keep == "first" else ids[max(0, len(ids) - budget) :]
         return self.engine.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def evidence(self, state: DocumentState, query: str | None, budget: int) -> Evidence:
+    def evidence(self, state: DocumentState, query: str | None, budget: int, max_new_tokens: int = 32) -> Evidence:
         """The window's text, and the document sentences wholly inside it (what the reader saw)."""
         text = self.context(state, query, budget)
         seen = plain(text)
         index = state.index
         ids = [i for i in range(len(index)) if plain(index.texts[i]) in seen] if index is not None and seen else []
-        return Evidence(text, index.spans(ids) if ids else [])
+        return Evidence(text, index.spans(ids) if ids else [], source="window")
 
     @classmethod
     def validate(cls, state: DocumentState, path: str | Path) -> None:

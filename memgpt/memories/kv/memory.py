@@ -2,7 +2,9 @@
 (`memgpt.memories.kv`). Needs no training and no other model; works with RoPE (Llama-family) backbones.
 
 The document is read inside a one-turn chat frame: system prompt + "Text: " + the document, and each
-question continues it ("Question: ...", then the assistant's "Answer:"), decoded over the memory.
+question continues it ("Question: ...", then the assistant's "Answer:"), decoded over the memory. The
+answer's evidence is the document sentences under what that decoding attended to (`sentences`): the
+blocks its layers retrieved, the sink tokens and the local window.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import torch
 from ...errors import MemGPTError
 from . import KVSettings, KVStore, decode, prefill
 from .file import map_tensors, save_store, store_from_tensors
+from .sentences import char_ends, read_ranges, sentences_in
 from ..files import FORMAT_VERSION
 from ...model.engine import SYSTEM, Engine
 from ...model.identity import check_fingerprint, fingerprint
 from ..base import DocumentState, Evidence, Memory, clean, register, summary_words, trim_to_sentence
 
 MARK = "\x00"
+TOKEN_ENDS = "kv.token_ends"  # the document offset after each token of the store (`sentences`)
 
 
 def chat_frame(engine: Engine) -> tuple[str, str]:
@@ -63,10 +67,21 @@ class KVMemory(Memory):
 
     def _update(self, state: DocumentState, segment: list[int]) -> None:
         store = self.store(state)
+        ends = self.token_ends(state)
+        ends += char_ends(self.engine.tokenizer, list(segment), ends[-1] if ends else 0)
         if store.tokens == 0:
             head, _ = chat_frame(self.engine)
-            segment = self.engine.tokenizer(head, add_special_tokens=False)["input_ids"] + list(segment)
+            head_ids = self.engine.tokenizer(head, add_special_tokens=False)["input_ids"]
+            ends[:0] = [0] * len(head_ids)
+            segment = head_ids + list(segment)
         prefill(self.engine.backbone, store, segment)
+
+    def token_ends(self, state: DocumentState) -> list[int]:
+        """The document offset after each token read (a list, grown while reading; [] for a file without it)."""
+        if "token_ends" not in state.work:
+            saved = state.tensors.get(TOKEN_ENDS)
+            state.work["token_ends"] = saved.tolist() if saved is not None else []
+        return state.work["token_ends"]
 
     def context(self, state: DocumentState, query: str | None, budget: int) -> str:
         return ""  # the document lives in the keys and values, not in the prompt
@@ -78,9 +93,22 @@ class KVMemory(Memory):
         out = decode(self.engine.backbone, self.store(state), ids, max_new_tokens, eos=tok.eos_token_id)
         return clean(tok.decode(out, skip_special_tokens=True))
 
-    def free_answer(self, state: DocumentState, found: Evidence, question: str, max_new_tokens: int) -> str:
-        """The answer decoded over the keys and values (checked against the document's sentences after)."""
-        return self._continue(state, f"\n\nQuestion: {question}", max_new_tokens)
+    def evidence(self, state: DocumentState, query: str | None, budget: int, max_new_tokens: int = 32) -> Evidence:
+        """The answer decoded over the keys and values (`Evidence.free`), and the document sentences under
+        the token ranges that decoding attended to: every block a layer retrieved, the sinks and the local
+        window (none for a memory file without token offsets)."""
+        store = self.store(state)
+        store.track = True
+        store.reset_stats()
+        try:
+            free = self._continue(state, f"\n\nQuestion: {query}", max_new_tokens)
+            ranges = read_ranges(store)
+        finally:
+            store.track = False
+            store.reset_stats()
+        ends = self.token_ends(state)
+        ids = sentences_in(state.index, ends, ranges) if state.index is not None and ends else []
+        return Evidence("", state.index.spans(ids) if ids else [], source="kv-blocks", free=free)
 
     def summarize(self, state: DocumentState, max_length: int) -> str:
         return trim_to_sentence(self._continue(state, f"\n\nSummarize the text above in at most {summary_words(max_length)} words.",
@@ -94,7 +122,9 @@ class KVMemory(Memory):
         if store is None:  # a loaded state never used: its store is built over its own tensors
             store = store_from_tensors(state.tensors, KVSettings.from_info(state.info), _layers(state.tensors, path), str(path))
         meta = {"format": "memgpt-memory", "format_version": FORMAT_VERSION, "kind": cls.kind, **metadata}
-        return save_store(path, store, meta, extra)
+        ends = state.work.get("token_ends")
+        ends = torch.tensor(ends, dtype=torch.int64) if ends is not None else state.tensors.get(TOKEN_ENDS)
+        return save_store(path, store, meta, {**extra, **({TOKEN_ENDS: ends} if ends is not None and len(ends) else {})})
 
     @classmethod
     def load_tensors(cls, path: str | Path) -> dict[str, torch.Tensor]:
@@ -113,7 +143,8 @@ class KVMemory(Memory):
         check_fingerprint(path, state.info.get("fingerprint"), current, f"{path} holds keys and values of another "
                           f"backbone (fingerprint {state.info.get('fingerprint')}, this one {current})")
         layers = self.engine.backbone.config.get_text_config().num_hidden_layers
-        if _layers(state.tensors, path) != layers:
+        live = state.work.get("store")
+        if (len(live.layers) if live is not None else _layers(state.tensors, path)) != layers:
             raise MemGPTError(f"{path} has {_layers(state.tensors, path)} layers of memory, this backbone {layers}")
 
 
