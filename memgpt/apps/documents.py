@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..errors import MemGPTError
 from ..model.generation import check_text
+from ..io.formats import load_document
 from ..io.streaming import check_path, iter_segments, iter_text, iter_tokens
 
 DEFAULT_MAX_BYTES = 64 << 20  # ~16M tokens: hours of reading on a CPU; raise it on purpose
@@ -39,6 +40,10 @@ def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bo
     else:
         if not is_stdin(source):
             check_path(source)
+        loaded = None if is_stdin(source) else load_document(source, max_bytes)
+        if loaded is not None:  # PDF, HTML, DOCX, EPUB, Markdown: their text, checked as a string
+            yield from text_chunks(loaded.text, max_bytes, progress)
+            return
         size = None if is_stdin(source) else source.stat().st_size
         chunks = iter_text(source, chunk_bytes=1 << 12)  # small chunks: the bar follows the reading
     if size is not None and size > max_bytes:

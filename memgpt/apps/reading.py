@@ -11,7 +11,9 @@ from ..errors import MemGPTError
 from .documents import DEFAULT_MAX_BYTES, Source, token_segments
 from ..model.engine import Engine, get_engine
 from ..memories.base import ANSWER_RESERVE, Memory, DocumentState, load_state, make_memory
+from ..io.formats import load_document
 from ..io.spans import SentenceSplitter
+from ..io.streaming import check_path
 from ..memories.kv.store import KVSettings
 
 # Each app's default memory kind, chosen by benchmarks/apps.py (see the README's results). summarize reads
@@ -68,6 +70,12 @@ def _read(source: Source, kind: str, engine: Engine, progress: bool, max_bytes: 
     state = reader.new_state()
     splitter = SentenceSplitter()
     state.work["indexed"] = True  # the index follows the original text (memories need not split decoded tokens)
+    if isinstance(source, Path) and str(source) != "-":
+        check_path(source)
+        loaded = load_document(source, max_bytes)
+        if loaded is not None:  # a formatted document: read its extracted text, cite its pages and headings
+            source = loaded.text
+            state.index.source = loaded.map
 
     def index(chunk: str) -> None:
         state.index.add(splitter.feed(chunk))

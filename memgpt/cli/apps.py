@@ -67,7 +67,8 @@ def _engine(model_name: str, dtype: str, window: int, verbose: bool = False):
 
 def _cited(spans) -> str:
     """Citations as indented lines under an answer or a summary sentence: [start-end] the sentence."""
-    return "".join(f"\n    [{s.start}-{s.end}] {' '.join(s.text.split())}" for s in spans)
+    return "".join(f"\n    [{s.start}-{s.end}{'; ' + s.where() if s.where() else ''}] {' '.join(s.text.split())}"
+                   for s in spans)
 
 
 def _emit(as_json: bool, text: str, info: dict[str, Any]) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import pysbd
 import torch
 
+from .formats.sourcemap import Heading, SourceMap
+
 # pysbd finds sentence ends inside a paragraph (abbreviations, initials, decimals); paragraphs end at
 # a blank line, and CJK text ends a sentence at its full stops, which pysbd's English rules do not know
 HARD_END = re.compile(r"\n\s*\n|(?<=[。！？])")
@@ -27,9 +29,20 @@ class Span:
     start: int
     end: int
     text: str
+    page: int | None = None  # 1-based page of `start` (PDF)
+    heading: str | None = None  # heading path above `start` ("Part > Chapter"), where the document has headings
 
     def to_dict(self) -> dict[str, int | str]:
-        return {"start": self.start, "end": self.end, "text": self.text}
+        out: dict[str, int | str] = {"start": self.start, "end": self.end, "text": self.text}
+        if self.page is not None:
+            out["page"] = self.page
+        if self.heading is not None:
+            out["heading"] = self.heading
+        return out
+
+    def where(self) -> str:
+        """"p. 3", "Part > Chapter", both, or "" for plain text."""
+        return ", ".join(x for x in (f"p. {self.page}" if self.page is not None else None, self.heading) if x)
 
 
 def plain(text: str) -> str:
@@ -153,6 +166,7 @@ class DocumentIndex:
     starts: list[int] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    source: SourceMap | None = None  # pages and headings of a formatted document (PDF, HTML, ...)
 
     def add(self, spans: list[Span]) -> None:
         for s in spans:
@@ -164,7 +178,15 @@ class DocumentIndex:
         return len(self.texts)
 
     def span(self, i: int) -> Span:
-        return Span(self.starts[i], self.ends[i], self.texts[i])
+        start = self.starts[i]
+        if self.source is None:
+            return Span(start, self.ends[i], self.texts[i])
+        return Span(start, self.ends[i], self.texts[i], self.source.page(start), self.source.heading_path(start))
+
+    @property
+    def headings(self) -> list[Heading]:
+        """The document's own headings (offset, level, title) in order; [] for plain text."""
+        return list(self.source.headings) if self.source is not None else []
 
     def spans(self, ids: list[int]) -> list[Span]:
         return [self.span(i) for i in ids]
@@ -173,7 +195,8 @@ class DocumentIndex:
         encoded = [t.encode("utf-8") for t in self.texts]
         lengths = torch.tensor([0] + [len(b) for b in encoded], dtype=torch.int64)
         blob = b"".join(encoded)
-        return {
+        extra = self.source.to_tensors() if self.source is not None else {}
+        return extra | {
             "doc.starts": torch.tensor(self.starts, dtype=torch.int64),
             "doc.ends": torch.tensor(self.ends, dtype=torch.int64),
             "doc.bytes": torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else torch.zeros(0, dtype=torch.uint8),
@@ -199,4 +222,4 @@ class DocumentIndex:
             texts = [raw[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
         except UnicodeDecodeError:
             return None
-        return cls(starts.tolist(), ends.tolist(), texts)
+        return cls(starts.tolist(), ends.tolist(), texts, SourceMap.from_tensors(tensors))
