@@ -152,6 +152,8 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
                 data = data.replace(b"?>", b'?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>', 1)
             w.writestr(info, data)
     out["entities"] = tmp_path / "xxe.docx"
+    (tmp_path / "bomb.html").write_text("<html><body>" + "<div>" * 100_000 + "x" + "</div>" * 100_000 + "</body></html>")
+    out["nested deeper"] = tmp_path / "bomb.html"
     return out
 
 
@@ -171,7 +173,7 @@ def test_bad_files_one_line_exit_2(tmp_path, capsys):
 @pytest.mark.parametrize("maker,where", [(make_pdf, "p. 3"), (make_docx, None), (make_epub, "Bridge")])
 def test_ask_cites_page_or_heading_default_model(tmp_path, capsys, maker, where):
     path = maker(tmp_path / f"a.{maker.__name__[5:]}")
-    question = "Who rebuilt the bridge?" if where in ("p. 3", "Bridge") else "Where did the ferry go?"
+    question = "Who rebuilt the bridge?" if where in ("p. 3", "Bridge") else "What did the ferry carry?"
     r = run_in_process(capsys, "ask", str(path), question, "--json", "--no-progress")
     assert r.returncode == 0, r.stderr
     cites = json.loads(r.stdout.strip().splitlines()[-1])
