@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from memgpt.io.atomic import write_text_atomic
 
+    commit = code_commit(ROOT)  # the code measured, before anything changes meanwhile
     pages = page_texts(args.pages)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{fmt}: {r['hits']}/{r['questions']} (answer {r['answer_right']:.0%}, citation {r['cite_right']:.0%}) "
                   f"in {r['seconds']:.0f} s", flush=True)
         cost = [extraction_cost(folder, int(n)) for n in args.cost_pages.split(",") if n]
-    payload = {"date": datetime.date.today().isoformat(), "commit": code_commit(ROOT), "cpu": cpu_model(),
+    payload = {"date": datetime.date.today().isoformat(), "commit": commit, "cpu": cpu_model(),
                "command": "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
                "pages": args.pages, "memory": "default (retrieval)", "model": "default (SmolLM2-135M-Instruct)",
                "asked": results, "extraction": cost}
