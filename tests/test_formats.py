@@ -184,3 +184,18 @@ def test_ask_cites_page_or_heading_default_model(tmp_path, capsys, maker, where)
         assert '"heading": "Bridge"' in text
     else:
         assert '"heading": "Ferry > Timetable"' in text
+
+
+def test_an_uploads_extension_decides_where_content_does_not(tmp_path):
+    """A file saved under another name (a server's upload) is read by the extension it was sent with."""
+    from memgpt.io.formats import SourceMap, detect
+
+    saved = tmp_path / ".upload.tmp"
+    saved.write_text("# Mill\n\nQuinces grew here.\n")
+    assert detect(saved) is None and detect(saved, ".md") == "markdown" and detect(saved, ".HTML") == "html"
+    loaded = load_document(saved, MB, ".md")
+    assert loaded.map.heading_path(loaded.text.index("Quinces")) == "Mill"
+    assert SourceMap.from_dict(json.loads(json.dumps(loaded.map.to_dict()))) == loaded.map
+    assert SourceMap.from_dict({"format": "pdf"}) is None
+    saved.write_bytes(make_pdf(tmp_path / "a.pdf").read_bytes())
+    assert detect(saved, ".md") == "pdf"  # content first
