@@ -156,3 +156,29 @@ def test_bad_uploads_are_one_line_400s(server, tmp_path):
         assert str(server.data) not in message and ".upload" not in message, message
     assert server.request("GET", "/v1/memories")[1]["data"] == []
     assert not [p for p in (server.data / "documents").iterdir()]  # nothing of a refused upload is kept
+
+
+def test_pages_survive_a_restart(tmp_path):
+    """A tiny backbone: the map is in the memory file, so after a `kill -9` and a restart every citation
+    of a PDF memory still names its page."""
+    import signal
+
+    from server_process import tiny_backbone
+
+    args = ("--model", str(tiny_backbone(tmp_path / "tiny")), "--dtype", "fp32", "--data-dir", str(tmp_path / "data"))
+    server = start_server(tmp_path, *args)
+    try:
+        created = upload(server, "upload.pdf", pdf_bytes()).json()
+        assert server.wait_memory(created["id"])["status"] == "ready"
+    finally:
+        server.stop(signal.SIGKILL)
+    server = start_server(tmp_path, *args)
+    try:
+        reply = server.request("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": QUESTION}],
+                                                                 "memory": created["id"], "max_tokens": 4})
+        assert reply[0] == 200, reply
+        citations = reply[1].get("citations") or []
+        assert citations and all(c["page"] in (1, 2, 3) for c in citations), reply[1]
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log.read_text()
