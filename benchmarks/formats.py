@@ -6,8 +6,9 @@
     answer holds the gold and the answer's quote (else its first citation) is on the fact's page.
 (b) The same facts as DOCX, EPUB and HTML, one heading ("Chapter N") per fact's section; a hit: the
     gold in the answer and the quote under the fact's heading.
-(c) Seconds to `load_document` a --cost-pages PDF beside seconds to `read()` its extracted text into the
-    default memory, both as seconds per 100 pages.
+(c) Seconds to `load_document` a --cost-pages PDF (filler of distinct sentences: the memory embeds a
+    repeated sentence once) beside seconds to `read()` its extracted text into the default memory, both
+    as seconds per 100 pages.
 
     nice -n 10 python benchmarks/formats.py                      # all of it (about 10-20 min on a CPU)
     python benchmarks/formats.py --formats pdf --pages 10 --cost-pages 20 --out /tmp/f.json   # a quick look
@@ -132,13 +133,31 @@ FILLER = [
 ]
 
 
-def page_texts(pages: int, seed: int = 0) -> list[tuple[list[str], int]]:
-    """Each page's paragraphs of filler with its fact planted among them: (paragraphs, fact index)."""
+# fragments of the extraction-cost documents' sentences: the retrieval memory embeds each distinct
+# sentence once (a cache), so a cost measured on repeated filler would be too low
+WHO = ["The baker", "A fisherman", "The schoolteacher", "An old farmer", "The postman", "A young nurse", "The carpenter",
+       "A retired sailor", "The shopkeeper", "A visiting painter", "The station porter", "A student"]
+DID = ["walked past", "stopped beside", "painted", "talked about", "waited near", "repaired", "photographed",
+       "swept the path by", "sat on the steps of", "looked for", "closed the gate of", "remembered"]
+WHAT = ["the chapel", "the grain store", "the ticket office", "the tannery", "the allotments", "the library steps",
+        "the cattle market", "the rope works", "the weir", "the customs house", "the sawmill", "the orchard wall"]
+WHEN = ["early on Monday", "after the storm", "in the late afternoon", "before the shops opened", "during the fair",
+        "on a cold evening", "at the end of the harvest", "while it was raining", "the day after the wedding",
+        "in the spring", "around midday", "on the way home"]
+HOW = ["and nobody thought much of it", "as the church bell rang", "while the gulls circled overhead",
+       "before heading back", "and then went on", "with a dog close behind", "humming an old tune",
+       "without saying a word", "as the light faded", "and waved to a neighbour"]
+
+
+def page_texts(pages: int, seed: int = 0, varied: bool = False) -> list[tuple[list[str], int]]:
+    """Each page's paragraphs of filler with its fact planted among them: (paragraphs, fact index);
+    `varied`: filler sentences made from fragments (almost all distinct) instead of the FILLER pool."""
     rng = random.Random(seed)
     out = []
     for page in range(pages):
         fact = page % len(FACTS)
-        sentences = rng.sample(FILLER, 12)
+        sentences = ([" ".join(rng.choice(part) for part in (WHO, DID, WHAT, WHEN, HOW)) + "." for _ in range(12)]
+                     if varied else rng.sample(FILLER, 12))
         sentences.insert(rng.randrange(2, 11), FACTS[fact][0])
         paragraphs = [" ".join(sentences[i : i + 4]) for i in range(0, len(sentences), 4)]
         out.append((paragraphs, fact))
@@ -237,7 +256,7 @@ def extraction_cost(folder: Path, pages: int) -> dict:
     from memgpt.io.formats import load_document
 
     path = folder / f"cost-{pages}.pdf"
-    make_pdf(path, page_texts(pages, seed=pages))
+    make_pdf(path, page_texts(pages, seed=pages, varied=True))
     start = time.perf_counter()
     loaded = load_document(path, DEFAULT_MAX_BYTES)
     extract = time.perf_counter() - start
