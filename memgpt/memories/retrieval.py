@@ -168,8 +168,7 @@ class RetrievalMemory(Memory):
         lexicon = self._lexicon(state, "sentences", [plain(t) for t in state.index.texts])
         trail = object_trail(query, state.index.texts, lexicon)
         if trail:  # where a thing is or was: the sentences that follow it through whoever carried it
-            spans = [Span(state.index.starts[i] + a, state.index.starts[i] + b, state.index.texts[i][a:b])
-                     for i, a, b in trail]
+            spans = [state.index.part(i, a, b) for i, a, b in trail]
             return Evidence(" ".join(plain(s.text) for s in spans), spans, source="retrieved")
         cited = self._references(state)  # a bibliography cites, it does not say
         ranked = self._best_sentences(state, vector, asked, lexicon,
