@@ -122,6 +122,7 @@ def test_index_map_survives_tensors(tmp_path):
     index = DocumentIndex([0], [5], [loaded.text[:5]], loaded.map)
     back = DocumentIndex.from_tensors(index.to_tensors())
     assert back.source == loaded.map and back.span(0).page == 1
+    assert back.part(0, 1, 4) == type(back.span(0))(1, 4, loaded.text[1:4], 1, None)  # part of a sentence: page kept
     old = {k: v for k, v in index.to_tensors().items() if k.startswith("doc.")}
     assert DocumentIndex.from_tensors(old).source is None  # files from before maps still load
 
@@ -184,3 +185,18 @@ def test_ask_cites_page_or_heading_default_model(tmp_path, capsys, maker, where)
         assert '"heading": "Bridge"' in text
     else:
         assert '"heading": "Ferry > Timetable"' in text
+
+
+def test_an_uploads_extension_decides_where_content_does_not(tmp_path):
+    """A file saved under another name (a server's upload) is read by the extension it was sent with."""
+    from memgpt.io.formats import SourceMap, detect
+
+    saved = tmp_path / ".upload.tmp"
+    saved.write_text("# Mill\n\nQuinces grew here.\n")
+    assert detect(saved) is None and detect(saved, ".md") == "markdown" and detect(saved, ".HTML") == "html"
+    loaded = load_document(saved, MB, ".md")
+    assert loaded.map.heading_path(loaded.text.index("Quinces")) == "Mill"
+    assert SourceMap.from_dict(json.loads(json.dumps(loaded.map.to_dict()))) == loaded.map
+    assert SourceMap.from_dict({"format": "pdf"}) is None
+    saved.write_bytes(make_pdf(tmp_path / "a.pdf").read_bytes())
+    assert detect(saved, ".md") == "pdf"  # content first

@@ -29,8 +29,11 @@ def is_stdin(source: Source) -> bool:
     return isinstance(source, Path) and str(source) == "-"
 
 
-def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bool = False) -> Iterator[str]:
-    """UTF-8 text chunks of `source`; refuses empty, binary, invalid UTF-8 and over-long input."""
+def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bool = False, *,
+                formats: bool = True) -> Iterator[str]:
+    """UTF-8 text chunks of `source`; refuses empty, binary, invalid UTF-8 and over-long input. A file in
+    a known format (PDF, HTML, ...) gives its extracted text, unless `formats` is False (a file that is
+    already the text, e.g. a server's extracted copy)."""
     if isinstance(source, str):
         chunks: Iterator[str] = (source[i : i + (1 << 12)] for i in range(0, len(source), 1 << 12))
         size: int | None = len(source.encode("utf-8", errors="surrogatepass"))
@@ -40,7 +43,7 @@ def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bo
     else:
         if not is_stdin(source):
             check_path(source)
-        loaded = None if is_stdin(source) else load_document(source, max_bytes)
+        loaded = None if is_stdin(source) or not formats else load_document(source, max_bytes)
         if loaded is not None:  # PDF, HTML, DOCX, EPUB, Markdown: their text, checked as a string
             yield from text_chunks(loaded.text, max_bytes, progress)
             return
@@ -71,10 +74,11 @@ def text_chunks(source: Source, max_bytes: int = DEFAULT_MAX_BYTES, progress: bo
 
 
 def token_segments(tokenizer, source: Source, segment_tokens: int, max_bytes: int = DEFAULT_MAX_BYTES,
-                   progress: bool = False, on_text: Callable[[str], None] | None = None) -> Iterator[list[int]]:
+                   progress: bool = False, on_text: Callable[[str], None] | None = None, *,
+                   formats: bool = True) -> Iterator[list[int]]:
     """Token-id segments of exactly `segment_tokens` (the last may be shorter), streamed; `on_text`
-    sees every text chunk (in order) before it is tokenized."""
-    chunks = text_chunks(source, max_bytes, progress)
+    sees every text chunk (in order) before it is tokenized; `formats` as in `text_chunks`."""
+    chunks = text_chunks(source, max_bytes, progress, formats=formats)
     if on_text is not None:
         chunks = _tapped(chunks, on_text)
     pieces = iter_tokens(tokenizer, chunks)

@@ -39,7 +39,7 @@ def write_text_atomic(path: Path, text: str, before_rename: Callable[[], None] |
     `before_rename` runs once the data is on disk, before it replaces `path` (a test hook)."""
     fd, tmp = temp_beside(path)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:  # the bytes readers decode, on any locale
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

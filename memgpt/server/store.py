@@ -2,7 +2,9 @@
 
     DATA_DIR/memories/<id>.json   the record: kind, status (queued|reading|ready|failed), progress
     DATA_DIR/memories/<id>.mem    the memory file, written once the reading is complete
-    DATA_DIR/documents/<id>.txt   the document as uploaded (the reading restarts from it after a crash)
+    DATA_DIR/documents/<id>.txt   the document's text: as uploaded, or extracted from a PDF, DOCX, EPUB,
+                                  HTML or Markdown upload (the reading restarts from it after a crash)
+    DATA_DIR/documents/<id>.map.json  a formatted upload's source map (pages, headings), for citations
     DATA_DIR/locks/<id>.lock      flock()ed by the server reading the memory
 
 Every file is written atomically (memgpt.io.atomic: a temporary `.<name>.<random>[.tmp]` beside it, then
@@ -37,6 +39,8 @@ from ..model.engine import Engine
 from ..memories.base import KINDS, Memory, DocumentState, load_state, make_memory
 from ..apps.reading import DEFAULT_KIND, write_memory_file
 from ..io.atomic import temp_beside, write_text_atomic
+from ..io.formats import SourceMap, load_document
+from ..io.spans import SentenceSplitter
 from ..errors import MemGPTError
 from ..model.generation import check_text
 from .errors import APIError, clip
@@ -62,6 +66,7 @@ class Job:
     segments: Iterator[list[int]] | None = None
     reader: Memory | None = None
     state: DocumentState | None = None
+    splitter: SentenceSplitter | None = None
     saved_at: float = field(default=0.0)
 
 
@@ -99,6 +104,9 @@ class MemoryStore:
     def document_path(self, memory_id: str) -> Path:
         return self.documents / f"{memory_id}.txt"
 
+    def map_path(self, memory_id: str) -> Path:
+        return self.documents / f"{memory_id}.map.json"
+
     def lock_path(self, memory_id: str) -> Path:
         return self.locks / f"{memory_id}.lock"
 
@@ -108,20 +116,34 @@ class MemoryStore:
             check_text(text, "the text")
         except MemGPTError as e:
             raise APIError(400, str(e), param="text") from None
-        return self._create(kind, name, lambda path: write_text_atomic(path, text))
+        return self._create(kind, name, lambda memory_id: write_text_atomic(self.document_path(memory_id), text))
 
-    def create_from_file(self, upload: IO[bytes], kind: str | None, name: str | None) -> dict[str, Any]:
-        def save(path: Path) -> None:
-            fd, tmp = temp_beside(path)
+    def create_from_file(self, upload: IO[bytes], kind: str | None, name: str | None,
+                         filename: str | None = None) -> dict[str, Any]:
+        """A memory of an uploaded file: plain text as it is; a PDF, DOCX, EPUB, HTML or Markdown file (known
+        by its content, else by `filename`'s extension) as its extracted text, its pages and headings kept
+        for citations. `filename` is only looked at for its extension, never used as a path."""
+        suffix = Path(filename).suffix if filename else ""
+
+        def save(memory_id: str) -> str:
+            document = self.document_path(memory_id)
+            fd, tmp = temp_beside(document, ".upload")
             try:
                 with os.fdopen(fd, "wb") as out:
                     shutil.copyfileobj(upload, out, 1 << 20)
                     out.flush()
                     os.fsync(out.fileno())
-                os.replace(tmp, path)
-            except BaseException:
+                loaded = load_document(Path(tmp), self.max_bytes, suffix)
+                if loaded is None:
+                    os.replace(tmp, document)
+                    return "text"
+                for _ in text_chunks(loaded.text, self.max_bytes):  # the extracted text checked as text is
+                    pass
+                write_text_atomic(self.map_path(memory_id), json.dumps(loaded.map.to_dict()))
+                write_text_atomic(document, loaded.text)
+                return loaded.map.format
+            finally:
                 Path(tmp).unlink(missing_ok=True)
-                raise
 
         return self._create(kind, name, save)
 
@@ -164,20 +186,24 @@ class MemoryStore:
         assert lock_fd is not None  # a fresh id
         document = self.document_path(memory_id)
         try:
-            save(document)
-            for _ in text_chunks(document, self.max_bytes):  # refuse empty, binary, invalid UTF-8 now
+            fmt = save(memory_id) or "text"
+            for _ in text_chunks(document, self.max_bytes, formats=False):  # refuse empty, binary, invalid UTF-8 now
                 pass
         except MemGPTError as e:
             self._discard(memory_id, lock_fd)
-            raise APIError(400, str(e).replace(str(document), "the document"), param="file") from None
+            raise APIError(400, self._hide_paths(str(e)), param="file") from None
         except BaseException:
             self._discard(memory_id, lock_fd)
             raise
         record = {"id": memory_id, "object": "memory", "name": name, "kind": kind, "status": "queued", "progress": 0.0,
-                  "bytes": document.stat().st_size, "tokens_total": None, "tokens_read": 0, "segments": 0,
+                  "format": fmt, "bytes": document.stat().st_size, "tokens_total": None, "tokens_read": 0, "segments": 0,
                   "created_at": int(time.time()), "finished_at": None, "error": None}
         self._start(Job(record, lock_fd))
         return dict(record)
+
+    def _hide_paths(self, message: str) -> str:
+        """A reading's error message without the store's file names (the upload's temporary copy included)."""
+        return re.sub(re.escape(str(self.documents)) + r"/[^\s:]+", "the document", message)
 
     def _start(self, job: Job) -> None:
         write_text_atomic(self.record_path(job.record["id"]), json.dumps(job.record))
@@ -221,7 +247,7 @@ class MemoryStore:
             if not isinstance(e, MemGPTError):
                 log.exception("reading memory %s failed", memory_id)
             message = str(e) if isinstance(e, MemGPTError) else f"internal error while reading ({type(e).__name__})"
-            job.record.update(status="failed", error={"message": message.replace(str(self.document_path(memory_id)), "the document")},
+            job.record.update(status="failed", error={"message": self._hide_paths(message)},
                               finished_at=int(time.time()))
             self._finish(job, job.record)
         return False
@@ -231,7 +257,7 @@ class MemoryStore:
         record, document = job.record, self.document_path(job.record["id"])
         if job.reader is None:  # first turn
             job.reader = make_memory(record["kind"], self.engine)
-            job.counting = token_segments(self.engine.tokenizer, document, 8192, self.max_bytes)
+            job.counting = token_segments(self.engine.tokenizer, document, 8192, self.max_bytes, formats=False)
             record.update(status="reading", tokens_total=0)
         if job.counting is not None:  # know the total first, so progress means something
             counted = 0
@@ -240,8 +266,13 @@ class MemoryStore:
                 counted += 1
             if counted < COUNT_SEGMENTS_PER_STEP:
                 job.counting = None
-                job.state = job.reader.new_state()
-                job.segments = token_segments(self.engine.tokenizer, document, job.reader.segment_tokens, self.max_bytes)
+                job.state = state = job.reader.new_state()
+                # the index follows the document's text (as `read` does), so citations' offsets are the text's
+                state.work["indexed"] = True
+                state.index.source = self.source_map(record["id"])
+                job.splitter = splitter = SentenceSplitter()
+                job.segments = token_segments(self.engine.tokenizer, document, job.reader.segment_tokens, self.max_bytes,
+                                              on_text=lambda chunk: state.index.add(splitter.feed(chunk)), formats=False)
             self._save_progress(job)
             return True
         segment = next(job.segments, None)
@@ -251,6 +282,7 @@ class MemoryStore:
                           progress=round(min(job.state.tokens_read / max(record["tokens_total"], 1), 0.999), 4))
             self._save_progress(job)
             return True
+        job.state.index.add(job.splitter.close())
         state = job.reader.finish(job.state)
         write_memory_file(self.memory_path(record["id"]), state)  # complete before the record says so
         record.update(status="ready", progress=1.0, tokens_read=state.tokens_read, segments=state.segments,
@@ -327,6 +359,13 @@ class MemoryStore:
         self._states.move_to_end(key)
         return record, self._states[key]
 
+    def source_map(self, memory_id: str) -> SourceMap | None:
+        """The pages and headings of a formatted upload; None for plain text (or a damaged map file)."""
+        try:
+            return SourceMap.from_dict(json.loads(self.map_path(memory_id).read_text()))
+        except (OSError, ValueError):
+            return None
+
     def document_text(self, memory_id: str) -> str:
         """The document of a memory, decoded as its reading decoded it (UTF-8, line ends as they are)."""
         try:
@@ -350,6 +389,7 @@ class MemoryStore:
                 raise not_found(memory_id) from None
         self.memory_path(memory_id).unlink(missing_ok=True)
         self.document_path(memory_id).unlink(missing_ok=True)
+        self.map_path(memory_id).unlink(missing_ok=True)
         self._states = OrderedDict((k, v) for k, v in self._states.items() if k[0] != memory_id)
 
     # -- restarts and shared folders ----------------------------------------------------------------
@@ -362,9 +402,10 @@ class MemoryStore:
             record = self._read_record(path.stem)
             if record is not None and record["status"] in UNFINISHED:
                 adopted += self._adopt(path.stem) is not None
-        for document in self.documents.glob("mem_*.txt"):  # a crash between document and record
-            if not self.record_path(document.stem).exists() and (fd := self._try_lock(document.stem)) is not None:
-                self._discard(document.stem, fd)
+        for memory_id in {p.name.split(".")[0] for p in self.documents.glob("mem_*")}:  # a crash before the record
+            if ID_PATTERN.match(memory_id) and not self.record_path(memory_id).exists() \
+                    and (fd := self._try_lock(memory_id)) is not None:
+                self._discard(memory_id, fd)
         return adopted
 
     def remove_temporary_files(self) -> int:
@@ -427,6 +468,7 @@ class MemoryStore:
 
     def _discard(self, memory_id: str, lock_fd: int) -> None:
         self.document_path(memory_id).unlink(missing_ok=True)
+        self.map_path(memory_id).unlink(missing_ok=True)
         self.lock_path(memory_id).unlink(missing_ok=True)
         os.close(lock_fd)
 

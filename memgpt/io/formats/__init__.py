@@ -13,11 +13,12 @@ from .sourcemap import Heading, Loaded, SourceMap
 __all__ = ["Heading", "Loaded", "SourceMap", "detect", "load_document"]
 
 
-def detect(path: Path) -> str | None:
-    """'pdf', 'docx', 'epub', 'html', 'markdown', or None for plain text."""
+def detect(path: Path, suffix: str | None = None) -> str | None:
+    """'pdf', 'docx', 'epub', 'html', 'markdown', or None for plain text. `suffix` ('.md'): the extension
+    to go by where the content does not decide (default: the path's; an upload's file has another name)."""
     with open(path, "rb") as f:
         head = f.read(1024)
-    suffix = path.suffix.lower()
+    suffix = (path.suffix if suffix is None else suffix).lower()
     if head.startswith(b"%PDF-"):
         return "pdf"
     if head.startswith(b"PK\x03\x04"):
@@ -45,21 +46,27 @@ def detect(path: Path) -> str | None:
     return None
 
 
-def load_document(path: Path, max_bytes: int) -> Loaded | None:
+def load_document(path: Path, max_bytes: int, suffix: str | None = None) -> Loaded | None:
     """The text and source map of a formatted document at `path`, or None for plain text. Refuses a file
-    over `max_bytes` before reading it."""
+    over `max_bytes` before reading it; `suffix` as in `detect`."""
     size = path.stat().st_size
     if size > max_bytes:
         raise MemGPTError(f"{path} is {size / (1 << 20):.1f} MiB, over the {max_bytes / (1 << 20):.0f} MiB input limit "
                           "(raise it with --max-input-mb / max_bytes=)")
-    kind = detect(path)
+    kind = detect(path, suffix)
     if kind is None:
         return None
     from . import docx_text, epub_text, html_text, markdown_text, pdf_text
 
     reader = {"pdf": pdf_text.load, "docx": docx_text.load, "epub": epub_text.load, "html": html_text.load,
               "markdown": markdown_text.load}[kind]
-    loaded = reader(path, max_bytes)
+    try:
+        loaded = reader(path, max_bytes)
+    except MemGPTError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a hostile file can raise anything from a reader library; one line, not a traceback
+        raise MemGPTError(f"{path} is a damaged {kind.upper() if kind != 'markdown' else 'Markdown'} file "
+                          f"({type(e).__name__})") from None
     if not loaded.text.strip():
         raise MemGPTError(f"{path} holds no text")
     return loaded

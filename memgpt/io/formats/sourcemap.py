@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -38,6 +39,21 @@ class SourceMap:
                 path.pop()
             path.append(h)
         return " > ".join(h.title for h in path) or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON: `{"format", "page_starts", "headings": [[start, level, title], ...]}`."""
+        return {"format": self.format, "page_starts": list(self.page_starts),
+                "headings": [[h.start, h.level, h.title] for h in self.headings]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SourceMap | None:
+        """The map saved by `to_dict`; None when malformed."""
+        try:
+            pages = [int(p) for p in data["page_starts"]]
+            headings = [Heading(int(s), int(lv), str(t)) for s, lv, t in data["headings"]]
+            return cls(str(data["format"]), pages, headings)
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         titles = [h.title.encode("utf-8") for h in self.headings]

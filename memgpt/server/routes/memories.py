@@ -34,7 +34,7 @@ async def create_memory(request: Request, ctx: Context = Depends(context)):
             if any(not isinstance(v, str) for v in fields.values()):
                 raise APIError(422, "kind and name must be text fields", "invalid_value")
             record = await run_in_threadpool(ctx.store.create_from_file, upload.file, fields.get("kind") or None,
-                                             fields.get("name"))
+                                             fields.get("name"), upload.filename)
         finally:
             await form.close()
     elif content_type in ("application/json", ""):

@@ -123,7 +123,14 @@ function el(tag, text, className) {
   return node;
 }
 
-function where(cite) { return el("span", " [" + cite.start + "-" + cite.end + "]", "where"); }
+// "[start-end; p. 3, Part > Chapter]": offsets, then the page and heading a formatted document gives.
+function where(cite) {
+  const from = [];
+  if (Number.isInteger(cite.page)) from.push("p. " + cite.page);
+  if (typeof cite.heading === "string" && cite.heading) from.push(cite.heading);
+  const at = cite.start + "-" + cite.end + (from.length ? "; " + from.join(", ") : "");
+  return el("span", " [" + at + "]", "where");
+}
 
 // ---- outline ----------------------------------------------------------------------------------------
 function showOutline(summary) {
