@@ -9,12 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from ..io.spans import Span, plain, reference_entry
 from ..model.engine import Engine
-from ..model.generation import pad_id
+from ..model.scoring import span_logprobs
 from ..text.pipeline import analyse_all, language_of
 from ..text.words import is_content, lemma, number_values, stop_words
 from .abstention import NOT_IN_DOCUMENT, is_abstention
@@ -41,26 +39,6 @@ class Grounded:
 def reader_prompt(question: str, context: str) -> str:
     """The question before and after the text: the best of 9 prompt forms tried with SmolLM2-135M."""
     return f"Question: {question}\n\nText: {context}\n\nQuestion: {question}"
-
-
-@torch.inference_mode()
-def span_logprobs(engine: Engine, prompt_ids: list[int], spans: list[str], batch_size: int = 16) -> list[float]:
-    """Mean log P(span tokens | prompt) of each span, batched (right-padded, so positions are unchanged)."""
-    pad = pad_id(engine.tokenizer) or 0
-    span_ids = [engine.tokenizer(" " + s, add_special_tokens=False)["input_ids"] or [pad] for s in spans]
-    out: list[float] = []
-    for b in range(0, len(span_ids), batch_size):
-        group = span_ids[b : b + batch_size]
-        seqs = [torch.tensor(prompt_ids + s) for s in group]
-        ids = pad_sequence(seqs, batch_first=True, padding_value=pad)  # (B, T)
-        mask = pad_sequence([torch.ones_like(s) for s in seqs], batch_first=True)  # (B, T)
-        logits = engine.backbone(input_ids=ids, attention_mask=mask).logits.float()  # (B, T, V)
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)  # (B, T-1, V): position t predicts token t+1
-        first = len(prompt_ids)
-        for k, s in enumerate(group):
-            picked = logp[k, first - 1 : first - 1 + len(s)].gather(1, torch.tensor(s)[:, None])  # (len(s), 1)
-            out.append(float(picked.mean()))
-    return out
 
 
 def score_candidates(engine: Engine, question: str, context: str, spans: list[str]) -> tuple[list[float], float]:
