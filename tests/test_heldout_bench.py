@@ -39,3 +39,11 @@ def test_scorer_on_its_own_examples():
     assert not heldout.invented("Ragnhild", doc) and not heldout.invented("12 baskets", doc)
     assert heldout.invented("Ingrid", doc) and heldout.invented("15 baskets", doc)
     assert heldout.invented("十二个篮子", "她在市场卖了十二个篮子。") is False and heldout.invented("买了马", "她卖了篮子。")
+
+
+def test_items_are_frozen():
+    """The split is never edited after its first commit: a change means a new split, not this one."""
+    import hashlib
+
+    digest = hashlib.sha256((ROOT / "heldout_items.json").read_bytes()).hexdigest()
+    assert digest == "848323674ad5799a562be70606ce6949b2ab36ca15a809952483a079ac568783"
