@@ -81,3 +81,24 @@ def tiny_backbone(tmp_path_factory):
     AutoModelForCausalLM.from_config(backbone_config("tiny", "llama", len(tok), 1024)).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def write_epub(path, sections: list[tuple[str, str]], title: str = "Book") -> None:
+    """An EPUB (ebooklib) with one chapter per (heading, paragraph), each an <h1> and a <p>, in order."""
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier(title.lower())
+    book.set_title(title)
+    book.set_language("en")
+    chapters = []
+    for i, (heading, body) in enumerate(sections):
+        c = epub.EpubHtml(title=heading, file_name=f"c{i}.xhtml", lang="en")
+        c.content = f"<html><body><h1>{heading}</h1><p>{body}</p></body></html>"
+        book.add_item(c)
+        chapters.append(c)
+    book.toc = chapters
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = chapters
+    epub.write_epub(str(path), book)

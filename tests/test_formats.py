@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import write_epub
 from test_cli import assert_one_line_error, run_in_process
 
 from memgpt.io.formats import load_document
@@ -59,23 +60,7 @@ def make_docx(path: Path) -> Path:
 
 
 def make_epub(path: Path) -> Path:
-    from ebooklib import epub
-
-    book = epub.EpubBook()
-    book.set_identifier("t1")
-    book.set_title("Valley")
-    book.set_language("en")
-    chapters = []
-    for i, (title, body) in enumerate((("Mill", PAGES[0][0]), ("Bridge", PAGES[2][0]))):
-        c = epub.EpubHtml(title=title, file_name=f"c{i}.xhtml", lang="en")
-        c.content = f"<html><body><h1>{title}</h1><p>{body}</p></body></html>"
-        book.add_item(c)
-        chapters.append(c)
-    book.toc = chapters
-    book.add_item(epub.EpubNcx())
-    book.add_item(epub.EpubNav())
-    book.spine = chapters
-    epub.write_epub(str(path), book)
+    write_epub(path, [("Mill", PAGES[0][0]), ("Bridge", PAGES[2][0])], title="Valley")
     return path
 
 

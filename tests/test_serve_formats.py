@@ -10,6 +10,7 @@ import zipfile
 import httpx
 import openai
 import pytest
+from conftest import write_epub
 from server_process import KEY, Server, start_server
 from test_formats import _bad_files
 
@@ -48,23 +49,7 @@ def docx_bytes() -> bytes:
 
 
 def epub_bytes(tmp_path) -> bytes:
-    from ebooklib import epub
-
-    book = epub.EpubBook()
-    book.set_identifier("skarvik")
-    book.set_title("Skarvik")
-    book.set_language("en")
-    chapters = []
-    for i, (title, body) in enumerate(SECTIONS):
-        c = epub.EpubHtml(title=title, file_name=f"c{i}.xhtml", lang="en")
-        c.content = f"<html><body><h1>{title}</h1><p>{body}</p></body></html>"
-        book.add_item(c)
-        chapters.append(c)
-    book.toc = chapters
-    book.add_item(epub.EpubNcx())
-    book.add_item(epub.EpubNav())
-    book.spine = chapters
-    epub.write_epub(str(tmp_path / "book.epub"), book)
+    write_epub(tmp_path / "book.epub", SECTIONS, title="Skarvik")
     return (tmp_path / "book.epub").read_bytes()
 
 
